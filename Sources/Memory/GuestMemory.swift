@@ -145,7 +145,10 @@ public final class GuestMemory: @unchecked Sendable {
 
     /// Copies an array of bytes into guest memory.
     public func write(_ bytes: [UInt8], at address: UInt64) throws(GuestMemoryError) {
-        try bytes.withUnsafeBytes { (raw) throws(GuestMemoryError) in try write(raw, at: address) }
+        let view = try buffer(at: address, length: bytes.count)
+        bytes.withUnsafeBytes { raw in
+            if let source = raw.baseAddress, let destination = view.baseAddress { memmove(destination, source, raw.count) }
+        }
     }
 
     /// Fills a guest range with zeroes.

@@ -1,0 +1,39 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain OS thread (pthread): vCPUs and blocking I/O never run on Swift's cooperative pool.
+final class OSThread: @unchecked Sendable {
+    private final class Body {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
+    private var handle = pthread_t()
+    private var joined = false
+
+    /// Starts `body` on a new thread with the given name (visible in /proc and top).
+    init(name: String, _ body: @escaping @Sendable () -> Void) {
+        let context = Unmanaged.passRetained(Body {
+            _ = name.withCString { prctl(PR_SET_NAME, UInt(bitPattern: $0), 0, 0, 0) }
+            body()
+        }).toOpaque()
+        let result = pthread_create(&handle, nil, { argument in
+            Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        }, context)
+        precondition(result == 0, "pthread_create failed: \(result)")
+    }
+
+    /// Waits for the thread to finish.
+    func join() {
+        guard !joined else { return }
+        joined = true
+        pthread_join(handle, nil)
+    }
+
+    /// Sends `signal` to this thread (used to kick a vCPU out of KVM_RUN).
+    func signal(_ signal: Int32) {
+        if !joined { pthread_kill(handle, signal) }
+    }
+}
