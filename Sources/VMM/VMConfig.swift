@@ -32,6 +32,9 @@ public struct VMConfig: Sendable {
 
     /// Largest vCPU count Vireo accepts (the MP table and APIC ids bound it).
     public static let maxCPUs = 254
+    /// Guest RAM bounds.
+    public static let minimumMemory: UInt64 = 16 << 20
+    public static let maximumMemory: UInt64 = 1 << 40
 }
 
 /// Parses human sizes: `512M`, `1G`, `1.5G` is refused, a bare number means MiB (like QEMU's -m).

@@ -1,1 +1,3 @@
 import VireoCLI
+
+VireoCommand.runMain()

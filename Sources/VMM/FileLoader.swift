@@ -1,0 +1,31 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads user-supplied files (kernel, initrd) with errors that name the file and the problem.
+enum FileLoader {
+    static let maximumSize = 1 << 30
+
+    static func read(_ path: String, what: String) throws(VMMError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .file(path: path, what: "cannot open \(what)", errno: errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .file(path: path, what: "cannot stat \(what)", errno: errno) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw .invalidConfiguration("\(what) \(path) is not a regular file")
+        }
+        let size = Int(info.st_size)
+        guard size > 0 else { throw .boot("\(what) \(path) is empty") }
+        guard size <= maximumSize else { throw .boot("\(what) \(path) is larger than 1 GiB") }
+        var bytes = [UInt8](repeating: 0, count: size)
+        var offset = 0
+        while offset < size {
+            let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + offset, size - offset, off_t(offset)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { throw .file(path: path, what: "cannot read \(what)", errno: count < 0 ? errno : EIO) }
+            offset += count
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import KVM
+import VMM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `vireo run`: boot one VM in the foreground with its serial console on this terminal.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Boot a kernel in a new VM, with its serial console on this terminal.",
+        discussion: """
+        The kernel may be a bzImage, an uncompressed vmlinux ELF, or any ELF with a PVH entry note. \
+        Typing goes to the guest's serial port; Ctrl-C stops the VM. A guest reboot ends the VM \
+        (exit 0), as in Firecracker.
+
+        Example:
+          vireo run --kernel vmlinux --initrd initramfs.cpio --cmdline "console=ttyS0 panic=-1" --cpus 2 --memory 1G
+        """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Kernel image: bzImage, vmlinux ELF or PVH ELF.", valueName: "path"))
+    var kernel: String
+
+    @Option(name: .long, help: ArgumentHelp("Initial ramdisk (cpio archive) loaded next to the kernel.", valueName: "path"))
+    var initrd: String?
+
+    @Option(name: .long, help: ArgumentHelp("Kernel command line.", valueName: "string"))
+    var cmdline: String = "console=ttyS0"
+
+    @Option(name: .long, help: ArgumentHelp("Number of vCPUs (1–\(VMConfig.maxCPUs)).", valueName: "n"))
+    var cpus: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("Guest RAM, e.g. 512M or 2G (a bare number is MiB).", valueName: "size"))
+    var memory: String = "512M"
+
+    @Option(name: .customLong("console-log"), help: ArgumentHelp("Also append the serial console to this file.", valueName: "file"))
+    var consoleLog: String?
+
+    @Flag(name: .customLong("no-console"), help: "Do not print the serial console on stdout (use with --console-log).")
+    var noConsole = false
+
+    @Flag(name: .customLong("no-stdin"), help: "Do not feed stdin to the guest's serial port.")
+    var noStdin = false
+
+    @Option(name: .long, help: ArgumentHelp("Entry protocol: auto, linux (64-bit boot_params) or pvh.", valueName: "protocol"))
+    var boot: String = "auto"
+
+    @Flag(name: .customLong("debug-exit"), help: "Add a QEMU-compatible isa-debug-exit port at 0x501 (write v: exit with (v<<1)|1).")
+    var debugExit = false
+
+    @Flag(name: .shortAndLong, help: "Print host kind, timings and exit counts on stderr.")
+    var verbose = false
+
+    func validate() throws {
+        guard (1...VMConfig.maxCPUs).contains(cpus) else {
+            throw ValidationError("--cpus must be between 1 and \(VMConfig.maxCPUs), got \(cpus)")
+        }
+        guard let bytes = ByteSize.parse(memory) else {
+            throw ValidationError("--memory '\(memory)' is not a size (examples: 512M, 2G)")
+        }
+        guard bytes >= VMConfig.minimumMemory else {
+            throw ValidationError("--memory \(memory) is too small: a VM needs at least \(ByteSize.format(VMConfig.minimumMemory))")
+        }
+        guard bytes <= VMConfig.maximumMemory else {
+            throw ValidationError("--memory \(memory) is too large: the limit is \(ByteSize.format(VMConfig.maximumMemory))")
+        }
+        guard BootProtocol(rawValue: boot) != nil else {
+            throw ValidationError("--boot must be one of auto, linux, pvh; got '\(boot)'")
+        }
+    }
+
+    func run() throws {
+        var config = VMConfig(kernelPath: kernel)
+        config.initrdPath = initrd
+        config.cmdline = cmdline
+        config.cpus = cpus
+        config.memoryBytes = ByteSize.parse(memory)!
+        config.bootProtocol = BootProtocol(rawValue: boot)!
+        config.consoleLogPath = consoleLog
+        config.consoleToStdout = !noConsole
+        config.consoleInputFD = noStdin ? nil : 0
+        config.debugExitPort = debugExit ? 0x501 : nil
+
+        let machine: Machine
+        do {
+            machine = try Machine(config: config)
+        } catch let error as VMMError {
+            throw ValidationError(error.description)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        if verbose {
+            fputs("vireo: host: \(machine.hostKind); \(config.cpus) vCPU(s), \(ByteSize.format(config.memoryBytes)); cmdline: \(machine.commandLine)\n", stderr)
+        }
+        let terminal = RawTerminal(fd: 0)
+        if config.consoleInputFD != nil { terminal.enter() }
+        let outcome = machine.run()
+        terminal.restore()
+        let reason = outcome.reason
+        if verbose {
+            let s = outcome.statistics
+            fputs("vireo: ran \(String(format3(outcome.runSeconds))) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n", stderr)
+        }
+        if reason.exitCode == 0 {
+            if verbose { fputs("vireo: \(reason)\n", stderr) }
+        } else {
+            fputs("vireo: \(reason)\n", stderr)
+        }
+        throw VMExit(code: reason.exitCode)
+    }
+}
+
+/// Formats seconds with three decimals without Foundation.
+func format3(_ value: Double) -> String {
+    let milliseconds = Int((value * 1000).rounded())
+    let fraction = String(milliseconds % 1000)
+    return "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
+}

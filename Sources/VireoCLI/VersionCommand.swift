@@ -1,0 +1,12 @@
+import ArgumentParser
+import KVM
+
+/// `vireo version`: the Vireo version and what this host's KVM is.
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print Vireo's version and the host's KVM kind.")
+
+    func run() throws {
+        print("vireo \(vireoVersion)")
+        print("host: \(HostKind.detect())")
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import Testing
+
+/// The project's Linux test kernel booted under `vireo run`. One boot serves every assertion.
+///
+/// On every host the kernel must boot through to `Run /init as init process`. On hardware hosts
+/// the busybox init then prints its marker with 2 CPUs and reboots (exit 0). On PVM hosts guest
+/// user space cannot make system calls (shared/docs/host-kvm.md), so init dies, the kernel
+/// panics and, with panic=-1, resets: Vireo reports that as a panic (exit 3).
+@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.path("VIREO_KERNEL") != nil || TestEnvironment.requireGuests)),
+       .serialized)
+struct LinuxBootTests {
+    @Test func linuxBootsToInit() throws {
+        let kernel = try #require(TestEnvironment.path("VIREO_KERNEL"), "VIREO_KERNEL is not set: run scripts/test")
+        let initramfs = try #require(TestEnvironment.path("VIREO_INITRAMFS"), "VIREO_INITRAMFS is not set")
+        let hardware = TestEnvironment.host == .hardware
+        let cpus = hardware ? 2 : 1
+        TestEnvironment.log("Linux boot on \(TestEnvironment.host) with \(cpus) vCPU(s)")
+        let started = Date()
+        let guest = try GuestProcess(arguments: [
+            "run", "--kernel", kernel, "--initrd", initramfs, "--memory", "256M", "--cpus", "\(cpus)",
+            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000", "--verbose",
+        ])
+        defer { guest.stop() }
+        let reachedInit = guest.waitForOutput("Run /init as init process", timeout: 400)
+        let bootSeconds = Date().timeIntervalSince(started)
+        #expect(reachedInit, "kernel did not reach init. Output tail: \(guest.output.suffix(3000)) stderr: \(guest.errorOutput)")
+        TestEnvironment.log("reached 'Run /init' after \(Int(bootSeconds)) s")
+        let status = guest.waitForExit(timeout: hardware ? 120 : 300)
+        let output = guest.output
+        #expect(output.contains("Linux version 6.1"))
+        if hardware {
+            #expect(output.contains("VIREO-INIT-OK cpus=2"), "output: \(output.suffix(2000))")
+            #expect(output.contains("smp: Brought up 1 node, 2 CPUs"))
+            #expect(status == 0, "stderr: \(guest.errorOutput)")
+        } else {
+            // init cannot make system calls here: the kernel panics and resets.
+            #expect(output.contains("Kernel panic - not syncing"), "output: \(output.suffix(2000))")
+            #expect(status == 3, "exit status \(String(describing: status)); stderr: \(guest.errorOutput)")
+            #expect(guest.errorOutput.contains("panicked"))
+        }
+    }
+}
