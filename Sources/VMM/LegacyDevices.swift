@@ -14,7 +14,8 @@ final class LegacyDevices: @unchecked Sendable {
     init(vm: VirtualMachine, console: ConsoleOutput, debugExitPort: UInt16?,
          onReset: @escaping @Sendable () -> Void, onDebugExit: @escaping @Sendable (Int32) -> Void) {
         serial = Serial8250(interrupt: IRQLine(vm: vm, gsi: UInt32(Serial8250.com1IRQ)), sink: console)
-        i8042 = I8042(onReset: onReset)
+        // Wiring IRQ 1 lets Linux's atkbd get an immediate 'no keyboard' answer instead of timeouts.
+        i8042 = I8042(onReset: onReset, keyboardInterrupt: IRQLine(vm: vm, gsi: I8042.keyboardIRQ))
         rtc = CMOSRTC()
         self.debugExitPort = debugExitPort
         debugExit = debugExitPort.map { _ in DebugExit(onExit: onDebugExit) }

@@ -12,12 +12,9 @@ final class OSThread: @unchecked Sendable {
     private var handle = pthread_t()
     private var joined = false
 
-    /// Starts `body` on a new thread with the given name (visible in /proc and top).
+    /// Starts `body` on a new thread; `name` documents its role at the call site.
     init(name: String, _ body: @escaping @Sendable () -> Void) {
-        let context = Unmanaged.passRetained(Body {
-            _ = name.withCString { prctl(PR_SET_NAME, UInt(bitPattern: $0), 0, 0, 0) }
-            body()
-        }).toOpaque()
+        let context = Unmanaged.passRetained(Body(body)).toOpaque()
         let result = pthread_create(&handle, nil, { argument in
             Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
             return nil

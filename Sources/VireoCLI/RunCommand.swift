@@ -92,7 +92,7 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("\(error)")
         }
         if verbose {
-            fputs("vireo: host: \(machine.hostKind); \(config.cpus) vCPU(s), \(ByteSize.format(config.memoryBytes)); cmdline: \(machine.commandLine)\n", stderr)
+            printError("vireo: host: \(machine.hostKind); \(config.cpus) vCPU(s), \(ByteSize.format(config.memoryBytes)); cmdline: \(machine.commandLine)\n")
         }
         let terminal = RawTerminal(fd: 0)
         if config.consoleInputFD != nil { terminal.enter() }
@@ -101,12 +101,12 @@ struct RunCommand: ParsableCommand {
         let reason = outcome.reason
         if verbose {
             let s = outcome.statistics
-            fputs("vireo: ran \(String(format3(outcome.runSeconds))) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n", stderr)
+            printError("vireo: ran \(String(format3(outcome.runSeconds))) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n")
         }
         if reason.exitCode == 0 {
-            if verbose { fputs("vireo: \(reason)\n", stderr) }
+            if verbose { printError("vireo: \(reason)\n") }
         } else {
-            fputs("vireo: \(reason)\n", stderr)
+            printError("vireo: \(reason)\n")
         }
         throw VMExit(code: reason.exitCode)
     }

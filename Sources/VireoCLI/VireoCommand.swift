@@ -29,18 +29,18 @@ public struct VireoCommand: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
-            exit(0)
+            Glibc.exit(0)
         } catch let exitRequest as VMExit {
-            exit(exitRequest.code)
+            Glibc.exit(exitRequest.code)
         } catch {
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))
-                exit(0)
+                Glibc.exit(0)
             }
             let message = self.message(for: error)
-            fputs("vireo: \(message.isEmpty ? "\(error)" : message)\n", stderr)
-            exit(2)
+            printError("vireo: \(message.isEmpty ? "\(error)" : message)\n")
+            Glibc.exit(2)
         }
     }
 }
@@ -54,4 +54,10 @@ struct VMExit: Error {
 struct UsageError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Writes a message to stderr unbuffered (stdio's `stderr` global is not concurrency-safe in Swift 6).
+func printError(_ message: String) {
+    var text = message
+    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
 }
