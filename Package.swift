@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "VireoCLI", dependencies: [
             "VMM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "vireo", dependencies: ["VireoCLI"]),
+        .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
         .testTarget(name: "MemoryTests", dependencies: ["Memory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "Memory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory"]),

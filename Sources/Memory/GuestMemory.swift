@@ -157,3 +157,18 @@ public final class GuestMemory: @unchecked Sendable {
         if let base = view.baseAddress { memset(base, 0, count) }
     }
 }
+
+extension GuestMemory {
+    /// Bytes of guest RAM currently resident in host memory (mincore), for overhead accounting.
+    public func residentBytes() -> UInt64 {
+        let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        var total: UInt64 = 0
+        for region in regions {
+            let pages = Int((region.size + pageSize - 1) / pageSize)
+            var vector = [UInt8](repeating: 0, count: pages)
+            guard mincore(region.host, Int(region.size), &vector) == 0 else { continue }
+            total += UInt64(vector.reduce(0) { $0 + Int($1 & 1) }) * pageSize
+        }
+        return total
+    }
+}

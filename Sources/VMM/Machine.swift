@@ -12,6 +12,11 @@ public struct RunOutcome: Sendable {
     public let statistics: ExitStatistics
     /// Wall-clock seconds from the first vCPU start to the stop.
     public let runSeconds: Double
+    /// Peak RSS of the VMM process and the guest RAM resident at the end, in bytes.
+    public let peakRSS: UInt64
+    public let guestResident: UInt64
+    /// Peak RSS minus guest RAM: what the VMM itself costs.
+    public var overhead: UInt64 { peakRSS > guestResident ? peakRSS - guestResident : 0 }
 }
 
 /// One VM assembled from a VMConfig: KVM VM, guest RAM, devices, loaded kernel and vCPUs.
@@ -32,6 +37,8 @@ public final class Machine: @unchecked Sendable {
     let mmioBus = Bus(name: "mmio")
     let console: ConsoleOutput
     let devices: LegacyDevices
+    /// vCPUs whose threads did not leave KVM_RUN after the stop (see `waitForVCPUs`).
+    public private(set) var stuckVCPUs: [UInt32] = []
 
     public init(config: VMConfig) throws(VMMError) {
         self.config = config
@@ -141,11 +148,40 @@ public final class Machine: @unchecked Sendable {
             runners.append(runner)
             threads.append(thread)
         }
-        for thread in threads { thread.join() }
+        let stuck = waitForVCPUs(threads)
         let elapsed = MonotonicClock.now() - start
-        let statistics = runners.reduce(ExitStatistics()) { $0 + $1.statistics }
+        stuckVCPUs = stuck
+        let statistics = runners.enumerated().filter { !stuck.contains(UInt32($0.offset)) }
+            .reduce(ExitStatistics()) { $0 + $1.element.statistics }
         return RunOutcome(reason: control.reason ?? .error("the VM stopped without a reason"),
-                          statistics: statistics, runSeconds: elapsed)
+                          statistics: statistics, runSeconds: elapsed,
+                          peakRSS: peakResidentBytes(), guestResident: memory.residentBytes())
+    }
+}
+
+extension Machine {
+    /// How long vCPU threads get to leave KVM_RUN after a stop before the VMM gives up on them.
+    public static let stopGraceSeconds = 2.0
+
+    /// Joins the vCPU threads; returns the ids of those that did not stop within the grace period
+    /// (a host that does not deliver the kick signal while it emulates guest kernel code).
+    fileprivate func waitForVCPUs(_ threads: [OSThread]) -> [UInt32] {
+        var stopSeen: Double?
+        while true {
+            if threads.allSatisfy(\.isFinished) {
+                for thread in threads { thread.join() }
+                return []
+            }
+            if control.isStopping {
+                let now = MonotonicClock.now()
+                if stopSeen == nil { stopSeen = now }
+                if let stopSeen, now - stopSeen > Machine.stopGraceSeconds {
+                    return threads.enumerated().filter { !$0.element.isFinished }.map { UInt32($0.offset) }
+                }
+                control.kickAll()
+            }
+            usleep(5_000)
+        }
     }
 }
 

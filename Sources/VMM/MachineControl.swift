@@ -44,7 +44,16 @@ public final class MachineControl: @unchecked Sendable {
             return state.vcpus
         }
         stopping.store(true, ordering: .releasing)
-        for target in targets {
+        kick(targets)
+    }
+
+    /// Kicks every vCPU again (a signal may have landed just before a thread entered KVM_RUN).
+    func kickAll() {
+        kick(state.withLock { $0.vcpus })
+    }
+
+    private func kick(_ targets: [(vcpu: VCPU, thread: OSThread?)]) {
+        for target in targets where target.thread?.isFinished != true {
             target.vcpu.setImmediateExit(true)
             target.thread?.signal(kickSignal)
         }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// A plain OS thread (pthread): vCPUs and blocking I/O never run on Swift's cooperative pool.
 final class OSThread: @unchecked Sendable {
@@ -11,10 +12,17 @@ final class OSThread: @unchecked Sendable {
 
     private var handle = pthread_t()
     private var joined = false
+    private let finishedFlag = Atomic<Bool>(false)
+
+    /// True once the thread's body has returned.
+    var isFinished: Bool { finishedFlag.load(ordering: .acquiring) }
 
     /// Starts `body` on a new thread; `name` documents its role at the call site.
     init(name: String, _ body: @escaping @Sendable () -> Void) {
-        let context = Unmanaged.passRetained(Body(body)).toOpaque()
+        let context = Unmanaged.passRetained(Body { [self] in
+            body()
+            finishedFlag.store(true, ordering: .releasing)
+        }).toOpaque()
         let result = pthread_create(&handle, nil, { argument in
             Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
             return nil

@@ -24,10 +24,13 @@ final class VCPURunner: @unchecked Sendable {
 
     /// Runs until the machine stops; records a stop reason for guest-caused ends and errors.
     func run() {
+        let isBoot = vcpu.id == 0
+        if isBoot { Timeline.record(Timeline.firstEntry) }
         while !control.isStopping {
             let result: RunResult
             do {
                 result = try vcpu.runOnce()
+                if isBoot { Timeline.record(Timeline.firstExit) }
             } catch {
                 control.stop(.error("vCPU \(vcpu.id): \(error)"))
                 return

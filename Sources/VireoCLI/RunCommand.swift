@@ -99,9 +99,16 @@ struct RunCommand: ParsableCommand {
         let outcome = machine.run()
         terminal.restore()
         let reason = outcome.reason
+        if !machine.stuckVCPUs.isEmpty {
+            printError("vireo: vCPU(s) \(machine.stuckVCPUs.map(String.init).joined(separator: ", ")) did not leave KVM_RUN within \(Int(Machine.stopGraceSeconds)) s of the stop; exiting anyway\n")
+        }
         if verbose {
             let s = outcome.statistics
-            printError("vireo: ran \(String(format3(outcome.runSeconds))) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n")
+            let milestones = Timeline.milestonesMs
+            printError("vireo: first guest entry \(format3(milestones.firstEntry)) ms, first exit \(format3(milestones.firstExit)) ms after process start\n")
+            printError("vireo: ran \(format3(outcome.runSeconds)) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n")
+            for snapshot in machine.vcpuSnapshots() { printError("vireo: \(snapshot)\n") }
+            printError("vireo: memory: peak RSS \(outcome.peakRSS / 1024) KiB, guest RAM resident \(outcome.guestResident / 1024) KiB, VMM overhead \(outcome.overhead / 1024) KiB\n")
         }
         if reason.exitCode == 0 {
             if verbose { printError("vireo: \(reason)\n") }

@@ -1,3 +1,5 @@
+import VMM
 import VireoCLI
 
+Timeline.markProcessStart()
 VireoCommand.runMain()
