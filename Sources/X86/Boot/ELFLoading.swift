@@ -1,0 +1,44 @@
+import Memory
+
+extension ELFKernel {
+    /// Copies every PT_LOAD segment to its p_paddr and zeroes its bss.
+    ///
+    /// All segments are checked (inside RAM, clear of Vireo's boot structures) before the first
+    /// byte is written, so a refused image leaves guest memory untouched.
+    public func load(_ image: UnsafeRawBufferPointer, into memory: GuestMemory) throws(ELFError) -> LoadedKernel {
+        guard image.count == fileSize else { throw .imageMismatch(parsedSize: fileSize, givenSize: image.count) }
+        for segment in segments {
+            if let problem = KernelPlacement.problem(address: segment.physicalAddress, size: segment.memorySize, memory: memory) {
+                throw .segmentNotLoadable(index: segment.index, address: segment.physicalAddress,
+                                          size: segment.memorySize, problem: problem)
+            }
+        }
+        do {
+            for segment in segments {
+                let fileBytes = UnsafeRawBufferPointer(
+                    rebasing: image[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
+                try memory.write(fileBytes, at: segment.physicalAddress)
+                let bss = segment.memorySize - segment.fileSize
+                if bss > 0 {
+                    try memory.zero(at: segment.physicalAddress + segment.fileSize, count: Int(bss))
+                }
+            }
+        } catch {
+            throw .memory(error)
+        }
+        return LoadedKernel(
+            format: is64Bit ? .elf64 : .elf32,
+            entry64: is64Bit ? entry : nil,
+            pvhEntry: pvhEntry,
+            isLinux: isLinux,
+            range: lowestAddress..<endAddress,
+            setupHeader: nil,
+            commandLineLimit: BootLayout.commandLineMaxSize - 1,
+            initrdAddressMax: nil)
+    }
+
+    /// Loads from an array.
+    public func load(_ image: [UInt8], into memory: GuestMemory) throws(ELFError) -> LoadedKernel {
+        try withBootBytes(image) { (raw) throws(ELFError) in try load(raw, into: memory) }
+    }
+}

@@ -1,0 +1,103 @@
+import KVM
+import Memory
+
+/// The entry protocol used to start a kernel.
+public enum BootProtocol: Equatable, Sendable {
+    /// 64-bit Linux boot protocol: long mode, RSI = zero page.
+    case linux64
+    /// Xen PVH: 32-bit protected mode, EBX = hvm_start_info.
+    case pvh
+}
+
+/// Why `X86Boot.prepare` failed.
+public enum X86BootError: Error, Equatable, Sendable, CustomStringConvertible {
+    case kernel(KernelImageError)
+    case setup(BootSetupError)
+    case protocolUnavailable(BootProtocol)
+
+    public var description: String {
+        switch self {
+        case let .kernel(error): return error.description
+        case let .setup(error): return error.description
+        case .protocolUnavailable(.pvh): return "kernel has no PVH entry (XEN_ELFNOTE_PHYS32_ENTRY note)"
+        case .protocolUnavailable(.linux64): return "kernel has no 64-bit entry (a 32-bit ELF needs a PVH note)"
+        }
+    }
+}
+
+/// The outcome of `X86Boot.prepare`: what was loaded and how to start the boot CPU.
+public struct PreparedBoot: Equatable, Sendable {
+    public var kernel: LoadedKernel
+    public var initrd: Initrd?
+    public var commandLine: BootCommandLine
+    public var bootProtocol: BootProtocol
+    /// The boot CPU's entry point under `bootProtocol`.
+    public var entry: UInt64
+
+    /// Register state for the boot CPU; pass KVM_GET_SREGS's result so APIC base and the like survive.
+    public func cpuState(basedOn current: SpecialRegisters) -> CPUBootState {
+        switch bootProtocol {
+        case .linux64: return .linux64(entry: entry, basedOn: current)
+        case .pvh: return .pvh(entry: UInt32(entry), basedOn: current)
+        }
+    }
+}
+
+/// One-call x86 boot preparation: kernel, initrd, command line, zero page or PVH start info, GDT, page tables, MP table.
+public enum X86Boot {
+    /// Loads everything into `memory`. `bootProtocol` nil picks the 64-bit Linux entry when the image has one, else PVH.
+    /// Application processors need no state here: they start through INIT/SIPI from the guest.
+    public static func prepare(kernel image: UnsafeRawBufferPointer, initrd initrdImage: UnsafeRawBufferPointer?,
+                               commandLine text: String, cpuCount: Int, bootProtocol requested: BootProtocol? = nil,
+                               into memory: GuestMemory) throws(X86BootError) -> PreparedBoot {
+        let loaded: LoadedKernel
+        do {
+            loaded = try KernelImage(parsing: image).load(image, into: memory)
+        } catch {
+            throw .kernel(error)
+        }
+        let chosen = requested ?? (loaded.entry64 != nil ? .linux64 : .pvh)
+        let entry: UInt64
+        switch chosen {
+        case .linux64:
+            guard let entry64 = loaded.entry64 else { throw .protocolUnavailable(.linux64) }
+            entry = entry64
+        case .pvh:
+            guard let pvh = loaded.pvhEntry else { throw .protocolUnavailable(.pvh) }
+            entry = UInt64(pvh)
+        }
+        do {
+            let commandLine = try BootCommandLine.write(text, limit: loaded.commandLineLimit, into: memory)
+            let initrd = try initrdImage.map { (bytes) throws(BootSetupError) in try Initrd.load(bytes, for: loaded, into: memory) }
+            let memoryMap = try E820Map.entries(for: memory)
+            switch chosen {
+            case .linux64:
+                try BootParams(setupHeader: loaded.setupHeader, commandLine: commandLine, initrd: initrd,
+                               memoryMap: memoryMap).write(into: memory)
+            case .pvh:
+                try PVHStartInfo(commandLine: commandLine, initrd: initrd, memoryMap: memoryMap).write(into: memory)
+            }
+            try CPUBootState.writeTables(into: memory)
+            try MPTable(cpuCount: cpuCount).write(into: memory)
+            return PreparedBoot(kernel: loaded, initrd: initrd, commandLine: commandLine, bootProtocol: chosen, entry: entry)
+        } catch {
+            throw .setup(error)
+        }
+    }
+
+    /// Array convenience.
+    public static func prepare(kernel image: [UInt8], initrd initrdImage: [UInt8]?, commandLine text: String,
+                               cpuCount: Int, bootProtocol requested: BootProtocol? = nil,
+                               into memory: GuestMemory) throws(X86BootError) -> PreparedBoot {
+        try withBootBytes(image) { (kernelBytes) throws(X86BootError) -> PreparedBoot in
+            guard let initrdImage else {
+                return try prepare(kernel: kernelBytes, initrd: nil, commandLine: text, cpuCount: cpuCount,
+                                   bootProtocol: requested, into: memory)
+            }
+            return try withBootBytes(initrdImage) { (initrdBytes) throws(X86BootError) -> PreparedBoot in
+                try prepare(kernel: kernelBytes, initrd: initrdBytes, commandLine: text, cpuCount: cpuCount,
+                            bootProtocol: requested, into: memory)
+            }
+        }
+    }
+}
