@@ -112,7 +112,8 @@ public final class Machine: @unchecked Sendable {
                 let vcpu = try vm.createVCPU(id: UInt32(index))
                 let tsc = vcpu.tscKHz()
                 try vcpu.setCPUID(CPUIDPolicy.entries(supported: supported, index: UInt32(index),
-                                                      count: UInt32(config.cpus), tscKHz: tsc))
+                                                      count: UInt32(config.cpus), tscKHz: tsc,
+                                                      hypercallsWork: hostKind != .pvm))
                 for msr in BootMSRs.initial { try? vcpu.setMSRs([msr]) }  // optional ones may be absent
                 if index == 0 {
                     try vcpu.configureLocalInterrupts()

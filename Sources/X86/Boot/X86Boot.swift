@@ -45,7 +45,7 @@ public struct PreparedBoot: Equatable, Sendable {
 
 /// One-call x86 boot preparation: kernel, initrd, command line, zero page or PVH start info, GDT, page tables, MP table.
 public enum X86Boot {
-    /// Loads everything into `memory`. `bootProtocol` nil picks the 64-bit Linux entry when the image has one, else PVH.
+    /// Loads everything into `memory`. `bootProtocol` nil picks `defaultProtocol(for:)`.
     /// Application processors need no state here: they start through INIT/SIPI from the guest.
     public static func prepare(kernel image: UnsafeRawBufferPointer, initrd initrdImage: UnsafeRawBufferPointer?,
                                commandLine text: String, cpuCount: Int, bootProtocol requested: BootProtocol? = nil,
@@ -56,7 +56,7 @@ public enum X86Boot {
         } catch {
             throw .kernel(error)
         }
-        let chosen = requested ?? (loaded.entry64 != nil ? .linux64 : .pvh)
+        let chosen = requested ?? defaultProtocol(for: loaded)
         let entry: UInt64
         switch chosen {
         case .linux64:
@@ -83,6 +83,14 @@ public enum X86Boot {
         } catch {
             throw .setup(error)
         }
+    }
+
+    /// Linux kernels (bzImage, or an ELF with a "Linux" note) take the 64-bit boot protocol; other
+    /// ELFs take PVH when they have the note (their e_entry may be 32-bit code), else e_entry in long mode.
+    public static func defaultProtocol(for loaded: LoadedKernel) -> BootProtocol {
+        if (loaded.format == .bzImage || loaded.isLinux) && loaded.entry64 != nil { return .linux64 }
+        if loaded.pvhEntry != nil { return .pvh }
+        return loaded.entry64 != nil ? .linux64 : .pvh
     }
 
     /// Array convenience.
