@@ -133,7 +133,7 @@ final class VCPURunner: @unchecked Sendable {
                 }
                 try vcpu.injectException(exception)
             case let .unsupported(failure):
-                return .error("vCPU \(vcpu.id): unhandled instruction at RIP 0x\(String(registers.rip, radix: 16)): \(failure)")
+                return .error("vCPU \(vcpu.id): \(failure)")
             }
         } catch {
             return .error("vCPU \(vcpu.id): \(error)")

@@ -42,4 +42,25 @@ struct LinuxBootTests {
             #expect(guest.errorOutput.contains("panicked"))
         }
     }
+
+    /// The same kernel as a bzImage, entered through its 64-bit entry: its decompressor runs and the
+    /// kernel starts with our boot_params (e820, command line, MP table). Stopped once that is shown.
+    @Test func bzImageBootsThroughItsDecompressor() throws {
+        guard let bzImage = TestEnvironment.path("VIREO_BZIMAGE") else {
+            #expect(!TestEnvironment.requireGuests, "VIREO_BZIMAGE is not set")
+            return
+        }
+        let guest = try GuestProcess(arguments: [
+            "run", "--kernel", bzImage, "--memory", "128M", "--cmdline", "console=ttyS0 lpj=1000000 vireo-marker",
+        ])
+        defer { guest.stop() }
+        let started = Date()
+        #expect(guest.waitForOutput("found SMP MP-table", timeout: 300), "output: \(guest.output.suffix(2000)) \(guest.errorOutput)")
+        TestEnvironment.log("bzImage: kernel running after \(Int(Date().timeIntervalSince(started))) s")
+        #expect(guest.output.contains("Linux version 6.1"))
+        #expect(guest.output.contains("Command line: console=ttyS0 lpj=1000000 vireo-marker"))
+        #expect(guest.output.contains("BIOS-e820: [mem 0x0000000000100000-0x0000000007ffffff] usable"))
+        kill(guest.process.processIdentifier, SIGINT)
+        #expect(guest.waitForExit(timeout: 30) == 128 + SIGINT)
+    }
 }
