@@ -48,6 +48,20 @@ public final class VirtualMachine: @unchecked Sendable {
         _ = try check(ckvm_irq_line(fd, irq, level ? 1 : 0), "KVM_IRQ_LINE")
     }
 
+    /// The guest's kvmclock value in nanoseconds (KVM_GET_CLOCK).
+    public func clock() throws(KVMError) -> UInt64 {
+        var data = kvm_clock_data()
+        _ = try check(ckvm_get_clock(fd, &data), "KVM_GET_CLOCK")
+        return data.clock
+    }
+
+    /// Sets the guest's kvmclock (KVM_SET_CLOCK), e.g. so a paused guest does not see the pause.
+    public func setClock(_ nanoseconds: UInt64) throws(KVMError) {
+        var data = kvm_clock_data()
+        data.clock = nanoseconds
+        _ = try check(ckvm_set_clock(fd, &data), "KVM_SET_CLOCK")
+    }
+
     /// Creates vCPU `id` and maps its kvm_run area.
     public func createVCPU(id: UInt32) throws(KVMError) -> VCPU {
         let vcpufd = try check(ckvm_create_vcpu(fd, UInt(id)), "KVM_CREATE_VCPU")

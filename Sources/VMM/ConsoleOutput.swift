@@ -4,7 +4,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// Where the guest's serial console goes: the user's terminal and/or a log file.
+/// Where the guest's serial console goes: the user's terminal, a size-bounded log file, and any
+/// clients attached through the control socket.
 ///
 /// It also watches for the Linux panic banner so a panic followed by a reset is reported as a
 /// panic rather than a clean reboot.
@@ -12,55 +13,92 @@ public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
     private struct State {
         var matched = 0
         var sawPanic = false
+        var logFD: Int32 = -1
+        var logBytes: UInt64 = 0
+        var attached: [Int32] = []
     }
 
     private let terminalFD: Int32?
-    private let logFD: Int32?
+    private let logPath: String?
+    private let logLimit: UInt64?
     private let state = Mutex(State())
     private static let panicBanner = Array("Kernel panic - not syncing".utf8)
 
-    /// `terminalFD` is usually 1 (stdout); `logPath` is opened for append and created if missing.
-    public init(terminalFD: Int32?, logPath: String?) throws(VMMError) {
+    /// `terminalFD` is usually 1 (stdout); `logPath` is opened for append and created if missing;
+    /// past `logLimit` bytes the log is rotated to `<logPath>.1` (one old generation is kept).
+    public init(terminalFD: Int32?, logPath: String?, logLimit: UInt64? = nil) throws(VMMError) {
         self.terminalFD = terminalFD
+        self.logPath = logPath
+        self.logLimit = logLimit
         if let logPath {
             let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw .file(path: logPath, what: "cannot open the console log", errno: errno) }
-            logFD = fd
-        } else {
-            logFD = nil
+            var info = stat()
+            fstat(fd, &info)
+            state.withLock { $0.logFD = fd; $0.logBytes = UInt64(max(0, info.st_size)) }
         }
     }
 
-    deinit { if let logFD { close(logFD) } }
+    deinit {
+        state.withLock { if $0.logFD >= 0 { close($0.logFD) } }
+    }
 
     /// True once the guest printed the kernel panic banner.
     public var sawPanic: Bool { state.withLock { $0.sawPanic } }
 
+    /// Streams console output to `fd` too (a control-socket client) until it fails or is detached.
+    func attach(_ fd: Int32) { state.withLock { $0.attached.append(fd) } }
+
+    func detach(_ fd: Int32) { state.withLock { $0.attached.removeAll { $0 == fd } } }
+
     public func consoleOutput(_ bytes: UnsafeRawBufferPointer) {
-        state.withLock { state in
-            for byte in bytes where !state.sawPanic {
-                let banner = ConsoleOutput.panicBanner
-                if byte == banner[state.matched] {
-                    state.matched += 1
-                    if state.matched == banner.count { state.sawPanic = true }
-                } else {
-                    state.matched = byte == banner[0] ? 1 : 0
-                }
-            }
-        }
         if let terminalFD { ConsoleOutput.writeAll(terminalFD, bytes) }
-        if let logFD { ConsoleOutput.writeAll(logFD, bytes) }
+        state.withLock { state in
+            scanForPanic(bytes, &state)
+            if state.logFD >= 0 {
+                ConsoleOutput.writeAll(state.logFD, bytes)
+                state.logBytes += UInt64(bytes.count)
+                if let logLimit, state.logBytes > logLimit { rotate(&state) }
+            }
+            // A client that cannot take output (gone, or not reading) is dropped, never waited for.
+            state.attached.removeAll { !ConsoleOutput.writeAll($0, bytes, nonBlocking: true) }
+        }
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+    private func scanForPanic(_ bytes: UnsafeRawBufferPointer, _ state: inout State) {
+        let banner = ConsoleOutput.panicBanner
+        for byte in bytes where !state.sawPanic {
+            if byte == banner[state.matched] {
+                state.matched += 1
+                if state.matched == banner.count { state.sawPanic = true }
+            } else {
+                state.matched = byte == banner[0] ? 1 : 0
+            }
+        }
+    }
+
+    private func rotate(_ state: inout State) {
+        guard let logPath else { return }
+        close(state.logFD)
+        rename(logPath, logPath + ".1")
+        state.logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+        state.logBytes = 0
+    }
+
+    /// Writes everything; returns false when the descriptor failed (closed peer, full and non-blocking).
+    @discardableResult
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, nonBlocking: Bool = false) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            let written = nonBlocking
+                ? send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                : write(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if written < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
-                return  // a closed terminal must not stop the VM
+                if errno == EINTR || (!nonBlocking && errno == EAGAIN) { continue }
+                return false  // a closed terminal must not stop the VM
             }
             offset += written
         }
+        return true
     }
 }

@@ -1,4 +1,6 @@
-/// Per-vCPU exit counters; written only by the owning vCPU thread, read after it stops.
+import Synchronization
+
+/// A snapshot of exit counts by kind.
 public struct ExitStatistics: Sendable {
     public var io: UInt64 = 0
     public var mmio: UInt64 = 0
@@ -14,5 +16,29 @@ public struct ExitStatistics: Sendable {
         sum.io += b.io; sum.mmio += b.mmio; sum.emulated += b.emulated; sum.injected += b.injected
         sum.interrupted += b.interrupted; sum.other += b.other
         return sum
+    }
+
+    /// `{"io":1,"mmio":2,…}` for the control socket.
+    var json: String {
+        "{\"io\":\(io),\"mmio\":\(mmio),\"emulated\":\(emulated),\"injected\":\(injected),\"kicks\":\(interrupted),\"other\":\(other)}"
+    }
+}
+
+/// Live per-vCPU exit counters: written by the vCPU thread (relaxed atomics, no contention),
+/// readable at any time by the control socket.
+final class ExitCounters: Sendable {
+    let io = Atomic<UInt64>(0)
+    let mmio = Atomic<UInt64>(0)
+    let emulated = Atomic<UInt64>(0)
+    let injected = Atomic<UInt64>(0)
+    let interrupted = Atomic<UInt64>(0)
+    let other = Atomic<UInt64>(0)
+
+    var snapshot: ExitStatistics {
+        var s = ExitStatistics()
+        s.io = io.load(ordering: .relaxed); s.mmio = mmio.load(ordering: .relaxed)
+        s.emulated = emulated.load(ordering: .relaxed); s.injected = injected.load(ordering: .relaxed)
+        s.interrupted = interrupted.load(ordering: .relaxed); s.other = other.load(ordering: .relaxed)
+        return s
     }
 }

@@ -2,6 +2,7 @@ import Devices
 import KVM
 import Memory
 import X86
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +38,8 @@ public final class Machine: @unchecked Sendable {
     let mmioBus = Bus(name: "mmio")
     let console: ConsoleOutput
     let devices: LegacyDevices
+    let liveRunners = Mutex<[VCPURunner]>([])
+    private let pauseState = Mutex<(paused: Bool, clock: UInt64?)>((false, nil))
     /// vCPUs whose threads did not leave KVM_RUN after the stop (see `waitForVCPUs`).
     public private(set) var stuckVCPUs: [UInt32] = []
 
@@ -72,7 +75,8 @@ public final class Machine: @unchecked Sendable {
             throw .invalidConfiguration("cannot allocate \(ByteSize.format(config.memoryBytes)) of guest memory: \(error)")
         }
 
-        console = try ConsoleOutput(terminalFD: config.consoleToStdout ? 1 : nil, logPath: config.consoleLogPath)
+        console = try ConsoleOutput(terminalFD: config.consoleToStdout ? 1 : nil, logPath: config.consoleLogPath,
+                                    logLimit: config.consoleLogLimit)
 
         do {
             vm = try kvm.createVM()
@@ -133,6 +137,18 @@ public final class Machine: @unchecked Sendable {
     /// Runs the VM until it stops (guest reset, error, signal) and reports why.
     public func run() -> RunOutcome {
         MachineControl.installKickHandler()
+        signal(SIGPIPE, SIG_IGN)  // a vanished console or API client must not kill the VM
+        var server: ControlServer?
+        if let path = config.apiSocketPath {
+            do {
+                server = try ControlServer(path: path, machine: self)
+                server?.start()
+            } catch {
+                return RunOutcome(reason: .error(error.description), statistics: ExitStatistics(), runSeconds: 0,
+                                  peakRSS: peakResidentBytes(), guestResident: 0)
+            }
+        }
+        defer { server?.remove() }
         SignalWatcher.blockStopSignals()
         _ = SignalWatcher.start(control: control)
         if let fd = config.consoleInputFD {
@@ -142,6 +158,7 @@ public final class Machine: @unchecked Sendable {
         let start = MonotonicClock.now()
         var runners: [VCPURunner] = []
         var threads: [OSThread] = []
+        defer { liveRunners.withLock { $0 = [] } }
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
             let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run() }
@@ -149,6 +166,7 @@ public final class Machine: @unchecked Sendable {
             runners.append(runner)
             threads.append(thread)
         }
+        liveRunners.withLock { $0 = runners }
         let stuck = waitForVCPUs(threads)
         let elapsed = MonotonicClock.now() - start
         stuckVCPUs = stuck
@@ -161,6 +179,38 @@ public final class Machine: @unchecked Sendable {
 }
 
 extension Machine {
+    /// "running", "paused" or "stopping".
+    public var stateName: String {
+        if control.isStopping { return "stopping" }
+        return pauseState.withLock { $0.paused } ? "paused" : "running"
+    }
+
+    /// Exit counts of all vCPUs so far.
+    public var liveStatistics: ExitStatistics {
+        liveRunners.withLock { $0.reduce(ExitStatistics()) { $0 + $1.statistics } }
+    }
+
+    /// Parks every vCPU outside KVM_RUN and freezes the guest's kvmclock, so that after `resume()`
+    /// the guest continues where it stopped without seeing the pause as lost time.
+    public func pause() {
+        pauseState.withLock { state in
+            guard !state.paused else { return }
+            control.pause()
+            state.clock = try? vm.clock()
+            state.paused = true
+        }
+    }
+
+    /// Continues a paused VM.
+    public func resume() {
+        pauseState.withLock { state in
+            guard state.paused else { return }
+            if let clock = state.clock { try? vm.setClock(clock) }
+            state.paused = false
+            control.resume()
+        }
+    }
+
     /// How long vCPU threads get to leave KVM_RUN after a stop before the VMM gives up on them.
     public static let stopGraceSeconds = 2.0
 

@@ -19,12 +19,40 @@ public final class MachineControl: @unchecked Sendable {
 
     private let state = Mutex(State())
     private let stopping = Atomic<Bool>(false)
+    private let pausing = Atomic<Bool>(false)
+    /// Where vCPU threads park while the VM is paused.
+    let pauseGate = Gate()
 
     public init() {}
 
     /// True once a stop was requested; vCPU loops check it before every entry.
     @inline(__always)
     public var isStopping: Bool { stopping.load(ordering: .acquiring) }
+
+    /// True while a pause is requested or in effect; vCPU loops park when they see it.
+    @inline(__always)
+    var isPausing: Bool { pausing.load(ordering: .acquiring) }
+
+    /// Number of vCPU threads still running their loop.
+    var liveVCPUCount: Int { state.withLock { $0.vcpus.filter { $0.thread?.isFinished != true }.count } }
+
+    /// Asks every vCPU to leave KVM_RUN and park; returns once all have (or the VM stopped).
+    public func pause() {
+        pauseGate.close()
+        pausing.store(true, ordering: .releasing)
+        kickAll()
+        let deadline = MonotonicClock.now() + 5
+        while pauseGate.parkedCount < liveVCPUCount && !isStopping && MonotonicClock.now() < deadline {
+            kickAll()
+            usleep(1_000)
+        }
+    }
+
+    /// Lets parked vCPUs continue exactly where they stopped.
+    public func resume() {
+        pausing.store(false, ordering: .releasing)
+        pauseGate.open()
+    }
 
     /// The reason recorded by the first `stop`.
     public var reason: StopReason? { state.withLock { $0.reason } }
@@ -45,6 +73,7 @@ public final class MachineControl: @unchecked Sendable {
         }
         stopping.store(true, ordering: .releasing)
         kick(targets)
+        pauseGate.open()  // parked vCPUs must see the stop
     }
 
     /// Kicks every vCPU again (a signal may have landed just before a thread entered KVM_RUN).

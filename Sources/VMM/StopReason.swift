@@ -10,6 +10,8 @@ public enum StopReason: Equatable, Sendable, CustomStringConvertible {
     case debugExit(code: Int32)
     /// The guest triple-faulted.
     case tripleFault
+    /// A stop was requested through the control socket.
+    case requested
     /// Vireo received a signal (SIGINT, SIGTERM, SIGHUP).
     case signal(Int32)
     /// The VMM could not go on: emulation failure, KVM error, bad entry state.
@@ -18,7 +20,7 @@ public enum StopReason: Equatable, Sendable, CustomStringConvertible {
     /// The process exit status for this reason (documented in docs/cli.md).
     public var exitCode: Int32 {
         switch self {
-        case .guestReset, .guestPowerOff: return 0
+        case .guestReset, .guestPowerOff, .requested: return 0
         case .guestPanic: return 3
         case let .debugExit(code): return code
         case .tripleFault, .error: return 1
@@ -33,6 +35,7 @@ public enum StopReason: Equatable, Sendable, CustomStringConvertible {
         case .guestPanic: return "the guest kernel panicked"
         case let .debugExit(code): return "the guest wrote to the debug-exit port (exit code \(code))"
         case .tripleFault: return "the guest triple-faulted (CPU shutdown)"
+        case .requested: return "stopped by request on the API socket"
         case let .signal(number): return "stopped by signal \(number)"
         case let .error(message): return message
         }

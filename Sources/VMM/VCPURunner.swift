@@ -10,7 +10,8 @@ final class VCPURunner: @unchecked Sendable {
     private let mmioBus: Bus
     private let memory: GuestMemory
     private let control: MachineControl
-    private(set) var statistics = ExitStatistics()
+    let counters = ExitCounters()
+    var statistics: ExitStatistics { counters.snapshot }
     /// Set when KVM's exit gave no instruction bytes and we fetched them from guest memory.
     private var fetchBuffer = [UInt8](repeating: 0, count: 15)
 
@@ -37,7 +38,12 @@ final class VCPURunner: @unchecked Sendable {
             }
             switch result {
             case .interrupted, .again:
-                statistics.interrupted += 1
+                counters.interrupted.add(1, ordering: .relaxed)
+                if control.isPausing && !control.isStopping {
+                    control.pauseGate.pass()
+                }
+                // Clear the kick only after checking the flags: a stop sets its flag before kicking.
+                vcpu.setImmediateExit(false)
                 continue
             case .exit:
                 if let reason = vcpu.withExit({ handle($0) }) {
@@ -53,7 +59,7 @@ final class VCPURunner: @unchecked Sendable {
     private func handle(_ exit: VCPUExit) -> StopReason? {
         switch exit {
         case let .io(port, size, count, isWrite, data):
-            statistics.io += 1
+            counters.io.add(1, ordering: .relaxed)
             for index in 0..<count {
                 let slice = UnsafeMutableRawBufferPointer(rebasing: data[(index * size)..<((index + 1) * size)])
                 if isWrite {
@@ -64,7 +70,7 @@ final class VCPURunner: @unchecked Sendable {
             }
             return nil
         case let .mmio(address, isWrite, data):
-            statistics.mmio += 1
+            counters.mmio.add(1, ordering: .relaxed)
             if isWrite {
                 mmioBus.write(address: address, from: UnsafeRawBufferPointer(data))
             } else {
@@ -72,7 +78,7 @@ final class VCPURunner: @unchecked Sendable {
             }
             return nil
         case .halt:
-            statistics.other += 1
+            counters.other.add(1, ordering: .relaxed)
             return nil
         case .shutdown:
             return .tripleFault
@@ -91,7 +97,7 @@ final class VCPURunner: @unchecked Sendable {
         case let .failEntry(reason):
             return .error("vCPU \(vcpu.id): VM entry failed (hardware reason 0x\(String(reason, radix: 16)))")
         case .interrupted:
-            statistics.interrupted += 1
+            counters.interrupted.add(1, ordering: .relaxed)
             return nil
         case let .other(reason):
             return .error("vCPU \(vcpu.id): unexpected KVM exit reason \(reason)")
@@ -121,10 +127,10 @@ final class VCPURunner: @unchecked Sendable {
         do {
             switch outcome {
             case .emulated:
-                statistics.emulated += 1
+                counters.emulated.add(1, ordering: .relaxed)
                 try vcpu.setRegisters(registers)
             case let .inject(exception, faultAddress):
-                statistics.injected += 1
+                counters.injected.add(1, ordering: .relaxed)
                 try vcpu.setRegisters(registers)
                 if let faultAddress {
                     var updated = special

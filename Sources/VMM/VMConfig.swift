@@ -19,6 +19,10 @@ public struct VMConfig: Sendable {
     public var bootProtocol: BootProtocol = .auto
     /// File the serial console is appended to (in addition to the terminal).
     public var consoleLogPath: String?
+    /// Rotate the console log past this many bytes (nil: unbounded).
+    public var consoleLogLimit: UInt64?
+    /// Path of the VMM control socket (`--api-socket`), if any.
+    public var apiSocketPath: String?
     /// Send the console to stdout.
     public var consoleToStdout: Bool = true
     /// File descriptor the serial console reads from (stdin), or nil for no input.

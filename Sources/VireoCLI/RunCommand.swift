@@ -38,6 +38,12 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("console-log"), help: ArgumentHelp("Also append the serial console to this file.", valueName: "file"))
     var consoleLog: String?
 
+    @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate the console log to FILE.1 past this size, e.g. 1M.", valueName: "size"))
+    var consoleLogMax: String?
+
+    @Option(name: .customLong("api-socket"), help: ArgumentHelp("Serve the VM's control socket here (status, pause, resume, stop, kill, console).", valueName: "path"))
+    var apiSocket: String?
+
     @Flag(name: .customLong("no-console"), help: "Do not print the serial console on stdout (use with --console-log).")
     var noConsole = false
 
@@ -66,6 +72,11 @@ struct RunCommand: ParsableCommand {
         guard bytes <= VMConfig.maximumMemory else {
             throw ValidationError("--memory \(memory) is too large: the limit is \(ByteSize.format(VMConfig.maximumMemory))")
         }
+        if let consoleLogMax {
+            guard let bytes = ByteSize.parse(consoleLogMax), bytes >= 4096 else {
+                throw ValidationError("--console-log-max '\(consoleLogMax)' must be a size of at least 4K")
+            }
+        }
         guard BootProtocol(rawValue: boot) != nil else {
             throw ValidationError("--boot must be one of auto, linux, pvh; got '\(boot)'")
         }
@@ -79,6 +90,8 @@ struct RunCommand: ParsableCommand {
         config.memoryBytes = ByteSize.parse(memory)!
         config.bootProtocol = BootProtocol(rawValue: boot)!
         config.consoleLogPath = consoleLog
+        config.consoleLogLimit = consoleLogMax.flatMap(ByteSize.parse)
+        config.apiSocketPath = apiSocket
         config.consoleToStdout = !noConsole
         config.consoleInputFD = noStdin ? nil : 0
         config.debugExitPort = debugExit ? 0x501 : nil

@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The VMM's private control socket (`--api-socket`): one request line, one JSON reply line.
+///
+/// Requests: `status`, `pause`, `resume`, `stop` (clean stop: vCPUs stopped, exit 0), `kill`
+/// (the process ends at once), and `console`, which turns the connection into the guest's serial
+/// console (bytes in go to the UART, console output streams out). A daemon uses it to drive one VM.
+final class ControlServer: @unchecked Sendable {
+    private let path: String
+    private let listenFD: Int32
+    private unowned let machine: Machine
+
+    init(path: String, machine: Machine) throws(VMMError) {
+        self.path = path
+        self.machine = machine
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw .invalidConfiguration("--api-socket path is too long (\(bytes.count) bytes; the limit is 107)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .file(path: path, what: "cannot create the API socket", errno: errno) }
+        unlink(path)  // a stale socket from a crashed VMM
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 16) == 0 else {
+            let error = errno
+            close(fd)
+            throw .file(path: path, what: "cannot listen on the API socket", errno: error)
+        }
+        listenFD = fd
+    }
+
+    /// Serves connections on a thread of its own until the process ends.
+    func start() {
+        _ = OSThread(name: "vireo-api") { [self] in
+            while true {
+                let client = accept(listenFD, nil, nil)
+                if client < 0 {
+                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    return
+                }
+                _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+                _ = OSThread(name: "vireo-api-client") { [self] in serve(client) }
+            }
+        }
+    }
+
+    /// Removes the socket file (the VM is gone).
+    func remove() { unlink(path) }
+
+    private func serve(_ fd: Int32) {
+        var buffer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 512)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            buffer.append(contentsOf: chunk[0..<count])
+            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self).trimmingCharacters(in: "\r")
+                buffer.removeSubrange(...newline)
+                if line == "console" {
+                    reply(fd, "{\"ok\":true,\"console\":true}")
+                    streamConsole(fd, pending: buffer)
+                    close(fd)
+                    return
+                }
+                reply(fd, handle(line))
+                if line == "kill" { kill(getpid(), SIGKILL) }
+            }
+            if buffer.count > 4096 { break }  // no request is that long
+        }
+        close(fd)
+    }
+
+    private func handle(_ command: String) -> String {
+        switch command {
+        case "status":
+            return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json)}"
+        case "pause":
+            machine.pause()
+            return "{\"ok\":true,\"state\":\"\(machine.stateName)\"}"
+        case "resume":
+            machine.resume()
+            return "{\"ok\":true,\"state\":\"\(machine.stateName)\"}"
+        case "stop":
+            machine.control.stop(.requested)
+            return "{\"ok\":true,\"state\":\"stopping\"}"
+        case "kill":
+            return "{\"ok\":true,\"state\":\"killed\"}"
+        default:
+            let safe = String(command.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == " ") ? $0 : "?" })
+            return "{\"ok\":false,\"error\":\"unknown request '\(safe)'; expected status, pause, resume, stop, kill or console\"}"
+        }
+    }
+
+    private func reply(_ fd: Int32, _ text: String) {
+        var line = text + "\n"
+        line.withUTF8 { bytes in _ = ConsoleOutput.writeAll(fd, UnsafeRawBufferPointer(bytes), nonBlocking: false) }
+    }
+
+    /// Bidirectional console: output via ConsoleOutput fan-out, input fed to the UART.
+    private func streamConsole(_ fd: Int32, pending: [UInt8]) {
+        machine.console.attach(fd)
+        defer { machine.console.detach(fd) }
+        let serial = machine.devices.serial
+        func deliver(_ bytes: ArraySlice<UInt8>) {
+            var rest = bytes
+            while !rest.isEmpty && !machine.control.isStopping {
+                let taken = serial.receive(rest)
+                rest = rest.dropFirst(taken)
+                if taken == 0 { usleep(1000) }
+            }
+        }
+        deliver(pending[...])
+        var chunk = [UInt8](repeating: 0, count: 256)
+        while !machine.control.isStopping {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { return }
+            deliver(chunk[0..<count])
+        }
+    }
+}
