@@ -29,6 +29,12 @@ public struct GuestMemoryRegion: Sendable {
 
     public var guestEnd: UInt64 { guestBase + size }
 
+    public init(guestBase: UInt64, size: UInt64, host: UnsafeMutableRawPointer) {
+        self.guestBase = guestBase
+        self.size = size
+        self.host = host
+    }
+
     public func contains(_ address: UInt64, length: UInt64) -> Bool {
         address >= guestBase && length <= size && address - guestBase <= size - length
     }

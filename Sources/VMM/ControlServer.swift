@@ -96,10 +96,33 @@ final class ControlServer: @unchecked Sendable {
             return "{\"ok\":true,\"state\":\"stopping\"}"
         case "kill":
             return "{\"ok\":true,\"state\":\"killed\"}"
+        case let line where line.hasPrefix("snapshot "):
+            let directory = String(line.dropFirst("snapshot ".count))
+            let started = MonotonicClock.now()
+            do {
+                try machine.snapshot(to: directory)
+            } catch {
+                return "{\"ok\":false,\"error\":\"\(jsonEscaped(error.description))\"}"
+            }
+            let milliseconds = Int((MonotonicClock.now() - started) * 1000)
+            return "{\"ok\":true,\"snapshot\":\"\(jsonEscaped(directory))\",\"ms\":\(milliseconds)}"
         default:
             let safe = String(command.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == " ") ? $0 : "?" })
-            return "{\"ok\":false,\"error\":\"unknown request '\(safe)'; expected status, pause, resume, stop, kill or console\"}"
+            return "{\"ok\":false,\"error\":\"unknown request '\(safe)'; expected status, pause, resume, snapshot DIR, stop, kill or console\"}"
         }
+    }
+
+    private func jsonEscaped(_ text: String) -> String {
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case _ where scalar.value < 0x20: result += " "
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 
     private func reply(_ fd: Int32, _ text: String) {

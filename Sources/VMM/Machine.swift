@@ -39,11 +39,40 @@ public final class Machine: @unchecked Sendable {
     let console: ConsoleOutput
     let devices: LegacyDevices
     let liveRunners = Mutex<[VCPURunner]>([])
-    private let pauseState = Mutex<(paused: Bool, clock: UInt64?)>((false, nil))
+    let pauseState = Mutex<(paused: Bool, clock: UInt64?)>((false, nil))
     /// vCPUs whose threads did not leave KVM_RUN after the stop (see `waitForVCPUs`).
     public private(set) var stuckVCPUs: [UInt32] = []
 
-    public init(config: VMConfig) throws(VMMError) {
+    /// CPUID tables set on each vCPU (saved in snapshots).
+    let cpuidTables: [[CPUIDEntry]]
+
+    /// Builds a VM that boots `config.kernelPath` from scratch.
+    public convenience init(config: VMConfig) throws(VMMError) {
+        try self.init(config: config, snapshot: nil)
+    }
+
+    /// Builds a VM from a snapshot directory: guest RAM is mapped lazily and copy-on-write from
+    /// the snapshot's memory file (never modified), vCPU, VM and device state are loaded, and `run()`
+    /// continues the guest where the snapshot left it. Run-time options (console, API socket) come
+    /// from `options`; the machine shape (CPUs, RAM, command line) from the snapshot.
+    public convenience init(restoring directory: String, options: VMConfig) throws(VMMError) {
+        let image: SnapshotImage
+        do {
+            image = try SnapshotImage.open(directory)
+        } catch {
+            throw .boot("snapshot \(directory): \(error)")
+        }
+        var config = options
+        config.kernelPath = image.state.kernelPath
+        config.cmdline = image.state.commandLine
+        config.cpus = image.state.cpus
+        config.memoryBytes = image.state.memoryBytes
+        config.debugExitPort = image.state.debugExitPort
+        config.adaptCommandLineToHost = false
+        try self.init(config: config, snapshot: image)
+    }
+
+    init(config: VMConfig, snapshot: SnapshotImage?) throws(VMMError) {
         self.config = config
         hostKind = HostKind.detect()
         guard (1...VMConfig.maxCPUs).contains(config.cpus) else {
@@ -53,8 +82,12 @@ public final class Machine: @unchecked Sendable {
               config.memoryBytes % 4096 == 0 else {
             throw .invalidConfiguration("guest memory must be a multiple of 4 KiB between \(ByteSize.format(VMConfig.minimumMemory)) and \(ByteSize.format(VMConfig.maximumMemory))")
         }
-        let kernelBytes = try FileLoader.read(config.kernelPath, what: "kernel")
-        let initrdBytes = try config.initrdPath.map { (path) throws(VMMError) in try FileLoader.read(path, what: "initrd") }
+        var kernelBytes: [UInt8] = []
+        var initrdBytes: [UInt8]?
+        if snapshot == nil {
+            kernelBytes = try FileLoader.read(config.kernelPath, what: "kernel")
+            initrdBytes = try config.initrdPath.map { (path) throws(VMMError) in try FileLoader.read(path, what: "initrd") }
+        }
         commandLine = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
 
         do {
@@ -68,11 +101,25 @@ public final class Machine: @unchecked Sendable {
         guard config.cpus <= kvm.maxVCPUs else {
             throw .invalidConfiguration("--cpus \(config.cpus) exceeds this host's KVM limit of \(kvm.maxVCPUs) vCPUs")
         }
-
+        let supported: [CPUIDEntry]
         do {
-            memory = try GuestMemory(layout: X86MemoryLayout.regions(ramSize: config.memoryBytes))
+            supported = try kvm.supportedCPUID()
         } catch {
-            throw .invalidConfiguration("cannot allocate \(ByteSize.format(config.memoryBytes)) of guest memory: \(error)")
+            throw .kvm(error.description)
+        }
+        if let snapshot {
+            do {
+                try CPUFeatureCheck.verify(snapshot: snapshot.state.cpuid.first ?? [], host: supported)
+                memory = try snapshot.mapMemory()
+            } catch {
+                throw .boot("snapshot: \(error)")
+            }
+        } else {
+            do {
+                memory = try GuestMemory(layout: X86MemoryLayout.regions(ramSize: config.memoryBytes))
+            } catch {
+                throw .invalidConfiguration("cannot allocate \(ByteSize.format(config.memoryBytes)) of guest memory: \(error)")
+            }
         }
 
         console = try ConsoleOutput(terminalFD: config.consoleToStdout ? 1 : nil, logPath: config.consoleLogPath,
@@ -105,26 +152,35 @@ public final class Machine: @unchecked Sendable {
         portBus.freeze()
         mmioBus.freeze()
 
-        let entry = try BootLoader.load(kernel: kernelBytes, kernelPath: config.kernelPath, initrd: initrdBytes,
+        var entry: PreparedBoot?
+        if snapshot == nil {
+            entry = try BootLoader.load(kernel: kernelBytes, kernelPath: config.kernelPath, initrd: initrdBytes,
                                         initrdPath: config.initrdPath, commandLine: commandLine, cpus: config.cpus,
                                         protocol: config.bootProtocol, memory: memory)
+        }
 
         var created: [VCPU] = []
+        var tables: [[CPUIDEntry]] = []
         do {
-            let supported = try kvm.supportedCPUID()
+            if let snapshot { try vm.restoreState(snapshot.state.vm) }
             for index in 0..<config.cpus {
                 let vcpu = try vm.createVCPU(id: UInt32(index))
-                let tsc = vcpu.tscKHz()
-                try vcpu.setCPUID(CPUIDPolicy.entries(supported: supported, index: UInt32(index),
-                                                      count: UInt32(config.cpus), tscKHz: tsc,
-                                                      hypercallsWork: hostKind != .pvm))
-                for msr in BootMSRs.initial { try? vcpu.setMSRs([msr]) }  // optional ones may be absent
-                if index == 0 {
-                    try vcpu.configureLocalInterrupts()
-                    try vcpu.resetFPU()
-                    let state = entry.cpuState(basedOn: try vcpu.specialRegisters())
-                    try vcpu.setSpecialRegisters(state.specialRegisters)
-                    try vcpu.setRegisters(state.registers)
+                let table = snapshot?.state.cpuid[index]
+                    ?? CPUIDPolicy.entries(supported: supported, index: UInt32(index), count: UInt32(config.cpus),
+                                           tscKHz: vcpu.tscKHz(), hypercallsWork: hostKind != .pvm)
+                try vcpu.setCPUID(table)
+                tables.append(table)
+                if let snapshot {
+                    try vcpu.restoreState(snapshot.state.vcpus[index])
+                } else {
+                    for msr in BootMSRs.initial { try? vcpu.setMSRs([msr]) }  // optional ones may be absent
+                    if index == 0, let entry {
+                        try vcpu.configureLocalInterrupts()
+                        try vcpu.resetFPU()
+                        let state = entry.cpuState(basedOn: try vcpu.specialRegisters())
+                        try vcpu.setSpecialRegisters(state.specialRegisters)
+                        try vcpu.setRegisters(state.registers)
+                    }
                 }
                 created.append(vcpu)
             }
@@ -132,6 +188,16 @@ public final class Machine: @unchecked Sendable {
             throw .kvm("vCPU setup: \(error)")
         }
         vcpus = created
+        cpuidTables = tables
+        if let snapshot {
+            do {
+                try devices.serial.restoreState(snapshot.state.serial)
+                try devices.i8042.restoreState(snapshot.state.i8042)
+                try devices.rtc.restoreState(snapshot.state.rtc)
+            } catch {
+                throw .boot("snapshot: \(error)")
+            }
+        }
     }
 
     /// Runs the VM until it stops (guest reset, error, signal) and reports why.

@@ -21,7 +21,10 @@ struct RunCommand: ParsableCommand {
     )
 
     @Option(name: .long, help: ArgumentHelp("Kernel image: bzImage, vmlinux ELF or PVH ELF.", valueName: "path"))
-    var kernel: String
+    var kernel: String?
+
+    @Option(name: .long, help: ArgumentHelp("Restore a snapshot directory instead of booting a kernel.", valueName: "dir"))
+    var restore: String?
 
     @Option(name: .long, help: ArgumentHelp("Initial ramdisk (cpio archive) loaded next to the kernel.", valueName: "path"))
     var initrd: String?
@@ -60,6 +63,9 @@ struct RunCommand: ParsableCommand {
     var verbose = false
 
     func validate() throws {
+        guard (kernel == nil) != (restore == nil) else {
+            throw ValidationError(kernel == nil ? "give --kernel PATH (or --restore DIR)" : "--kernel and --restore cannot be used together")
+        }
         guard (1...VMConfig.maxCPUs).contains(cpus) else {
             throw ValidationError("--cpus must be between 1 and \(VMConfig.maxCPUs), got \(cpus)")
         }
@@ -83,7 +89,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        var config = VMConfig(kernelPath: kernel)
+        var config = VMConfig(kernelPath: kernel ?? "")
         config.initrdPath = initrd
         config.cmdline = cmdline
         config.cpus = cpus
@@ -98,14 +104,18 @@ struct RunCommand: ParsableCommand {
 
         let machine: Machine
         do {
-            machine = try Machine(config: config)
+            if let restore {
+                machine = try Machine(restoring: restore, options: config)
+            } else {
+                machine = try Machine(config: config)
+            }
         } catch let error as VMMError {
             throw ValidationError(error.description)
         } catch {
             throw ValidationError("\(error)")
         }
         if verbose {
-            printError("vireo: host: \(machine.hostKind); \(config.cpus) vCPU(s), \(ByteSize.format(config.memoryBytes)); cmdline: \(machine.commandLine)\n")
+            printError("vireo: host: \(machine.hostKind); \(machine.config.cpus) vCPU(s), \(ByteSize.format(machine.config.memoryBytes)); cmdline: \(machine.commandLine)\n")
         }
         let terminal = RawTerminal(fd: 0)
         if config.consoleInputFD != nil { terminal.enter() }

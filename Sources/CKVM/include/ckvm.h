@@ -149,4 +149,102 @@ enum {
     CKVM_SYSTEM_EVENT_CRASH = KVM_SYSTEM_EVENT_CRASH,
 };
 
+
+// --- opaque state blobs for snapshots: same host, same struct layouts, so raw bytes suffice ---
+enum ckvm_vcpu_state_kind {
+    CKVM_VCPU_REGS = 0, CKVM_VCPU_SREGS, CKVM_VCPU_FPU, CKVM_VCPU_XSAVE, CKVM_VCPU_XCRS, CKVM_VCPU_LAPIC,
+    CKVM_VCPU_EVENTS, CKVM_VCPU_MP_STATE, CKVM_VCPU_DEBUGREGS, CKVM_VCPU_STATE_KINDS
+};
+
+static inline long ckvm_vcpu_state_size(int kind) {
+    switch (kind) {
+    case CKVM_VCPU_REGS: return sizeof(struct kvm_regs);
+    case CKVM_VCPU_SREGS: return sizeof(struct kvm_sregs);
+    case CKVM_VCPU_FPU: return sizeof(struct kvm_fpu);
+    case CKVM_VCPU_XSAVE: return sizeof(struct kvm_xsave);
+    case CKVM_VCPU_XCRS: return sizeof(struct kvm_xcrs);
+    case CKVM_VCPU_LAPIC: return sizeof(struct kvm_lapic_state);
+    case CKVM_VCPU_EVENTS: return sizeof(struct kvm_vcpu_events);
+    case CKVM_VCPU_MP_STATE: return sizeof(struct kvm_mp_state);
+    case CKVM_VCPU_DEBUGREGS: return sizeof(struct kvm_debugregs);
+    default: return -1;
+    }
+}
+
+static inline int ckvm_vcpu_get_state(int fd, int kind, void *buffer) {
+    switch (kind) {
+    case CKVM_VCPU_REGS: return ckvm_result(ioctl(fd, KVM_GET_REGS, buffer));
+    case CKVM_VCPU_SREGS: return ckvm_result(ioctl(fd, KVM_GET_SREGS, buffer));
+    case CKVM_VCPU_FPU: return ckvm_result(ioctl(fd, KVM_GET_FPU, buffer));
+    case CKVM_VCPU_XSAVE: return ckvm_result(ioctl(fd, KVM_GET_XSAVE, buffer));
+    case CKVM_VCPU_XCRS: return ckvm_result(ioctl(fd, KVM_GET_XCRS, buffer));
+    case CKVM_VCPU_LAPIC: return ckvm_result(ioctl(fd, KVM_GET_LAPIC, buffer));
+    case CKVM_VCPU_EVENTS: return ckvm_result(ioctl(fd, KVM_GET_VCPU_EVENTS, buffer));
+    case CKVM_VCPU_MP_STATE: return ckvm_result(ioctl(fd, KVM_GET_MP_STATE, buffer));
+    case CKVM_VCPU_DEBUGREGS: return ckvm_result(ioctl(fd, KVM_GET_DEBUGREGS, buffer));
+    default: return -EINVAL;
+    }
+}
+
+static inline int ckvm_vcpu_set_state(int fd, int kind, void *buffer) {
+    switch (kind) {
+    case CKVM_VCPU_REGS: return ckvm_result(ioctl(fd, KVM_SET_REGS, buffer));
+    case CKVM_VCPU_SREGS: return ckvm_result(ioctl(fd, KVM_SET_SREGS, buffer));
+    case CKVM_VCPU_FPU: return ckvm_result(ioctl(fd, KVM_SET_FPU, buffer));
+    case CKVM_VCPU_XSAVE: return ckvm_result(ioctl(fd, KVM_SET_XSAVE, buffer));
+    case CKVM_VCPU_XCRS: return ckvm_result(ioctl(fd, KVM_SET_XCRS, buffer));
+    case CKVM_VCPU_LAPIC: return ckvm_result(ioctl(fd, KVM_SET_LAPIC, buffer));
+    case CKVM_VCPU_EVENTS: return ckvm_result(ioctl(fd, KVM_SET_VCPU_EVENTS, buffer));
+    case CKVM_VCPU_MP_STATE: return ckvm_result(ioctl(fd, KVM_SET_MP_STATE, buffer));
+    case CKVM_VCPU_DEBUGREGS: return ckvm_result(ioctl(fd, KVM_SET_DEBUGREGS, buffer));
+    default: return -EINVAL;
+    }
+}
+
+enum ckvm_vm_state_kind { CKVM_VM_PIC_MASTER = 0, CKVM_VM_PIC_SLAVE, CKVM_VM_IOAPIC, CKVM_VM_PIT, CKVM_VM_CLOCK, CKVM_VM_STATE_KINDS };
+
+static inline long ckvm_vm_state_size(int kind) {
+    switch (kind) {
+    case CKVM_VM_PIC_MASTER: case CKVM_VM_PIC_SLAVE: case CKVM_VM_IOAPIC: return sizeof(struct kvm_irqchip);
+    case CKVM_VM_PIT: return sizeof(struct kvm_pit_state2);
+    case CKVM_VM_CLOCK: return sizeof(struct kvm_clock_data);
+    default: return -1;
+    }
+}
+
+static inline int ckvm_vm_get_state(int fd, int kind, void *buffer) {
+    switch (kind) {
+    case CKVM_VM_PIC_MASTER: case CKVM_VM_PIC_SLAVE: case CKVM_VM_IOAPIC:
+        ((struct kvm_irqchip *)buffer)->chip_id = kind; // KVM_IRQCHIP_PIC_MASTER=0, PIC_SLAVE=1, IOAPIC=2
+        return ckvm_result(ioctl(fd, KVM_GET_IRQCHIP, buffer));
+    case CKVM_VM_PIT: return ckvm_result(ioctl(fd, KVM_GET_PIT2, buffer));
+    case CKVM_VM_CLOCK: return ckvm_result(ioctl(fd, KVM_GET_CLOCK, buffer));
+    default: return -EINVAL;
+    }
+}
+
+static inline int ckvm_vm_set_state(int fd, int kind, void *buffer) {
+    switch (kind) {
+    case CKVM_VM_PIC_MASTER: case CKVM_VM_PIC_SLAVE: case CKVM_VM_IOAPIC:
+        return ckvm_result(ioctl(fd, KVM_SET_IRQCHIP, buffer));
+    case CKVM_VM_PIT: return ckvm_result(ioctl(fd, KVM_SET_PIT2, buffer));
+    case CKVM_VM_CLOCK: {
+        struct kvm_clock_data *d = buffer;
+        d->flags = 0; // only the clock value is restored
+        return ckvm_result(ioctl(fd, KVM_SET_CLOCK, d));
+    }
+    default: return -EINVAL;
+    }
+}
+
+struct ckvm_msr_list {
+    __u32 nmsrs;
+    __u32 indices[512];
+};
+
+static inline int ckvm_get_msr_index_list(int fd, struct ckvm_msr_list *list) {
+    list->nmsrs = 512;
+    return ckvm_result(ioctl(fd, KVM_GET_MSR_INDEX_LIST, list));
+}
+
 #endif

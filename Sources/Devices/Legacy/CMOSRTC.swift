@@ -72,7 +72,7 @@ public final class CMOSRTC: BusDevice {
     }
 
     private let clock: @Sendable () -> Int64
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     /// Creates the CMOS with a clock returning Unix seconds (UTC); the default is the host's.
     public init(clock: @escaping @Sendable () -> Int64 = CMOSRTC.hostClock) {

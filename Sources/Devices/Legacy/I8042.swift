@@ -49,9 +49,9 @@ public final class I8042: Sendable {
     }
 
     private let onReset: @Sendable () -> Void
-    private let keyboardInterrupt: (any InterruptLine)?
-    private let mouseInterrupt: (any InterruptLine)?
-    private let state = Mutex(State())
+    let keyboardInterrupt: (any InterruptLine)?
+    let mouseInterrupt: (any InterruptLine)?
+    let state = Mutex(State())
 
     /// Creates the controller.
     ///

@@ -94,10 +94,10 @@ public final class Serial8250: BusDevice {
         }
     }
 
-    private let interrupt: any InterruptLine
+    let interrupt: any InterruptLine
     private let sink: any ConsoleSink
     private let onReceiveSpace: (@Sendable () -> Void)?
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let transmitted = Atomic<UInt64>(0)
     private let received = Atomic<UInt64>(0)
 

@@ -1,0 +1,90 @@
+import KVM
+import Memory
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Machine {
+    /// Writes a snapshot of the paused VM to `directory` (created if needed): `memory.bin`, a sparse
+    /// file holding only pages the guest touched, then `state.bin`; both are fsynced and renamed
+    /// into place so a crash never leaves a half-written snapshot under the final names.
+    public func snapshot(to directory: String) throws(SnapshotError) {
+        let paused = pauseState.withLock { $0.paused }
+        guard paused else { throw .notPaused }
+        mkdir(directory, 0o700)
+        var isDirectory = stat()
+        guard stat(directory, &isDirectory) == 0, (isDirectory.st_mode & S_IFMT) == S_IFDIR else {
+            throw .io("cannot create snapshot directory \(directory)")
+        }
+        var regions: [SnapshotState.Region] = []
+        var offset: UInt64 = 0
+        for region in memory.regions {
+            regions.append(.init(guestBase: region.guestBase, size: region.size, fileOffset: offset))
+            offset += region.size
+        }
+        let vcpuStates: [VCPUState]
+        let vmState: VMState
+        do {
+            let indices = try kvm.msrIndexList()
+            vcpuStates = try vcpus.map { (vcpu) throws(KVMError) in try vcpu.saveState(msrIndices: indices) }
+            vmState = try vm.saveState()
+        } catch {
+            throw .io("reading VM state: \(error)")
+        }
+        let state = SnapshotState(
+            kernelPath: config.kernelPath, commandLine: commandLine, cpus: config.cpus, memoryBytes: config.memoryBytes,
+            debugExitPort: config.debugExitPort, hostKind: hostKind.rawValue, regions: regions, cpuid: cpuidTables,
+            vcpus: vcpuStates, vm: vmState, serial: devices.serial.saveState(), i8042: devices.i8042.saveState(),
+            rtc: devices.rtc.saveState())
+        try writeMemory(to: directory + "/" + SnapshotState.memoryFile, regions: regions)
+        try writeFile(directory + "/" + SnapshotState.stateFile, state.encoded())
+        let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+    }
+
+    private func writeMemory(to path: String, regions: [SnapshotState.Region]) throws(SnapshotError) {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .io("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let total = regions.map { $0.fileOffset + $0.size }.max() ?? 0
+        guard ftruncate(fd, off_t(total)) == 0 else { throw .io("cannot size \(temporary): \(String(cString: strerror(errno)))") }
+        let page = 4096
+        for (region, saved) in zip(memory.regions, regions) {
+            let pages = Int(region.size) / page
+            var resident = [UInt8](repeating: 0, count: pages)
+            // Pages never touched are not resident: they stay holes (zero) in the sparse file.
+            if mincore(region.host, Int(region.size), &resident) != 0 { resident = [UInt8](repeating: 1, count: pages) }
+            var index = 0
+            while index < pages {
+                guard resident[index] & 1 != 0, !isZeroPage(region.host + index * page) else { index += 1; continue }
+                var run = 1  // write runs of consecutive non-zero pages in one call
+                while index + run < pages && run < 256 && resident[index + run] & 1 != 0
+                        && !isZeroPage(region.host + (index + run) * page) { run += 1 }
+                let written = pwrite(fd, region.host + index * page, run * page, off_t(saved.fileOffset) + off_t(index * page))
+                guard written == run * page else { throw .io("writing \(temporary): \(String(cString: strerror(errno)))") }
+                index += run
+            }
+        }
+        guard fsync(fd) == 0, rename(temporary, path) == 0 else {
+            throw .io("saving \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private func isZeroPage(_ pointer: UnsafeMutableRawPointer) -> Bool {
+        let words = pointer.assumingMemoryBound(to: UInt64.self)
+        for index in 0..<512 where words[index] != 0 { return false }
+        return true
+    }
+
+    private func writeFile(_ path: String, _ bytes: [UInt8]) throws(SnapshotError) {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .io("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(fd) == 0, rename(temporary, path) == 0 else {
+            throw .io("saving \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Memory
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An opened snapshot directory: verified state plus the memory file to map.
+struct SnapshotImage {
+    let directory: String
+    let state: SnapshotState
+
+    /// Reads and verifies `state.bin` and checks that `memory.bin` is as large as declared.
+    static func open(_ directory: String) throws(SnapshotError) -> SnapshotImage {
+        let statePath = directory + "/" + SnapshotState.stateFile
+        let bytes: [UInt8]
+        do {
+            bytes = try FileLoader.read(statePath, what: "snapshot state")
+        } catch {
+            throw .io(error.description)
+        }
+        let state = try SnapshotState.decode(bytes)
+        let memoryPath = directory + "/" + SnapshotState.memoryFile
+        var info = stat()
+        guard stat(memoryPath, &info) == 0 else {
+            throw .memoryFile("\(memoryPath) is missing (\(String(cString: strerror(errno))))")
+        }
+        guard UInt64(info.st_size) >= state.memoryFileSize else {
+            throw .memoryFile("\(memoryPath) has \(info.st_size) bytes but the snapshot declares \(state.memoryFileSize)")
+        }
+        guard state.regions.reduce(0, { $0 + $1.size }) == state.memoryBytes else {
+            throw .corrupt("memory regions do not add up to the VM's RAM size")
+        }
+        return SnapshotImage(directory: directory, state: state)
+    }
+
+    /// Maps each RAM region from the memory file, private and copy-on-write: pages load on first
+    /// touch, clones share unmodified pages, and the snapshot file is never written.
+    func mapMemory() throws(SnapshotError) -> GuestMemory {
+        let path = directory + "/" + SnapshotState.memoryFile
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .memoryFile("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }  // the mappings stay valid after close
+        var regions: [GuestMemoryRegion] = []
+        for region in state.regions {
+            let pointer = mmap(nil, Int(region.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,
+                               off_t(region.fileOffset))
+            guard let pointer, pointer != MAP_FAILED else {
+                throw .memoryFile("cannot map \(path): \(String(cString: strerror(errno)))")
+            }
+            regions.append(GuestMemoryRegion(guestBase: region.guestBase, size: region.size, host: pointer))
+        }
+        // The mappings live as long as the VMM process: one VM per process.
+        return GuestMemory(borrowing: regions)
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+
+/// Snapshot and restore through the control socket and `vireo run --restore`, with micro-guests.
+@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.micro("counter") != nil || TestEnvironment.requireGuests)))
+struct SnapshotTests {
+    private let scratch: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("vireo-snapshots-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }()
+
+    private func request(_ socket: String, _ line: String) throws -> String {
+        let fd = try UnixSocket.connect(socket)
+        defer { close(fd) }
+        try UnixSocket.send(fd, line + "\n")
+        return try UnixSocket.readLine(fd, timeout: 30)
+    }
+
+    private func waitForSocket(_ path: String) {
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: path) && Date() < deadline { usleep(20_000) }
+    }
+
+    private func counts(_ text: String) -> [Int] {
+        text.split(whereSeparator: \.isNewline).compactMap { $0.hasPrefix("count=") ? Int($0.dropFirst(6)) : nil }
+    }
+
+    /// Boots the counter, lets it count, pauses, snapshots, kills it; returns (dir, last count).
+    private func snapshotCounter(name: String) throws -> (String, Int) {
+        let kernel = try #require(TestEnvironment.micro("counter"))
+        let socket = scratch.appendingPathComponent("\(name).sock").path
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--api-socket", socket])
+        defer { guest.stop() }
+        #expect(guest.waitForOutput("count=3", timeout: 20))
+        waitForSocket(socket)
+        #expect(try request(socket, "pause").contains("paused"))
+        let directory = scratch.appendingPathComponent(name).path
+        let reply = try request(socket, "snapshot \(directory)")
+        #expect(reply.contains("\"ok\":true"), "snapshot: \(reply)")
+        let last = counts(guest.output).last ?? -1
+        _ = try? request(socket, "kill")
+        _ = guest.waitForExit(timeout: 10)
+        return (directory, last)
+    }
+
+    @Test func restoredCounterContinuesFromTheSnapshot() throws {
+        let (directory, last) = try snapshotCounter(name: "counter")
+        let restored = try GuestProcess(arguments: ["run", "--restore", directory, "--no-stdin", "-v"])
+        defer { restored.stop() }
+        #expect(restored.waitForOutput("count=\(last + 3)", timeout: 20), "restored output: \(restored.output) \(restored.errorOutput)")
+        let values = counts(restored.output)
+        #expect(values.first == last + 1, "restored counter starts at \(String(describing: values.first)), snapshot was at \(last)")
+        #expect(values == Array((last + 1)..<(last + 1 + values.count)))
+        kill(restored.process.processIdentifier, SIGTERM)
+        _ = restored.waitForExit(timeout: 10)
+        if let line = restored.errorOutput.split(separator: "\n").first(where: { $0.contains("first guest entry") }) {
+            TestEnvironment.log("restore: \(line)")
+        }
+    }
+
+    @Test func restoredEchoGuestStillTakesInput() throws {
+        let kernel = try #require(TestEnvironment.micro("echo"))
+        let socket = scratch.appendingPathComponent("echo.sock").path
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--api-socket", socket])
+        defer { guest.stop() }
+        #expect(guest.waitForOutput("echo ready", timeout: 20))
+        guest.send("before\n")
+        #expect(guest.waitForOutput("before", timeout: 10))
+        waitForSocket(socket)
+        _ = try request(socket, "pause")
+        let directory = scratch.appendingPathComponent("echo").path
+        #expect(try request(socket, "snapshot \(directory)").contains("\"ok\":true"))
+        _ = try? request(socket, "kill")
+        _ = guest.waitForExit(timeout: 10)
+
+        let restored = try GuestProcess(arguments: ["run", "--restore", directory])
+        defer { restored.stop() }
+        restored.send("after restore\n")
+        #expect(restored.waitForOutput("after restore", timeout: 20), "output: \(restored.output) \(restored.errorOutput)")
+        restored.send("\u{04}")
+        #expect(restored.waitForExit(timeout: 20) == 0)
+    }
+
+    @Test func threeClonesRunAtOnce() throws {
+        let (directory, last) = try snapshotCounter(name: "clones")
+        let memoryFile = directory + "/memory.bin"
+        let before = try Data(contentsOf: URL(fileURLWithPath: memoryFile))
+        let clones = try (0..<3).map { index in
+            try GuestProcess(arguments: ["run", "--restore", directory, "--no-stdin", "--console-log",
+                                         scratch.appendingPathComponent("clone\(index).log").path])
+        }
+        defer { clones.forEach { $0.stop() } }
+        for clone in clones {
+            #expect(clone.waitForOutput("count=\(last + 5)", timeout: 30), "clone output: \(clone.output) \(clone.errorOutput)")
+            #expect(counts(clone.output).first == last + 1)
+        }
+        clones.forEach { kill($0.process.processIdentifier, SIGTERM) }
+        for clone in clones { #expect(clone.waitForExit(timeout: 10) == 128 + SIGTERM) }
+        // Clones map the memory file privately: the snapshot is never modified.
+        #expect(try Data(contentsOf: URL(fileURLWithPath: memoryFile)) == before)
+    }
+
+    @Test func badSnapshotsAreRefusedAndLeftUntouched() throws {
+        let (directory, _) = try snapshotCounter(name: "bad")
+        let state = try Data(contentsOf: URL(fileURLWithPath: directory + "/state.bin"))
+        let memory = try Data(contentsOf: URL(fileURLWithPath: directory + "/memory.bin"))
+
+        func variant(_ name: String, state makeState: (Data) -> Data?, memory makeMemory: (Data) -> Data?) throws -> String {
+            let dir = scratch.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            if let data = makeState(state) { try data.write(to: dir.appendingPathComponent("state.bin")) }
+            if let data = makeMemory(memory) { try data.write(to: dir.appendingPathComponent("memory.bin")) }
+            return dir.path
+        }
+        func expectRefused(_ dir: String, _ mention: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+            let contents = try files.map { try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0)) }
+            let guest = try GuestProcess(arguments: ["run", "--restore", dir, "--no-stdin"])
+            defer { guest.stop() }
+            let status = guest.waitForExit(timeout: 20)
+            #expect(status == 2, "status \(String(describing: status)) for \(dir): \(guest.errorOutput)", sourceLocation: sourceLocation)
+            #expect(guest.errorOutput.contains(mention), "stderr should mention '\(mention)': \(guest.errorOutput)", sourceLocation: sourceLocation)
+            #expect(guest.output.isEmpty, "nothing may run: \(guest.output)", sourceLocation: sourceLocation)
+            let after = try files.map { try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0)) }
+            #expect(after == contents, "the snapshot was modified", sourceLocation: sourceLocation)
+        }
+
+        try expectRefused(try variant("truncated", state: { $0.prefix($0.count / 2) }, memory: { $0 }), "truncated")
+        try expectRefused(try variant("corrupted", state: { var d = $0; d[d.count / 2] ^= 0x40; return d }, memory: { $0 }), "checksum")
+        try expectRefused(try variant("version", state: { var d = $0; d[8] = 99; return d }, memory: { $0 }), "version 99")
+        try expectRefused(try variant("nomemory", state: { $0 }, memory: { _ in nil }), "memory.bin is missing")
+        try expectRefused(try variant("smallmemory", state: { $0 }, memory: { $0.prefix(4096) }), "declares")
+        try expectRefused(try variant("notsnapshot", state: { _ in Data("hello".utf8) }, memory: { $0 }), "not a Vireo snapshot")
+        try expectRefused(scratch.appendingPathComponent("does-not-exist").path, "does-not-exist")
+    }
+}
