@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 let package = Package(
@@ -9,6 +9,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // No default traits: swift-configuration and full Foundation are not needed (less to build).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: []),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        // Already in the graph through Hummingbird; named for the products the Manager uses directly.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // C shim over <linux/kvm.h>: ioctl wrappers and kvm_run accessors. Only KVM imports it.
@@ -23,13 +30,23 @@ let package = Package(
         .target(name: "Devices", dependencies: ["Memory"]),
         // Machine assembly, vCPU threads, exit loop.
         .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices"]),
+        // The VM manager daemon: REST API over a Unix socket, SQLite store, supervisor of VMM processes.
+        // Never imports KVM: it runs VMs as `vireo run` child processes.
+        .target(name: "Manager", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], resources: [.embedInCode("openapi.json")]),
         .target(name: "VireoCLI", dependencies: [
-            "VMM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "VMM", "Manager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
         .testTarget(name: "MemoryTests", dependencies: ["Memory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "Memory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM"]),
+        .testTarget(name: "ManagerTests", dependencies: ["Manager"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager"]),
     ]
 )

@@ -19,7 +19,12 @@ public struct VireoCommand: ParsableCommand {
         (unhandled instruction, triple fault, KVM error), 2 for bad input, 3 when the guest kernel \
         panicked, 128+N when stopped by signal N.
         """,
-        subcommands: [RunCommand.self, VersionCommand.self]
+        subcommands: [
+            RunCommand.self, VersionCommand.self, ServeCommand.self,
+            CreateCommand.self, StartCommand.self, StopCommand.self, KillCommand.self, PauseCommand.self,
+            ResumeCommand.self, RestartCommand.self, RemoveCommand.self, UpdateCommand.self, ListCommand.self,
+            InspectCommand.self, ConsoleCommand.self, LogsCommand.self, EventsCommand.self,
+        ]
     )
 
     public init() {}

@@ -1,0 +1,65 @@
+import Hummingbird
+
+/// `/vms`: definitions (create, inspect, update, delete) and lifecycle actions.
+extension ManagerAPI {
+    func addVMRoutes(to router: Router<ManagerRequestContext>) {
+        let supervisor = supervisor
+        let validator = validator
+
+        router.get("/vms") { request, _ -> Response in
+            _ = try QueryParameters(request, allowed: [])
+            let vms = await supervisor.list()
+            return JSONResponse.make(.array(vms.map { JSONResponse.vm($0, paths: supervisor.paths(for: $0.name)) }))
+        }
+
+        router.post("/vms") { request, _ -> Response in
+            _ = try QueryParameters(request, allowed: [])
+            let definition = try validator.create(from: try await ManagerAPI.jsonBody(request))
+            let vm = try await supervisor.create(definition)
+            return JSONResponse.make(JSONResponse.vm(vm, paths: supervisor.paths(for: vm.name)), status: .created,
+                                     headers: [.location: "/vms/\(vm.name)"])
+        }
+
+        router.get("/vms/{name}") { request, context -> Response in
+            _ = try QueryParameters(request, allowed: [])
+            let vm = try await supervisor.record(try ManagerAPI.name(context))
+            let live = await supervisor.liveStatus(of: vm)
+            return JSONResponse.make(JSONResponse.vm(vm, paths: supervisor.paths(for: vm.name), live: live, includeLive: true))
+        }
+
+        router.patch("/vms/{name}") { request, context -> Response in
+            _ = try QueryParameters(request, allowed: [])
+            let name = try ManagerAPI.name(context)
+            let body = try await ManagerAPI.jsonBody(request)
+            let vm = try await supervisor.update(name, with: body)
+            return JSONResponse.make(JSONResponse.vm(vm, paths: supervisor.paths(for: name)))
+        }
+
+        router.delete("/vms/{name}") { request, context -> Response in
+            let query = try QueryParameters(request, allowed: ["force"])
+            try await supervisor.delete(try ManagerAPI.name(context), force: try query.bool("force") ?? false)
+            return Response(status: .noContent)
+        }
+
+        action("start", on: router) { name, _ in try await supervisor.start(name) }
+        action("stop", timeout: true, on: router) { name, timeout in try await supervisor.stop(name, timeout: timeout) }
+        action("kill", on: router) { name, _ in try await supervisor.kill(name) }
+        action("pause", on: router) { name, _ in try await supervisor.pause(name) }
+        action("resume", on: router) { name, _ in try await supervisor.resume(name) }
+        action("restart", timeout: true, on: router) { name, timeout in try await supervisor.restart(name, timeout: timeout) }
+    }
+
+    /// `POST /vms/{name}/<verb>`: no body; `?timeout=SECONDS` where the action waits for a stop.
+    private func action(_ verb: String, timeout: Bool = false, on router: Router<ManagerRequestContext>,
+                        _ perform: @escaping @Sendable (String, Double?) async throws -> VMRecord) {
+        let supervisor = supervisor
+        router.post("/vms/{name}/\(verb)") { request, context -> Response in
+            let query = try QueryParameters(request, allowed: timeout ? ["timeout"] : [])
+            let seconds = try query.int("timeout", in: 0...3600).map(Double.init)
+            let name = try ManagerAPI.name(context)
+            try await ManagerAPI.requireEmptyBody(request)
+            let vm = try await perform(name, seconds)
+            return JSONResponse.make(JSONResponse.vm(vm, paths: supervisor.paths(for: name)))
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import Logging
+
+/// How `vireo serve` runs.
+public struct DaemonConfiguration: Sendable {
+    /// The API's Unix socket.
+    public var socketPath: String
+    /// SQLite store and VM directories.
+    public var stateDirectory: String
+    /// Group that may use the socket (mode 0660); nil keeps it 0600, root only.
+    public var socketGroup: String?
+    /// The `vireo` executable that runs VMMs; nil means this process's own executable.
+    public var vmmExecutable: String?
+    /// Each VM's console log is rotated past this size (one old generation is kept).
+    public var consoleLogMaxBytes: Int = 1 << 20
+    public var logLevel: Logger.Level = .info
+    /// JSON lines instead of text on stderr.
+    public var jsonLogs = false
+
+    public static let defaultSocketPath = "/run/vireo/vireo.sock"
+    public static let defaultStateDirectory = "/var/lib/vireo"
+
+    public init(socketPath: String = DaemonConfiguration.defaultSocketPath,
+                stateDirectory: String = DaemonConfiguration.defaultStateDirectory) {
+        self.socketPath = socketPath
+        self.stateDirectory = stateDirectory
+    }
+}
+
+/// Why the daemon cannot start: printed as one line.
+public struct DaemonError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

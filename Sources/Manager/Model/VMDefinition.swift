@@ -1,0 +1,49 @@
+/// When the Supervisor starts a VM again after its VMM process ended on its own.
+public enum RestartPolicy: String, Codable, Sendable, CaseIterable {
+    /// Never.
+    case no
+    /// After a crash (VMM failure, guest panic, killed by a signal), not after a clean power-off.
+    case onFailure = "on-failure"
+    /// After any exit the user did not ask for.
+    case always
+}
+
+/// What the user defines for a VM: everything needed to start it, nothing about its run.
+public struct VMDefinition: Codable, Sendable, Equatable {
+    public var name: String
+    /// Absolute path of the kernel image.
+    public var kernel: String
+    /// Absolute path of the initial ramdisk, if any.
+    public var initrd: String?
+    public var cmdline: String
+    public var cpus: Int
+    public var memoryMiB: Int
+    /// Start this VM when the daemon starts.
+    public var autostart: Bool
+    public var restartPolicy: RestartPolicy
+
+    public init(name: String, kernel: String, initrd: String? = nil, cmdline: String = VMDefinition.defaultCmdline,
+                cpus: Int = 1, memoryMiB: Int = 512, autostart: Bool = false, restartPolicy: RestartPolicy = .no) {
+        self.name = name
+        self.kernel = kernel
+        self.initrd = initrd
+        self.cmdline = cmdline
+        self.cpus = cpus
+        self.memoryMiB = memoryMiB
+        self.autostart = autostart
+        self.restartPolicy = restartPolicy
+    }
+
+    public static let defaultCmdline = "console=ttyS0"
+}
+
+/// Limits the API enforces; they match what `vireo run` accepts.
+public enum VMLimits {
+    public static let cpus = 1...254
+    /// 16 MiB (the smallest guest) to 1 TiB (the VMM's limit).
+    public static let memoryMiB = 16...(1 << 20)
+    /// Linux's COMMAND_LINE_SIZE on x86.
+    public static let cmdlineBytes = 2048
+    /// Request bodies larger than this are refused with 413.
+    public static let maxBodyBytes = 1 << 20
+}

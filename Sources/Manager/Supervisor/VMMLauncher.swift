@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts one VMM process (`vireo run …`) for a VM, in a session of its own so that it outlives
+/// a daemon crash, under a tiny `/bin/sh` shim that waits for it and writes its exit status to
+/// `vmm.exit`: a daemon that re-adopts a VMM after a restart is not its parent, yet still learns
+/// how it ended.
+struct VMMLauncher: Sendable {
+    /// The `vireo` executable to run the VMM with.
+    let executable: String
+    /// `--console-log-max` for every VM.
+    let consoleLogMaxBytes: Int
+
+    /// The shim: cd to the VM directory, start the VMM, publish its pid, wait, publish its status.
+    /// User data never enters the script text: it only reaches the VMM as positional arguments.
+    static let shimScript = """
+        cd "$1" || exit 127
+        shift
+        "$@" </dev/null &
+        echo $! > vmm.pid.tmp && mv -f vmm.pid.tmp vmm.pid
+        wait $!
+        echo $? > vmm.exit.tmp && mv -f vmm.exit.tmp vmm.exit
+        """
+
+    /// `vireo run` arguments for a definition (paths relative to the VM directory).
+    func vmmArguments(for definition: VMDefinition) -> [String] {
+        var arguments = ["run", "--kernel", definition.kernel]
+        if let initrd = definition.initrd { arguments += ["--initrd", initrd] }
+        arguments += [
+            "--cmdline", definition.cmdline,
+            "--cpus", String(definition.cpus),
+            "--memory", "\(definition.memoryMiB)M",
+            "--no-stdin", "--no-console",
+            "--console-log", VMPaths.consoleLogName,
+            "--console-log-max", "\(max(4, consoleLogMaxBytes / 1024))K",
+            "--api-socket", VMPaths.apiSocketName,
+        ]
+        return arguments
+    }
+
+    /// Spawns the shim; returns its pid. Stale pid/exit files are removed first.
+    func spawn(_ definition: VMDefinition, paths: VMPaths) throws(APIError) -> Int32 {
+        unlink(paths.pidFile)
+        unlink(paths.exitFile)
+        let argv = ["vireo-shim", "-c", VMMLauncher.shimScript, "vireo-shim", paths.directory, executable]
+            + vmmArguments(for: definition)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // A new session (POSIX_SPAWN_SETSID, 0x80 in glibc; not exported to Swift): no signal sent to
+        // the daemon's process group or terminal reaches the VM.
+        let setsid: Int32 = 0x80
+        posix_spawnattr_setflags(&attributes, Int16(setsid | Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)))
+        // The daemon ignores or blocks some signals (its lifecycle handlers); the VMM gets defaults.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in 1..<32 where signal != SIGKILL && signal != SIGSTOP { sigaddset(&defaults, Int32(signal)) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, paths.vmmLog, O_WRONLY | O_CREAT | O_TRUNC, 0o640)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        VMMLauncher.closeFrom3(&actions)
+
+        var pid: pid_t = 0
+        let cArguments = argv.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        let result = posix_spawn(&pid, "/bin/sh", &actions, &attributes, cArguments, environ)
+        guard result == 0 else {
+            throw .internal("cannot start the VMM for '\(definition.name)': posix_spawn: \(String(cString: strerror(result)))")
+        }
+        return pid
+    }
+
+    /// Keeps the daemon's descriptors (sockets, the database) out of the VMM, even any opened
+    /// without O_CLOEXEC, through glibc's posix_spawn_file_actions_addclosefrom_np when present.
+    private static func closeFrom3(_ actions: inout posix_spawn_file_actions_t) {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        // RTLD_DEFAULT is a null handle in glibc.
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return }
+        let closeFrom = unsafeBitCast(symbol, to: CloseFrom.self)
+        _ = closeFrom(&actions, 3)
+    }
+
+    /// Reads the VMM pid the shim publishes; nil until it is there.
+    static func publishedPID(_ paths: VMPaths) -> Int32? {
+        guard let text = ProcessProbe.readSmallFile(paths.pidFile) else { return nil }
+        return Int32(text.trimming(" \n"))
+    }
+
+    /// Reads the exit status the shim publishes; nil until it is there.
+    static func publishedExitStatus(_ paths: VMPaths) -> Int? {
+        guard let text = ProcessProbe.readSmallFile(paths.exitFile) else { return nil }
+        return Int(text.trimming(" \n"))
+    }
+
+    /// The last non-empty line the VMM printed (its error message when it failed), without "vireo: ".
+    static func lastMessage(_ paths: VMPaths) -> String? {
+        guard let text = ProcessProbe.readSmallFile(paths.vmmLog, limit: 1 << 20) else { return nil }
+        guard let line = text.split(separator: "\n").last(where: { !String($0).trimming(" ").isEmpty }) else { return nil }
+        var message = String(line)
+        if message.hasPrefix("vireo: ") { message.removeFirst("vireo: ".count) }
+        return String(message.prefix(500))
+    }
+}
+
+extension String {
+    /// Drops leading and trailing characters that are in `set`.
+    func trimming(_ set: String) -> String {
+        var result = Substring(self)
+        while let first = result.first, set.contains(first) { result = result.dropFirst() }
+        while let last = result.last, set.contains(last) { result = result.dropLast() }
+        return String(result)
+    }
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import Manager
+import VMM
+
+/// `vireo serve`: the VM manager daemon (REST API on a Unix socket).
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the VM manager daemon: a REST API on a Unix socket.",
+        discussion: """
+        Each running VM is a 'vireo run' process of its own, started in its own session: VMs keep \
+        running when the daemon stops or crashes, and the next daemon on the same state directory \
+        re-adopts them. The API is described at GET /openapi.json (docs/api.md).
+
+        Example:
+          vireo serve --socket /run/vireo/vireo.sock --state-dir /var/lib/vireo
+        """)
+
+    @Option(name: .long, help: ArgumentHelp("Unix socket of the API.", valueName: "path"))
+    var socket: String = DaemonConfiguration.defaultSocketPath
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Store (SQLite) and per-VM files.", valueName: "dir"))
+    var stateDirectory: String = DaemonConfiguration.defaultStateDirectory
+
+    @Option(name: .customLong("socket-group"), help: ArgumentHelp("Let this group use the socket (mode 0660; default 0600, root only).", valueName: "group"))
+    var socketGroup: String?
+
+    @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate each VM's console log past this size (default 1M).", valueName: "size"))
+    var consoleLogMax: String = "1M"
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String = "info"
+
+    @Option(name: .customLong("log-format"), help: ArgumentHelp("text or json (one JSON object per line).", valueName: "format"))
+    var logFormat: String = "text"
+
+    func validate() throws {
+        guard let bytes = ByteSize.parse(consoleLogMax), bytes >= 4096, bytes <= 1 << 32 else {
+            throw ValidationError("--console-log-max '\(consoleLogMax)' must be a size between 4K and 4G")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
+        }
+        guard logFormat == "text" || logFormat == "json" else {
+            throw ValidationError("--log-format must be text or json; got '\(logFormat)'")
+        }
+    }
+
+    func run() throws {
+        var configuration = DaemonConfiguration(socketPath: absolute(socket), stateDirectory: absolute(stateDirectory))
+        configuration.socketGroup = socketGroup
+        configuration.consoleLogMaxBytes = Int(ByteSize.parse(consoleLogMax)!)
+        configuration.logLevel = Logger.Level(rawValue: logLevel)!
+        let level = configuration.logLevel
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let outcome = DaemonOutcome()
+        let done = DispatchSemaphore(value: 0)
+        let finalConfiguration = configuration
+        Task.detached {
+            do { try await ManagerDaemon.run(finalConfiguration, version: vireoVersion) } catch { outcome.set("\(error)") }
+            done.signal()
+        }
+        done.wait()
+        if let message = outcome.message { throw DaemonCall.failure(message) }
+    }
+}
+
+/// The daemon's failure, carried from its task to the main thread.
+private final class DaemonOutcome: @unchecked Sendable {
+    private let lock = DispatchQueue(label: "vireo.serve.outcome")
+    private var value: String?
+    func set(_ message: String) { lock.sync { value = message } }
+    var message: String? { lock.sync { value } }
+}
