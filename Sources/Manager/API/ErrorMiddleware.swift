@@ -20,14 +20,15 @@ struct ErrorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response: Response
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > VMLimits.maxBodyBytes {
-            response = JSONResponse.error(.payloadTooLarge)
+            // Refused unread: closing the connection spares reading the body to keep it alive.
+            response = JSONResponse.error(.payloadTooLarge, headers: [.connection: "close"])
         } else {
             do {
                 response = try await next(request, context)
             } catch let error as APIError {
                 response = JSONResponse.error(error)
             } catch is NIOTooManyBytesError {
-                response = JSONResponse.error(.payloadTooLarge)
+                response = JSONResponse.error(.payloadTooLarge, headers: [.connection: "close"])
             } catch let error as HTTPError {
                 response = translate(error, request: request)
             } catch let error as SocketError {
@@ -54,7 +55,7 @@ struct ErrorMiddleware: RouterMiddleware {
             }
             return JSONResponse.error(APIError(status: 404, code: "no_route", message: "no endpoint \(request.method.rawValue) \(path); see /openapi.json"))
         }
-        if error.status == .contentTooLarge { return JSONResponse.error(.payloadTooLarge) }
+        if error.status == .contentTooLarge { return JSONResponse.error(.payloadTooLarge, headers: [.connection: "close"]) }
         let message = error.body ?? error.status.reasonPhrase
         return JSONResponse.error(APIError(status: error.status.code, code: error.status.code >= 500 ? "internal" : "bad_request", message: message))
     }

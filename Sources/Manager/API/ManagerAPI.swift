@@ -57,7 +57,7 @@ public struct ManagerAPI: Sendable {
     static func name(_ context: ManagerRequestContext) throws(APIError) -> String {
         let name = context.parameters.get("name") ?? ""
         do throws(APIError) {
-            try DefinitionValidator.validateName(name, subject: "the VM name in the path")
+            try DefinitionValidator.validateName(name, subject: "path parameter 'name'")
         } catch {
             throw APIError(status: 400, code: "invalid_name", message: error.message, field: "name")
         }

@@ -133,11 +133,33 @@ public final class HTTPConnection: @unchecked Sendable {
     private var chunkLeft = 0
     private var finished = false
     private var closed = false
+    /// The daemon replied before reading the whole request.
+    private var answeredEarly = false
 
     init(fd: Int32) { self.fd = fd }
 
+    /// Writes request bytes. If the daemon answers before it has read them all (a 413 for a body
+    /// over the limit), the rest is dropped and the answer is left to be read, as curl does.
     func write(_ bytes: [UInt8]) throws {
-        do { try UnixSocket.sendAll(fd, bytes) } catch { throw ClientError.connection("the daemon closed the connection: \(error)") }
+        var offset = 0
+        while offset < bytes.count, !answeredEarly {
+            var poller = pollfd(fd: fd, events: Int16(POLLOUT | POLLIN), revents: 0)
+            let ready = poll(&poller, 1, -1)
+            if ready < 0 { if errno == EINTR { continue }; throw ClientError.connection("poll: \(String(cString: strerror(errno)))") }
+            if poller.revents & Int16(POLLIN) != 0 && poller.revents & Int16(POLLOUT) == 0 {
+                answeredEarly = true
+                break
+            }
+            let sent = bytes.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
+            if sent < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                if errno == EPIPE || errno == ECONNRESET { answeredEarly = true; break }
+                throw ClientError.connection("the daemon closed the connection: \(String(cString: strerror(errno)))")
+            }
+            offset += sent
+        }
     }
 
     /// Sends one chunk of a chunked request body.

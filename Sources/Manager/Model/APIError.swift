@@ -40,7 +40,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         APIError(status: 404, code: "not_found", message: "no VM named '\(name)'")
     }
     public static func duplicate(_ name: String) -> APIError {
-        APIError(status: 409, code: "already_exists", message: "a VM named '\(name)' already exists", field: "name")
+        APIError(status: 409, code: "already_exists", message: "field 'name': a VM named '\(name)' already exists", field: "name")
     }
     public static func invalidState(_ message: String, state: VMState) -> APIError {
         APIError(status: 409, code: "invalid_state", message: message, state: state)

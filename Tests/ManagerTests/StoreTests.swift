@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+@testable import Manager
+
+/// The SQLite store: migrations, records, events, durability across reopen.
+@Suite struct StoreTests {
+    private func temporaryPath() -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vireo-store-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory.appendingPathComponent("vireo.sqlite").path
+    }
+
+    @Test func migrationsApplyOnceAndInOrder() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        #expect(Store.knownMigrations == ["v1: vms and events", "v2: events by VM"])
+        let store = try Store(path: path)
+        #expect(try store.appliedMigrations() == Store.knownMigrations.sorted())
+        // Reopening an up-to-date database applies nothing and keeps the data.
+        try store.insert(VMRecord(definition: VMDefinition(name: "keep", kernel: "/k")))
+        let reopened = try Store(path: path)
+        #expect(try reopened.appliedMigrations() == Store.knownMigrations.sorted())
+        #expect(try reopened.allVMs().map(\.name) == ["keep"])
+    }
+
+    @Test func recordsRoundTripAndDuplicatesAreConflicts() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let store = try Store(path: path)
+        var vm = VMRecord(definition: VMDefinition(name: "web", kernel: "/k/vmlinux", initrd: "/k/initrd", cmdline: "quiet",
+                                                   cpus: 2, memoryMiB: 64, autostart: true, restartPolicy: .always))
+        try store.insert(vm)
+        do {
+            try store.insert(vm)
+            Issue.record("a duplicate name was stored")
+        } catch let error as APIError {
+            #expect(error.status == 409 && error.code == "already_exists")
+        }
+        vm.state = .running
+        vm.pid = 1234
+        vm.pidStartTime = 987654321
+        vm.startedAt = Date()
+        vm.lastExitStatus = 137
+        vm.lastExitReason = "the VMM was killed by signal 9"
+        try store.save(vm)
+        let loaded = try #require(try Store(path: path).vm(named: "web"))
+        #expect(loaded.definition == vm.definition)
+        #expect(loaded.state == .running && loaded.pid == 1234 && loaded.pidStartTime == 987654321)
+        #expect(loaded.lastExitStatus == 137 && loaded.lastExitReason == vm.lastExitReason)
+        #expect(abs(loaded.startedAt!.timeIntervalSince(vm.startedAt!)) < 0.01)
+        try store.delete(name: "web")
+        #expect(try store.allVMs().isEmpty)
+    }
+
+    @Test func eventsAreNumberedFilteredAndPruned() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let store = try Store(path: path)
+        let first = try store.append(VMEvent(vm: "a", type: "created", state: .defined, message: "m"))
+        let second = try store.append(VMEvent(vm: "b", type: "created", state: .defined, message: "m"))
+        try store.append(VMEvent(vm: nil, type: "daemon-started", state: nil, message: "m"))
+        #expect(first.id == 1 && second.id == 2)
+        #expect(try store.events(after: 0).count == 3)
+        #expect(try store.events(after: 1).map(\.id) == [2, 3])
+        #expect(try store.events(after: 0, vm: "a").map(\.type) == ["created"])
+        #expect(try store.lastEventID() == 3)
+    }
+}
