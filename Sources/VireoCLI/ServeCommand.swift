@@ -3,6 +3,9 @@ import Dispatch
 import Logging
 import Manager
 import VMM
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `vireo serve`: the VM manager daemon (REST API on a Unix socket).
 struct ServeCommand: ParsableCommand {
@@ -30,6 +33,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate each VM's console log past this size (default 1M).", valueName: "size"))
     var consoleLogMax: String = "1M"
 
+    @Option(name: .customLong("vmm-binary"), help: ArgumentHelp("Executable that runs each VM as '<binary> run …' (default: this vireo).", valueName: "path"))
+    var vmmBinary: String?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -43,6 +49,9 @@ struct ServeCommand: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
         }
+        if let vmmBinary, access(absolute(vmmBinary), X_OK) != 0 {
+            throw ValidationError("--vmm-binary '\(vmmBinary)' is not an executable file")
+        }
         guard logFormat == "text" || logFormat == "json" else {
             throw ValidationError("--log-format must be text or json; got '\(logFormat)'")
         }
@@ -51,6 +60,7 @@ struct ServeCommand: ParsableCommand {
     func run() throws {
         var configuration = DaemonConfiguration(socketPath: absolute(socket), stateDirectory: absolute(stateDirectory))
         configuration.socketGroup = socketGroup
+        configuration.vmmExecutable = vmmBinary.map(absolute)
         configuration.consoleLogMaxBytes = Int(ByteSize.parse(consoleLogMax)!)
         configuration.logLevel = Logger.Level(rawValue: logLevel)!
         let level = configuration.logLevel

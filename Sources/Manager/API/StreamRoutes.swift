@@ -40,19 +40,28 @@ extension ManagerAPI {
                 throw APIError.invalidState("cannot attach to the console of VM '\(vm.name)': it is \(vm.state.rawValue) (the console needs running or paused)", state: vm.state)
             }
             let relay = try await ConsoleRelay.attach(socketPath: supervisor.paths(for: vm.name).apiSocket)
+            let channel = context.channel
             return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody { writer in
                 let input = Task {
                     do {
                         for try await buffer in request.body { try relay.send(buffer.readableBytesView) }
                     } catch {}
                     // The client is done (detached): end the output side too.
-                    shutdownSocket(relay.fd)
+                    relay.hangUp()
+                }
+                // A client that vanished while the guest is silent, or a daemon shutting down, ends it too.
+                let watch = Task {
+                    while channel?.isActive ?? true, !shutdown.isSet, !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(250))
+                    }
+                    relay.hangUp()
                 }
                 for await chunk in relay.output {
                     do { try await writer.write(ByteBuffer(bytes: chunk)) } catch { break }
                 }
                 input.cancel()
-                await relay.close()
+                watch.cancel()
+                relay.close()
                 try? await writer.finish(nil)
             })
         }
@@ -100,13 +109,4 @@ extension ManagerAPI {
             })
         }
     }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Shuts a socket down both ways (wakes a thread blocked reading it).
-func shutdownSocket(_ fd: Int32) {
-    _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +8,9 @@ import Glibc
 /// request turns the connection into a raw byte stream (bytes in go to the guest's UART, console
 /// output comes out).
 final class ConsoleRelay: Sendable {
-    let fd: Int32
+    private let fd: Int32
+    /// Set once the descriptor is closed: later calls must not touch a number the kernel may reuse.
+    private let closed = ClosedFlag()
     /// Console output, read by a thread of its own until the VMM closes the connection or `close()`.
     let output: AsyncStream<[UInt8]>
 
@@ -16,11 +19,18 @@ final class ConsoleRelay: Sendable {
         let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(16384))
         output = stream
         if !pending.isEmpty { continuation.yield(pending) }
+        let closed = self.closed
+        // The reader owns the descriptor's end: it closes it after its last read, so no one ever
+        // reads or writes a number the kernel has handed out again.
         let thread = Thread {
             while let chunk = try? UnixSocket.receive(fd, max: 16384), !chunk.isEmpty {
                 continuation.yield(chunk)
             }
             continuation.finish()
+            closed.value.withLock { closed in
+                closed = true
+                Glibc.close(fd)
+            }
         }
         thread.stackSize = 256 << 10
         thread.start()
@@ -37,7 +47,9 @@ final class ConsoleRelay: Sendable {
                 guard (try? JSONParser.parse(line))?["ok"]?.boolValue == true else {
                     throw APIError.vmmUnavailable("the VMM refused the console: \(line)")
                 }
-                UnixSocket.setTimeout(fd, seconds: 0)  // console traffic may pause for any time
+                // Console output may pause for any time; a write that blocks 5 s means a stuck VMM.
+                var none = timeval(tv_sec: 0, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, socklen_t(MemoryLayout<timeval>.size))
                 return (fd, rest)
             } catch {
                 Glibc.close(fd)
@@ -49,13 +61,25 @@ final class ConsoleRelay: Sendable {
 
     /// Types `bytes` into the guest's UART.
     func send(_ bytes: some Collection<UInt8>) throws {
-        try UnixSocket.sendAll(fd, bytes)
+        try closed.value.withLock { closed in
+            guard !closed else { throw SocketError(what: "console detached:", path: "socket", code: EBADF) }
+            try UnixSocket.sendAll(fd, bytes)
+        }
     }
 
-    /// Ends the attachment: the reader thread sees end of stream, then the descriptor is closed.
-    func close() async {
-        shutdown(fd, Int32(SHUT_RDWR))
-        for await _ in output {}
-        Glibc.close(fd)
+    /// Ends the exchange without closing the descriptor: the reader thread sees end of stream.
+    /// Safe to call at any time, from any task, any number of times.
+    func hangUp() {
+        closed.value.withLock { closed in
+            if !closed { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
+
+    /// Hangs up; the reader thread then closes the descriptor.
+    func close() { hangUp() }
+}
+
+/// Whether a relay's descriptor is closed, shared by the relay and its reader thread.
+private final class ClosedFlag: Sendable {
+    let value = Mutex(false)
 }
