@@ -251,6 +251,9 @@ extension Machine {
         return pauseState.withLock { $0.paused } ? "paused" : "running"
     }
 
+    /// Guest accesses that hit no device (they read as all-ones).
+    public var unclaimedAccesses: (ports: UInt64, mmio: UInt64) { (portBus.unhandledAccesses, mmioBus.unhandledAccesses) }
+
     /// Exit counts of all vCPUs so far.
     public var liveStatistics: ExitStatistics {
         liveRunners.withLock { $0.reduce(ExitStatistics()) { $0 + $1.statistics } }

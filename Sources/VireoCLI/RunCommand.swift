@@ -130,6 +130,7 @@ struct RunCommand: ParsableCommand {
             let milestones = Timeline.milestonesMs
             printError("vireo: first guest entry \(format3(milestones.firstEntry)) ms, first exit \(format3(milestones.firstExit)) ms after process start\n")
             printError("vireo: ran \(format3(outcome.runSeconds)) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n")
+            printError("vireo: accesses no device claimed: \(machine.unclaimedAccesses.ports) port, \(machine.unclaimedAccesses.mmio) MMIO\n")
             for snapshot in machine.vcpuSnapshots() { printError("vireo: \(snapshot)\n") }
             printError("vireo: memory: peak RSS \(outcome.peakRSS / 1024) KiB, guest RAM resident \(outcome.guestResident / 1024) KiB, VMM overhead \(outcome.overhead / 1024) KiB\n")
         }

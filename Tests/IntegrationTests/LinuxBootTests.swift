@@ -17,12 +17,30 @@ struct LinuxBootTests {
         let hardware = TestEnvironment.host == .hardware
         let cpus = 2
         TestEnvironment.log("Linux boot on \(TestEnvironment.host) with \(cpus) vCPU(s)")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vireo-linux-\(getpid())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let socket = scratch.appendingPathComponent("api.sock").path
+        let snapshot = scratch.appendingPathComponent("midboot").path
         let started = Date()
         let guest = try GuestProcess(arguments: [
             "run", "--kernel", kernel, "--initrd", initramfs, "--memory", "256M", "--cpus", "\(cpus)",
-            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000", "--verbose",
+            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000", "--verbose", "--api-socket", socket,
         ])
         defer { guest.stop() }
+
+        // Mid-boot (serial driver up, init not yet run): pause, snapshot, resume. The same boot
+        // then goes on, and the snapshot is restored below to finish the boot a second time.
+        let midBoot = guest.waitForOutput("serial8250: ttyS0 at I/O 0x3f8", timeout: 300)
+        #expect(midBoot, "no serial driver line. Output: \(guest.output.suffix(3000)) stderr: \(guest.errorOutput)")
+        var snapshotTaken = false
+        if midBoot {
+            #expect(try request(socket, "pause").contains("paused"))
+            let reply = try request(socket, "snapshot \(snapshot)")
+            snapshotTaken = reply.contains("\"ok\":true")
+            #expect(snapshotTaken, "snapshot: \(reply)")
+            #expect(try request(socket, "resume").contains("running"))
+        }
+
         let reachedInit = guest.waitForOutput("Run /init as init process", timeout: 400)
         let bootSeconds = Date().timeIntervalSince(started)
         #expect(reachedInit, "kernel did not reach init. Output tail: \(guest.output.suffix(3000)) stderr: \(guest.errorOutput)")
@@ -32,15 +50,39 @@ struct LinuxBootTests {
         #expect(output.contains("Linux version 6.1"))
         #expect(output.contains("smp: Brought up 1 node, 2 CPUs"), "output: \(output.prefix(6000))")
         #expect(output.contains("MPTABLE: OEM ID: VIREO"))
+        expectInitOutcome(output: output, status: status, stderr: guest.errorOutput, hardware: hardware)
+
+        // The mid-boot snapshot, restored into a new VMM process, finishes the same boot.
+        guard snapshotTaken else { return }
+        let restoreStarted = Date()
+        let restored = try GuestProcess(arguments: ["run", "--restore", snapshot, "--no-stdin", "--verbose"])
+        defer { restored.stop() }
+        #expect(restored.waitForOutput("Run /init as init process", timeout: 300),
+                "restored kernel did not reach init: \(restored.output.suffix(3000)) \(restored.errorOutput)")
+        TestEnvironment.log("restored mid-boot snapshot reached 'Run /init' after \(Int(Date().timeIntervalSince(restoreStarted))) s")
+        #expect(!restored.output.contains("Linux version"), "a restore continues the boot, it does not start over")
+        let restoredStatus = restored.waitForExit(timeout: hardware ? 120 : 300)
+        expectInitOutcome(output: restored.output, status: restoredStatus, stderr: restored.errorOutput, hardware: hardware)
+    }
+
+    private func expectInitOutcome(output: String, status: Int32?, stderr: String, hardware: Bool,
+                                   sourceLocation: SourceLocation = #_sourceLocation) {
         if hardware {
-            #expect(output.contains("VIREO-INIT-OK cpus=2"), "output: \(output.suffix(2000))")
-            #expect(status == 0, "stderr: \(guest.errorOutput)")
+            #expect(output.contains("VIREO-INIT-OK cpus=2"), "output: \(output.suffix(2000))", sourceLocation: sourceLocation)
+            #expect(status == 0, "stderr: \(stderr)", sourceLocation: sourceLocation)
         } else {
             // init cannot make system calls here: the kernel panics and resets.
-            #expect(output.contains("Kernel panic - not syncing"), "output: \(output.suffix(2000))")
-            #expect(status == 3, "exit status \(String(describing: status)); stderr: \(guest.errorOutput)")
-            #expect(guest.errorOutput.contains("panicked"))
+            #expect(output.contains("Kernel panic - not syncing"), "output: \(output.suffix(2000))", sourceLocation: sourceLocation)
+            #expect(status == 3, "exit status \(String(describing: status)); stderr: \(stderr)", sourceLocation: sourceLocation)
+            #expect(stderr.contains("panicked"), sourceLocation: sourceLocation)
         }
+    }
+
+    private func request(_ socket: String, _ line: String) throws -> String {
+        let fd = try UnixSocket.connect(socket)
+        defer { close(fd) }
+        try UnixSocket.send(fd, line + "\n")
+        return try UnixSocket.readLine(fd, timeout: 60)
     }
 
     /// The same kernel as a bzImage, entered through its 64-bit entry: its decompressor runs and the
