@@ -30,6 +30,7 @@ let package = Package(
         .testTarget(name: "MemoryTests", dependencies: ["Memory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "Memory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "Devices"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM"]),
     ]
 )
