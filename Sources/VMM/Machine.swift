@@ -142,14 +142,15 @@ public final class Machine: @unchecked Sendable {
         let start = MonotonicClock.now()
         var runners: [VCPURunner] = []
         var threads: [OSThread] = []
+        let finished = Wakeup()
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run(); finished.post() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)
         }
-        let stuck = waitForVCPUs(threads)
+        let stuck = waitForVCPUs(threads, finished: finished)
         let elapsed = MonotonicClock.now() - start
         stuckVCPUs = stuck
         let statistics = runners.enumerated().filter { !stuck.contains(UInt32($0.offset)) }
@@ -166,7 +167,8 @@ extension Machine {
 
     /// Joins the vCPU threads; returns the ids of those that did not stop within the grace period
     /// (a host that does not deliver the kick signal while it emulates guest kernel code).
-    fileprivate func waitForVCPUs(_ threads: [OSThread]) -> [UInt32] {
+    /// Polls every 5 ms, but each vCPU thread posts `finished` as it ends, so a stop is seen at once.
+    fileprivate func waitForVCPUs(_ threads: [OSThread], finished: Wakeup) -> [UInt32] {
         var stopSeen: Double?
         while true {
             if threads.allSatisfy(\.isFinished) {
@@ -181,7 +183,7 @@ extension Machine {
                 }
                 control.kickAll()
             }
-            usleep(5_000)
+            finished.wait(seconds: 0.005)  // a vCPU thread that ends wakes us at once
         }
     }
 }
