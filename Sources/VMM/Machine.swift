@@ -142,15 +142,15 @@ public final class Machine: @unchecked Sendable {
         let start = MonotonicClock.now()
         var runners: [VCPURunner] = []
         var threads: [OSThread] = []
-        let finished = Wakeup()
+        let wakeup = control.wakeup
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run(); finished.post() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run(); wakeup.post() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)
         }
-        let stuck = waitForVCPUs(threads, finished: finished)
+        let stuck = waitForVCPUs(threads)
         let elapsed = MonotonicClock.now() - start
         stuckVCPUs = stuck
         let statistics = runners.enumerated().filter { !stuck.contains(UInt32($0.offset)) }
@@ -167,8 +167,9 @@ extension Machine {
 
     /// Joins the vCPU threads; returns the ids of those that did not stop within the grace period
     /// (a host that does not deliver the kick signal while it emulates guest kernel code).
-    /// Polls every 5 ms, but each vCPU thread posts `finished` as it ends, so a stop is seen at once.
-    fileprivate func waitForVCPUs(_ threads: [OSThread], finished: Wakeup) -> [UInt32] {
+    /// Sleeps on `control.wakeup` (posted by a stop and by each vCPU thread as it ends) rather than
+    /// polling, so an idle VM's VMM does not wake up at all.
+    fileprivate func waitForVCPUs(_ threads: [OSThread]) -> [UInt32] {
         var stopSeen: Double?
         while true {
             if threads.allSatisfy(\.isFinished) {
@@ -183,7 +184,9 @@ extension Machine {
                 }
                 control.kickAll()
             }
-            finished.wait(seconds: 0.005)  // a vCPU thread that ends wakes us at once
+            // A stop or a vCPU thread that ends wakes us at once; until then there is nothing to
+            // poll for (an idle VM costs no wakeups), after it we re-kick every 5 ms.
+            control.wakeup.wait(seconds: control.isStopping ? 0.005 : 1.0)
         }
     }
 }

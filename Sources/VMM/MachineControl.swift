@@ -19,6 +19,8 @@ public final class MachineControl: @unchecked Sendable {
 
     private let state = Mutex(State())
     private let stopping = Atomic<Bool>(false)
+    /// Posted by `stop` and by each vCPU thread as it ends: what the thread waiting for the VM sleeps on.
+    let wakeup = Wakeup()
 
     public init() {}
 
@@ -45,6 +47,7 @@ public final class MachineControl: @unchecked Sendable {
         }
         stopping.store(true, ordering: .releasing)
         kick(targets)
+        wakeup.post()
     }
 
     /// Kicks every vCPU again (a signal may have landed just before a thread entered KVM_RUN).
