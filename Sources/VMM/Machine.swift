@@ -225,9 +225,10 @@ public final class Machine: @unchecked Sendable {
         var runners: [VCPURunner] = []
         var threads: [OSThread] = []
         defer { liveRunners.withLock { $0 = [] } }
+        let wakeup = control.wakeup
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run(); wakeup.post() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)
@@ -285,6 +286,8 @@ extension Machine {
 
     /// Joins the vCPU threads; returns the ids of those that did not stop within the grace period
     /// (a host that does not deliver the kick signal while it emulates guest kernel code).
+    /// Sleeps on `control.wakeup` (posted by a stop and by each vCPU thread as it ends) rather than
+    /// polling, so an idle VM's VMM does not wake up at all.
     fileprivate func waitForVCPUs(_ threads: [OSThread]) -> [UInt32] {
         var stopSeen: Double?
         while true {
@@ -300,7 +303,9 @@ extension Machine {
                 }
                 control.kickAll()
             }
-            usleep(5_000)
+            // A stop or a vCPU thread that ends wakes us at once; until then there is nothing to
+            // poll for (an idle VM costs no wakeups), after it we re-kick every 5 ms.
+            control.wakeup.wait(seconds: control.isStopping ? 0.005 : 1.0)
         }
     }
 }
