@@ -24,6 +24,7 @@ struct CompareHarnessTests {
         "density: private anonymous memory minus guest RAM, per VM",
         "density: host CPU of all idle VMs",
         "Vireo: Linux test kernel",
+        "Vireo: snapshot restore",
     ]
 
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
