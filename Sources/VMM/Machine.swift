@@ -38,6 +38,7 @@ public final class Machine: @unchecked Sendable {
     let mmioBus = Bus(name: "mmio")
     let console: ConsoleOutput
     let devices: LegacyDevices
+    let virtio: VirtioDevices
     let liveRunners = Mutex<[VCPURunner]>([])
     let pauseState = Mutex<(paused: Bool, clock: UInt64?)>((false, nil))
     /// vCPUs whose threads did not leave KVM_RUN after the stop (see `waitForVCPUs`).
@@ -88,7 +89,11 @@ public final class Machine: @unchecked Sendable {
             kernelBytes = try FileLoader.read(config.kernelPath, what: "kernel")
             initrdBytes = try config.initrdPath.map { (path) throws(VMMError) in try FileLoader.read(path, what: "initrd") }
         }
-        commandLine = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
+        for disk in config.disks { try disk.validate() }
+        var seenIDs = Set<String>()
+        for disk in config.disks where !seenIDs.insert(disk.id).inserted {
+            throw .invalidConfiguration("two disks have the id '\(disk.id)': give each --disk a distinct id=NAME")
+        }
 
         do {
             // VIREO_KVM_DEVICE lets tests point at a missing device; users never need it.
@@ -125,6 +130,22 @@ public final class Machine: @unchecked Sendable {
         console = try ConsoleOutput(terminalFD: config.consoleToStdout ? 1 : nil, logPath: config.consoleLogPath,
                                     logLimit: config.consoleLogLimit)
 
+        virtio = VirtioDevices(memory: memory)
+        for (index, disk) in config.disks.enumerated() {
+            let backend: FileBlockBackend
+            do {
+                backend = try FileBlockBackend(path: disk.path, readOnly: disk.readOnly)
+            } catch {
+                throw .invalidConfiguration("disk image \(disk.path): \(error)")
+            }
+            try virtio.add(VirtioBlock(backend: backend, serial: disk.id), name: "virtio-blk\(index)")
+        }
+        if config.rng { try virtio.add(VirtioRNG(), name: "virtio-rng") }
+        if !config.nets.isEmpty { try NetworkDevices.add(config.nets, to: virtio) }
+        let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
+        // A restored guest already booted with its devices on the command line.
+        commandLine = snapshot == nil ? ([adapted] + virtio.commandLineArguments).joined(separator: " ") : adapted
+
         do {
             vm = try kvm.createVM()
             // VT-x needs these two pages for real mode; they sit in the MMIO hole, away from RAM.
@@ -149,6 +170,7 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .invalidConfiguration("device layout: \(error)")
         }
+        try virtio.register(on: mmioBus, vm: vm)
         portBus.freeze()
         mmioBus.freeze()
 
@@ -215,6 +237,13 @@ public final class Machine: @unchecked Sendable {
             }
         }
         defer { server?.remove() }
+        do {
+            try virtio.startWorkers()
+        } catch {
+            return RunOutcome(reason: .error(error.description), statistics: ExitStatistics(), runSeconds: 0,
+                              peakRSS: peakResidentBytes(), guestResident: 0)
+        }
+        defer { virtio.stopWorkers() }
         SignalWatcher.blockStopSignals()
         _ = SignalWatcher.start(control: control)
         if let fd = config.consoleInputFD {

@@ -11,6 +11,9 @@ extension Machine {
     public func snapshot(to directory: String) throws(SnapshotError) {
         let paused = pauseState.withLock { $0.paused }
         guard paused else { throw .notPaused }
+        guard virtio.slots.isEmpty else {
+            throw .io("snapshots of VMs with virtio devices are not supported yet (this VM has \(virtio.slots.map(\.name).joined(separator: ", ")))")
+        }
         mkdir(directory, 0o700)
         var isDirectory = stat()
         guard stat(directory, &isDirectory) == 0, (isDirectory.st_mode & S_IFMT) == S_IFDIR else {
