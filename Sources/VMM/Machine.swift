@@ -70,6 +70,14 @@ public final class Machine: @unchecked Sendable {
         config.memoryBytes = image.state.memoryBytes
         config.debugExitPort = image.state.debugExitPort
         config.adaptCommandLineToHost = false
+        // Disks may be overridden on restore (e.g. each clone its own copy); the shape must match.
+        if options.disks.isEmpty {
+            config.disks = image.state.disks
+        } else if options.disks.count != image.state.disks.count {
+            throw .invalidConfiguration("the snapshot has \(image.state.disks.count) disk(s); --disk given \(options.disks.count) time(s)")
+        }
+        config.rng = image.state.rng
+        config.nets = image.state.nets
         try self.init(config: config, snapshot: image)
     }
 
@@ -216,6 +224,10 @@ public final class Machine: @unchecked Sendable {
                 try devices.serial.restoreState(snapshot.state.serial)
                 try devices.i8042.restoreState(snapshot.state.i8042)
                 try devices.rtc.restoreState(snapshot.state.rtc)
+                guard snapshot.state.virtio.count == virtio.slots.count else {
+                    throw StateError.invalid(what: "the virtio devices (\(snapshot.state.virtio.count) saved, \(virtio.slots.count) configured)")
+                }
+                for (slot, state) in zip(virtio.slots, snapshot.state.virtio) { try slot.transport.restoreState(state) }
             } catch {
                 throw .boot("snapshot: \(error)")
             }

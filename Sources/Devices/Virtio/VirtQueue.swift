@@ -41,7 +41,14 @@ public final class VirtQueue: @unchecked Sendable {
     public private(set) var nextAvailable: UInt16 = 0
     public private(set) var nextUsed: UInt16 = 0
     /// Used idx when the driver was last considered for an interrupt (EVENT_IDX bookkeeping).
-    private var signalledUsed: UInt16 = 0
+    var signalledUsed: UInt16 = 0
+
+    /// Sets the ring positions (snapshot restore only).
+    func setPositions(available: UInt16, used: UInt16, signalled: UInt16) {
+        nextAvailable = available
+        nextUsed = used
+        signalledUsed = signalled
+    }
     private var usedSinceCheck = false
 
     /// Validates the layout against guest RAM; `features` are the negotiated ones.

@@ -53,9 +53,20 @@ public protocol VirtioDevice: AnyObject, Sendable {
     var eventSources: [Int32] { get }
     /// `eventSources[source]` became readable; `activation` is nil while the driver is not running it.
     func handleEvent(source: Int, activation: VirtioActivation?) throws(VirtioError)
+
+    /// Device-specific snapshot state beyond the transport and queues.
+    func snapshotState() -> [UInt8]
+    /// Loads what `snapshotState` saved (after the transport re-activated the device).
+    func restoreSnapshotState(_ bytes: [UInt8]) throws(StateError)
 }
 
 extension VirtioDevice {
+    /// Device-specific snapshot state beyond the transport and queues (none by default).
+    public func snapshotState() -> [UInt8] { [] }
+    /// Loads what `snapshotState` saved.
+    public func restoreSnapshotState(_ bytes: [UInt8]) throws(StateError) {
+        guard bytes.isEmpty else { throw .invalid(what: "\(deviceType) device state") }
+    }
     public func writeConfig(offset: UInt64, from data: UnsafeRawBufferPointer) {}
     public func activate(_ activation: VirtioActivation) throws(VirtioError) {}
     public func reset() {}

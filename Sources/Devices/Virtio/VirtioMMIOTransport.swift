@@ -59,11 +59,11 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         var violations = 0
     }
 
-    private let queueMaxSizes: [UInt16]
-    private let registers: Mutex<Registers>
-    private let engine = Mutex(Engine())
+    let queueMaxSizes: [UInt16]
+    let registers: Mutex<Registers>
+    let engine = Mutex(Engine())
     /// InterruptStatus; changes and their delivery happen under this lock so a level line never lags.
-    private let interruptState = Mutex<UInt32>(0)
+    let interruptState = Mutex<UInt32>(0)
     private let worker = Mutex<VirtioWorker?>(nil)
 
     /// `log` receives one line per device failure (default: stderr).
