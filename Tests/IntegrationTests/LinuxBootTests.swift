@@ -21,10 +21,14 @@ struct LinuxBootTests {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         let socket = scratch.appendingPathComponent("api.sock").path
         let snapshot = scratch.appendingPathComponent("midboot").path
+        // The root disk: busybox and the test init on ext4 made on the host. The initramfs is
+        // unpacked too, but rdinit points nowhere, so the kernel goes on to mount root=/dev/vda.
+        let disk = try RootDisk.make(in: scratch, name: "root.ext4")
         let started = Date()
         let guest = try GuestProcess(arguments: [
             "run", "--kernel", kernel, "--initrd", initramfs, "--memory", "256M", "--cpus", "\(cpus)",
-            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000", "--verbose", "--api-socket", socket,
+            "--disk", disk, "--rng",
+            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000 rdinit=/none root=/dev/vda rw", "--verbose", "--api-socket", socket,
         ])
         defer { guest.stop() }
 
@@ -38,10 +42,12 @@ struct LinuxBootTests {
             let reply = try request(socket, "snapshot \(snapshot)")
             snapshotTaken = reply.contains("\"ok\":true")
             #expect(snapshotTaken, "snapshot: \(reply)")
+            // The restore gets the disk as it was at the snapshot, as a clone would.
+            try FileManager.default.copyItem(atPath: disk, toPath: disk + ".at-snapshot")
             #expect(try request(socket, "resume").contains("running"))
         }
 
-        let reachedInit = guest.waitForOutput("Run /init as init process", timeout: 400)
+        let reachedInit = guest.waitForOutput("Run /sbin/init as init process", timeout: 400)
         let bootSeconds = Date().timeIntervalSince(started)
         #expect(reachedInit, "kernel did not reach init. Output tail: \(guest.output.suffix(3000)) stderr: \(guest.errorOutput)")
         TestEnvironment.log("reached 'Run /init' after \(Int(bootSeconds)) s")
@@ -50,15 +56,24 @@ struct LinuxBootTests {
         #expect(output.contains("Linux version 6.1"))
         #expect(output.contains("smp: Brought up 1 node, 2 CPUs"), "output: \(output.prefix(6000))")
         #expect(output.contains("MPTABLE: OEM ID: VIREO"))
+        #expect(output.contains("Freeing initrd memory"))
+        #expect(output.contains("virtio_blk virtio0: [vda] 131072 512-byte logical blocks"))
+        #expect(output.contains("EXT4-fs (vda): mounted filesystem"))
+        #expect(output.contains("VFS: Mounted root (ext4 filesystem)"))
+        // The guest's writes reached the image: the superblock's mount count went from 0 to 1.
+        #expect(RootDisk.mountCount(disk) == 1, "dumpe2fs: \(RootDisk.mountCount(disk).map(String.init) ?? "failed")")
         expectInitOutcome(output: output, status: status, stderr: guest.errorOutput, hardware: hardware)
 
         // The mid-boot snapshot, restored into a new VMM process, finishes the same boot.
         guard snapshotTaken else { return }
         let restoreStarted = Date()
-        let restored = try GuestProcess(arguments: ["run", "--restore", snapshot, "--no-stdin", "--verbose"])
+        let restored = try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", disk + ".at-snapshot",
+                                                    "--no-stdin", "--verbose"])
         defer { restored.stop() }
-        #expect(restored.waitForOutput("Run /init as init process", timeout: 300),
+        #expect(restored.waitForOutput("Run /sbin/init as init process", timeout: 300),
                 "restored kernel did not reach init: \(restored.output.suffix(3000)) \(restored.errorOutput)")
+        #expect(restored.output.contains("EXT4-fs (vda): mounted filesystem"), "the restored guest mounts its root disk")
+        #expect(RootDisk.mountCount(disk + ".at-snapshot") == 1)
         TestEnvironment.log("restored mid-boot snapshot reached 'Run /init' after \(Int(Date().timeIntervalSince(restoreStarted))) s")
         #expect(!restored.output.contains("Linux version"), "a restore continues the boot, it does not start over")
         let restoredStatus = restored.waitForExit(timeout: hardware ? 120 : 300)
@@ -105,4 +120,49 @@ struct LinuxBootTests {
         kill(guest.process.processIdentifier, SIGINT)
         #expect(guest.waitForExit(timeout: 30) == 128 + SIGINT)
     }
+}
+
+/// Builds the ext4 root disk for the Linux tests with `mkfs.ext4 -d` (busybox + guest/init as /sbin/init).
+enum RootDisk {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static func make(in directory: URL, name: String) throws -> String {
+        let root = directory.appendingPathComponent("rootfs")
+        let fm = FileManager.default
+        for sub in ["bin", "sbin", "proc", "sys", "dev", "tmp", "root"] {
+            try fm.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true)
+        }
+        let busybox = root.appendingPathComponent("bin/busybox").path
+        if !fm.fileExists(atPath: busybox) { try fm.copyItem(atPath: "/bin/busybox", toPath: busybox) }
+        let initPath = root.appendingPathComponent("sbin/init").path
+        try? fm.removeItem(atPath: initPath)
+        try fm.copyItem(atPath: repository.appendingPathComponent("guest/init").path, toPath: initPath)
+        let image = directory.appendingPathComponent(name).path
+        try? fm.removeItem(atPath: image)
+        let mkfs = Process()
+        mkfs.executableURL = URL(fileURLWithPath: "/sbin/mkfs.ext4")
+        mkfs.arguments = ["-q", "-F", "-d", root.path, image, "64M"]
+        try mkfs.run()
+        mkfs.waitUntilExit()
+        guard mkfs.terminationStatus == 0 else { throw RootDiskError(description: "mkfs.ext4 failed") }
+        return image
+    }
+
+    /// The superblock's mount count, read with dumpe2fs -h.
+    static func mountCount(_ image: String) -> Int? {
+        let dump = Process()
+        let pipe = Pipe()
+        dump.executableURL = URL(fileURLWithPath: "/sbin/dumpe2fs")
+        dump.arguments = ["-h", image]
+        dump.standardOutput = pipe
+        dump.standardError = FileHandle.nullDevice
+        guard (try? dump.run()) != nil else { return nil }
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        dump.waitUntilExit()
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Mount count:") }) else { return nil }
+        return Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces))
+    }
+
+    struct RootDiskError: Error, CustomStringConvertible { let description: String }
 }
