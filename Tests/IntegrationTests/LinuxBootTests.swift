@@ -37,6 +37,7 @@ struct LinuxBootTests {
         let midBoot = guest.waitForOutput("serial8250: ttyS0 at I/O 0x3f8", timeout: 300)
         #expect(midBoot, "no serial driver line. Output: \(guest.output.suffix(3000)) stderr: \(guest.errorOutput)")
         var snapshotTaken = false
+        var coldRSS: Int?
         if midBoot {
             #expect(try request(socket, "pause").contains("paused"))
             let reply = try request(socket, "snapshot \(snapshot)")
@@ -44,6 +45,8 @@ struct LinuxBootTests {
             #expect(snapshotTaken, "snapshot: \(reply)")
             // The restore gets the disk as it was at the snapshot, as a clone would.
             try FileManager.default.copyItem(atPath: disk, toPath: disk + ".at-snapshot")
+            for clone in 1...2 { try FileManager.default.copyItem(atPath: disk, toPath: disk + ".clone\(clone)") }
+            coldRSS = ProcessMemory.rssKiB(guest.process.processIdentifier)
             #expect(try request(socket, "resume").contains("running"))
         }
 
@@ -70,6 +73,19 @@ struct LinuxBootTests {
         let restored = try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", disk + ".at-snapshot",
                                                     "--no-stdin", "--verbose"])
         defer { restored.stop() }
+        // Two more clones of the same snapshot at once: guest RAM comes from the snapshot file,
+        // shared and loaded on touch, so the three together cost less than one cold-booted VM did.
+        let clones = try (1...2).map { clone in
+            try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", disk + ".clone\(clone)", "--no-stdin",
+                                         "--no-console"])
+        }
+        defer { clones.forEach { $0.stop() } }
+        usleep(2_000_000)
+        let clonePSS = ([restored] + clones).compactMap { ProcessMemory.pssKiB($0.process.processIdentifier) }
+        TestEnvironment.log("cold-booted VM RSS at the snapshot: \(coldRSS ?? -1) KiB; three clones' PSS: \(clonePSS) KiB")
+        #expect(clonePSS.count == 3)
+        if let coldRSS { #expect(clonePSS.reduce(0, +) < coldRSS, "three clones should need less memory than one cold VM") }
+        clones.forEach { $0.stop() }
         #expect(restored.waitForOutput("Run /sbin/init as init process", timeout: 300),
                 "restored kernel did not reach init: \(restored.output.suffix(3000)) \(restored.errorOutput)")
         #expect(restored.output.contains("EXT4-fs (vda): mounted filesystem"), "the restored guest mounts its root disk")
@@ -165,4 +181,17 @@ enum RootDisk {
     }
 
     struct RootDiskError: Error, CustomStringConvertible { let description: String }
+}
+
+/// Resident memory of a process, from /proc.
+enum ProcessMemory {
+    static func rssKiB(_ pid: Int32) -> Int? { field("/proc/\(pid)/status", "VmRSS:") }
+    /// Proportional set size: shared pages split between the processes that map them.
+    static func pssKiB(_ pid: Int32) -> Int? { field("/proc/\(pid)/smaps_rollup", "Pss:") }
+
+    private static func field(_ path: String, _ name: String) -> Int? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return nil }
+        return Int(line.dropFirst(name.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
+    }
 }
