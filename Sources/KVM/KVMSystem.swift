@@ -23,6 +23,7 @@ public struct CPUIDEntry: Equatable, Sendable {
 /// A KVM capability Vireo asks about.
 public enum KVMCapability: Sendable {
     case irqchip, userMemory, pit2, immediateExit, setTSSAddress, maxVCPUs, recommendedVCPUs, getTSCKHz
+    case irqfd, ioeventfd
 
     var raw: Int32 {
         switch self {
@@ -34,6 +35,8 @@ public enum KVMCapability: Sendable {
         case .maxVCPUs: return Int32(CKVM_CAP_MAX_VCPUS)
         case .recommendedVCPUs: return Int32(CKVM_CAP_NR_VCPUS)
         case .getTSCKHz: return Int32(CKVM_CAP_GET_TSC_KHZ)
+        case .irqfd: return Int32(CKVM_CAP_IRQFD)
+        case .ioeventfd: return Int32(CKVM_CAP_IOEVENTFD)
         }
     }
 }

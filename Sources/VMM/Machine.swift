@@ -38,6 +38,7 @@ public final class Machine: @unchecked Sendable {
     let mmioBus = Bus(name: "mmio")
     let console: ConsoleOutput
     let devices: LegacyDevices
+    let virtio: VirtioDevices
     let liveRunners = Mutex<[VCPURunner]>([])
     let pauseState = Mutex<(paused: Bool, clock: UInt64?)>((false, nil))
     /// vCPUs whose threads did not leave KVM_RUN after the stop (see `waitForVCPUs`).
@@ -69,6 +70,14 @@ public final class Machine: @unchecked Sendable {
         config.memoryBytes = image.state.memoryBytes
         config.debugExitPort = image.state.debugExitPort
         config.adaptCommandLineToHost = false
+        // Disks may be overridden on restore (e.g. each clone its own copy); the shape must match.
+        if options.disks.isEmpty {
+            config.disks = image.state.disks
+        } else if options.disks.count != image.state.disks.count {
+            throw .invalidConfiguration("the snapshot has \(image.state.disks.count) disk(s); --disk given \(options.disks.count) time(s)")
+        }
+        config.rng = image.state.rng
+        config.nets = image.state.nets
         try self.init(config: config, snapshot: image)
     }
 
@@ -88,7 +97,11 @@ public final class Machine: @unchecked Sendable {
             kernelBytes = try FileLoader.read(config.kernelPath, what: "kernel")
             initrdBytes = try config.initrdPath.map { (path) throws(VMMError) in try FileLoader.read(path, what: "initrd") }
         }
-        commandLine = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
+        for disk in config.disks { try disk.validate() }
+        var seenIDs = Set<String>()
+        for disk in config.disks where !seenIDs.insert(disk.id).inserted {
+            throw .invalidConfiguration("two disks have the id '\(disk.id)': give each --disk a distinct id=NAME")
+        }
 
         do {
             // VIREO_KVM_DEVICE lets tests point at a missing device; users never need it.
@@ -125,6 +138,22 @@ public final class Machine: @unchecked Sendable {
         console = try ConsoleOutput(terminalFD: config.consoleToStdout ? 1 : nil, logPath: config.consoleLogPath,
                                     logLimit: config.consoleLogLimit)
 
+        virtio = VirtioDevices(memory: memory)
+        for (index, disk) in config.disks.enumerated() {
+            let backend: FileBlockBackend
+            do {
+                backend = try FileBlockBackend(path: disk.path, readOnly: disk.readOnly)
+            } catch {
+                throw .invalidConfiguration("disk image \(disk.path): \(error)")
+            }
+            try virtio.add(VirtioBlock(backend: backend, serial: disk.id), name: "virtio-blk\(index)")
+        }
+        if config.rng { try virtio.add(VirtioRNG(), name: "virtio-rng") }
+        if !config.nets.isEmpty { try NetworkDevices.add(config.nets, to: virtio) }
+        let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
+        // A restored guest already booted with its devices on the command line.
+        commandLine = snapshot == nil ? ([adapted] + virtio.commandLineArguments).joined(separator: " ") : adapted
+
         do {
             vm = try kvm.createVM()
             // VT-x needs these two pages for real mode; they sit in the MMIO hole, away from RAM.
@@ -149,6 +178,7 @@ public final class Machine: @unchecked Sendable {
         } catch {
             throw .invalidConfiguration("device layout: \(error)")
         }
+        try virtio.register(on: mmioBus, vm: vm)
         portBus.freeze()
         mmioBus.freeze()
 
@@ -194,6 +224,10 @@ public final class Machine: @unchecked Sendable {
                 try devices.serial.restoreState(snapshot.state.serial)
                 try devices.i8042.restoreState(snapshot.state.i8042)
                 try devices.rtc.restoreState(snapshot.state.rtc)
+                guard snapshot.state.virtio.count == virtio.slots.count else {
+                    throw StateError.invalid(what: "the virtio devices (\(snapshot.state.virtio.count) saved, \(virtio.slots.count) configured)")
+                }
+                for (slot, state) in zip(virtio.slots, snapshot.state.virtio) { try slot.transport.restoreState(state) }
             } catch {
                 throw .boot("snapshot: \(error)")
             }
@@ -215,6 +249,13 @@ public final class Machine: @unchecked Sendable {
             }
         }
         defer { server?.remove() }
+        do {
+            try virtio.startWorkers()
+        } catch {
+            return RunOutcome(reason: .error(error.description), statistics: ExitStatistics(), runSeconds: 0,
+                              peakRSS: peakResidentBytes(), guestResident: 0)
+        }
+        defer { virtio.stopWorkers() }
         SignalWatcher.blockStopSignals()
         _ = SignalWatcher.start(control: control)
         if let fd = config.consoleInputFD {
@@ -225,9 +266,10 @@ public final class Machine: @unchecked Sendable {
         var runners: [VCPURunner] = []
         var threads: [OSThread] = []
         defer { liveRunners.withLock { $0 = [] } }
+        let wakeup = control.wakeup
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run(); wakeup.post() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)
@@ -250,6 +292,9 @@ extension Machine {
         if control.isStopping { return "stopping" }
         return pauseState.withLock { $0.paused } ? "paused" : "running"
     }
+
+    /// Guest accesses that hit no device (they read as all-ones).
+    public var unclaimedAccesses: (ports: UInt64, mmio: UInt64) { (portBus.unhandledAccesses, mmioBus.unhandledAccesses) }
 
     /// Exit counts of all vCPUs so far.
     public var liveStatistics: ExitStatistics {
@@ -282,6 +327,8 @@ extension Machine {
 
     /// Joins the vCPU threads; returns the ids of those that did not stop within the grace period
     /// (a host that does not deliver the kick signal while it emulates guest kernel code).
+    /// Sleeps on `control.wakeup` (posted by a stop and by each vCPU thread as it ends) rather than
+    /// polling, so an idle VM's VMM does not wake up at all.
     fileprivate func waitForVCPUs(_ threads: [OSThread]) -> [UInt32] {
         var stopSeen: Double?
         while true {
@@ -297,7 +344,9 @@ extension Machine {
                 }
                 control.kickAll()
             }
-            usleep(5_000)
+            // A stop or a vCPU thread that ends wakes us at once; until then there is nothing to
+            // poll for (an idle VM costs no wakeups), after it we re-kick every 5 ms.
+            control.wakeup.wait(seconds: control.isStopping ? 0.005 : 1.0)
         }
     }
 }

@@ -22,6 +22,8 @@ public final class MachineControl: @unchecked Sendable {
     private let pausing = Atomic<Bool>(false)
     /// Where vCPU threads park while the VM is paused.
     let pauseGate = Gate()
+    /// Posted by `stop` and by each vCPU thread as it ends: what the thread waiting for the VM sleeps on.
+    let wakeup = Wakeup()
 
     public init() {}
 
@@ -74,6 +76,7 @@ public final class MachineControl: @unchecked Sendable {
         stopping.store(true, ordering: .releasing)
         kick(targets)
         pauseGate.open()  // parked vCPUs must see the stop
+        wakeup.post()
     }
 
     /// Kicks every vCPU again (a signal may have landed just before a thread entered KVM_RUN).

@@ -42,3 +42,28 @@ final class OSThread: @unchecked Sendable {
         if !joined { pthread_kill(handle, signal) }
     }
 }
+
+/// A counting semaphore: threads `post` when they finish so a waiter wakes at once instead of
+/// at its next poll.
+final class Wakeup: @unchecked Sendable {
+    private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init() { sem_init(semaphore, 0, 0) }
+
+    deinit {
+        sem_destroy(semaphore)
+        semaphore.deallocate()
+    }
+
+    func post() { sem_post(semaphore) }
+
+    /// Waits for a post, at most `seconds`.
+    func wait(seconds: Double) {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let nanoseconds = Int(deadline.tv_nsec) + Int(seconds * 1e9)
+        deadline.tv_sec += nanoseconds / 1_000_000_000
+        deadline.tv_nsec = nanoseconds % 1_000_000_000
+        while sem_timedwait(semaphore, &deadline) != 0 && errno == EINTR {}
+    }
+}

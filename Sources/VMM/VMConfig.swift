@@ -29,6 +29,12 @@ public struct VMConfig: Sendable {
     public var consoleInputFD: Int32? = 0
     /// QEMU-compatible isa-debug-exit port, if enabled.
     public var debugExitPort: UInt16?
+    /// virtio-blk disks (`--disk`), in order: the first is /dev/vda.
+    public var disks: [DiskSpec] = []
+    /// virtio-net devices (`--net`).
+    public var nets: [NetSpec] = []
+    /// A virtio-rng device fed from the host's getrandom (`--rng`; off by default, as in QEMU and Firecracker).
+    public var rng: Bool = false
     /// Append `noxsave` on PVM hosts (guest XRSTOR is not emulated there).
     public var adaptCommandLineToHost: Bool = true
 

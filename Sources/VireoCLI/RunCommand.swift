@@ -38,6 +38,15 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Guest RAM, e.g. 512M or 2G (a bare number is MiB).", valueName: "size"))
     var memory: String = "512M"
 
+    @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; the first is /dev/vda). Options: readonly, id=NAME (the serial the guest sees).", valueName: "path[,readonly][,id=NAME]"))
+    var disk: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Add a virtio-net NIC (repeatable): user (passt, no root) or tap=NAME; option mac=XX:XX:XX:XX:XX:XX.", valueName: "user|tap=NAME[,mac=…]"))
+    var net: [String] = []
+
+    @Flag(name: .long, help: "Add a virtio-rng entropy device fed from the host's getrandom.")
+    var rng = false
+
     @Option(name: .customLong("console-log"), help: ArgumentHelp("Also append the serial console to this file.", valueName: "file"))
     var consoleLog: String?
 
@@ -96,6 +105,13 @@ struct RunCommand: ParsableCommand {
         config.memoryBytes = ByteSize.parse(memory)!
         config.bootProtocol = BootProtocol(rawValue: boot)!
         config.consoleLogPath = consoleLog
+        do {
+            config.disks = try disk.map { (text) throws(VMMError) in try DiskSpec.parse(text) }
+            config.nets = try net.enumerated().map { (index, text) throws(VMMError) in try NetSpec.parse(text, index: index) }
+        } catch {
+            throw ValidationError(error.description)
+        }
+        config.rng = rng
         config.consoleLogLimit = consoleLogMax.flatMap(ByteSize.parse)
         config.apiSocketPath = apiSocket
         config.consoleToStdout = !noConsole
@@ -130,6 +146,7 @@ struct RunCommand: ParsableCommand {
             let milestones = Timeline.milestonesMs
             printError("vireo: first guest entry \(format3(milestones.firstEntry)) ms, first exit \(format3(milestones.firstExit)) ms after process start\n")
             printError("vireo: ran \(format3(outcome.runSeconds)) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n")
+            printError("vireo: accesses no device claimed: \(machine.unclaimedAccesses.ports) port, \(machine.unclaimedAccesses.mmio) MMIO\n")
             for snapshot in machine.vcpuSnapshots() { printError("vireo: \(snapshot)\n") }
             printError("vireo: memory: peak RSS \(outcome.peakRSS / 1024) KiB, guest RAM resident \(outcome.guestResident / 1024) KiB, VMM overhead \(outcome.overhead / 1024) KiB\n")
         }

@@ -17,13 +17,40 @@ struct LinuxBootTests {
         let hardware = TestEnvironment.host == .hardware
         let cpus = 2
         TestEnvironment.log("Linux boot on \(TestEnvironment.host) with \(cpus) vCPU(s)")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vireo-linux-\(getpid())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let socket = scratch.appendingPathComponent("api.sock").path
+        let snapshot = scratch.appendingPathComponent("midboot").path
+        // The root disk: busybox and the test init on ext4 made on the host. The initramfs is
+        // unpacked too, but rdinit points nowhere, so the kernel goes on to mount root=/dev/vda.
+        let disk = try RootDisk.make(in: scratch, name: "root.ext4")
         let started = Date()
         let guest = try GuestProcess(arguments: [
             "run", "--kernel", kernel, "--initrd", initramfs, "--memory", "256M", "--cpus", "\(cpus)",
-            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000", "--verbose",
+            "--disk", disk, "--rng",
+            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000 rdinit=/none root=/dev/vda rw", "--verbose", "--api-socket", socket,
         ])
         defer { guest.stop() }
-        let reachedInit = guest.waitForOutput("Run /init as init process", timeout: 400)
+
+        // Mid-boot (serial driver up, init not yet run): pause, snapshot, resume. The same boot
+        // then goes on, and the snapshot is restored below to finish the boot a second time.
+        let midBoot = guest.waitForOutput("serial8250: ttyS0 at I/O 0x3f8", timeout: 300)
+        #expect(midBoot, "no serial driver line. Output: \(guest.output.suffix(3000)) stderr: \(guest.errorOutput)")
+        var snapshotTaken = false
+        var coldRSS: Int?
+        if midBoot {
+            #expect(try request(socket, "pause").contains("paused"))
+            let reply = try request(socket, "snapshot \(snapshot)")
+            snapshotTaken = reply.contains("\"ok\":true")
+            #expect(snapshotTaken, "snapshot: \(reply)")
+            // The restore gets the disk as it was at the snapshot, as a clone would.
+            try FileManager.default.copyItem(atPath: disk, toPath: disk + ".at-snapshot")
+            for clone in 1...2 { try FileManager.default.copyItem(atPath: disk, toPath: disk + ".clone\(clone)") }
+            coldRSS = ProcessMemory.rssKiB(guest.process.processIdentifier)
+            #expect(try request(socket, "resume").contains("running"))
+        }
+
+        let reachedInit = guest.waitForOutput("Run /sbin/init as init process", timeout: 400)
         let bootSeconds = Date().timeIntervalSince(started)
         #expect(reachedInit, "kernel did not reach init. Output tail: \(guest.output.suffix(3000)) stderr: \(guest.errorOutput)")
         TestEnvironment.log("reached 'Run /init' after \(Int(bootSeconds)) s")
@@ -32,15 +59,61 @@ struct LinuxBootTests {
         #expect(output.contains("Linux version 6.1"))
         #expect(output.contains("smp: Brought up 1 node, 2 CPUs"), "output: \(output.prefix(6000))")
         #expect(output.contains("MPTABLE: OEM ID: VIREO"))
+        #expect(output.contains("Freeing initrd memory"))
+        #expect(output.contains("virtio_blk virtio0: [vda] 131072 512-byte logical blocks"))
+        #expect(output.contains("EXT4-fs (vda): mounted filesystem"))
+        #expect(output.contains("VFS: Mounted root (ext4 filesystem)"))
+        // The guest's writes reached the image: the superblock's mount count went from 0 to 1.
+        #expect(RootDisk.mountCount(disk) == 1, "dumpe2fs: \(RootDisk.mountCount(disk).map(String.init) ?? "failed")")
+        expectInitOutcome(output: output, status: status, stderr: guest.errorOutput, hardware: hardware)
+
+        // The mid-boot snapshot, restored into a new VMM process, finishes the same boot.
+        guard snapshotTaken else { return }
+        let restoreStarted = Date()
+        let restored = try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", disk + ".at-snapshot",
+                                                    "--no-stdin", "--verbose"])
+        defer { restored.stop() }
+        // Two more clones of the same snapshot at once: guest RAM comes from the snapshot file,
+        // shared and loaded on touch, so the three together cost less than one cold-booted VM did.
+        let clones = try (1...2).map { clone in
+            try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", disk + ".clone\(clone)", "--no-stdin",
+                                         "--no-console"])
+        }
+        defer { clones.forEach { $0.stop() } }
+        usleep(2_000_000)
+        let clonePSS = ([restored] + clones).compactMap { ProcessMemory.pssKiB($0.process.processIdentifier) }
+        TestEnvironment.log("cold-booted VM RSS at the snapshot: \(coldRSS ?? -1) KiB; three clones' PSS: \(clonePSS) KiB")
+        #expect(clonePSS.count == 3)
+        if let coldRSS { #expect(clonePSS.reduce(0, +) < coldRSS, "three clones should need less memory than one cold VM") }
+        clones.forEach { $0.stop() }
+        #expect(restored.waitForOutput("Run /sbin/init as init process", timeout: 300),
+                "restored kernel did not reach init: \(restored.output.suffix(3000)) \(restored.errorOutput)")
+        #expect(restored.output.contains("EXT4-fs (vda): mounted filesystem"), "the restored guest mounts its root disk")
+        #expect(RootDisk.mountCount(disk + ".at-snapshot") == 1)
+        TestEnvironment.log("restored mid-boot snapshot reached 'Run /init' after \(Int(Date().timeIntervalSince(restoreStarted))) s")
+        #expect(!restored.output.contains("Linux version"), "a restore continues the boot, it does not start over")
+        let restoredStatus = restored.waitForExit(timeout: hardware ? 120 : 300)
+        expectInitOutcome(output: restored.output, status: restoredStatus, stderr: restored.errorOutput, hardware: hardware)
+    }
+
+    private func expectInitOutcome(output: String, status: Int32?, stderr: String, hardware: Bool,
+                                   sourceLocation: SourceLocation = #_sourceLocation) {
         if hardware {
-            #expect(output.contains("VIREO-INIT-OK cpus=2"), "output: \(output.suffix(2000))")
-            #expect(status == 0, "stderr: \(guest.errorOutput)")
+            #expect(output.contains("VIREO-INIT-OK cpus=2"), "output: \(output.suffix(2000))", sourceLocation: sourceLocation)
+            #expect(status == 0, "stderr: \(stderr)", sourceLocation: sourceLocation)
         } else {
             // init cannot make system calls here: the kernel panics and resets.
-            #expect(output.contains("Kernel panic - not syncing"), "output: \(output.suffix(2000))")
-            #expect(status == 3, "exit status \(String(describing: status)); stderr: \(guest.errorOutput)")
-            #expect(guest.errorOutput.contains("panicked"))
+            #expect(output.contains("Kernel panic - not syncing"), "output: \(output.suffix(2000))", sourceLocation: sourceLocation)
+            #expect(status == 3, "exit status \(String(describing: status)); stderr: \(stderr)", sourceLocation: sourceLocation)
+            #expect(stderr.contains("panicked"), sourceLocation: sourceLocation)
         }
+    }
+
+    private func request(_ socket: String, _ line: String) throws -> String {
+        let fd = try UnixSocket.connect(socket)
+        defer { close(fd) }
+        try UnixSocket.send(fd, line + "\n")
+        return try UnixSocket.readLine(fd, timeout: 60)
     }
 
     /// The same kernel as a bzImage, entered through its 64-bit entry: its decompressor runs and the
@@ -62,5 +135,63 @@ struct LinuxBootTests {
         #expect(guest.output.contains("BIOS-e820: [mem 0x0000000000100000-0x0000000007ffffff] usable"))
         kill(guest.process.processIdentifier, SIGINT)
         #expect(guest.waitForExit(timeout: 30) == 128 + SIGINT)
+    }
+}
+
+/// Builds the ext4 root disk for the Linux tests with `mkfs.ext4 -d` (busybox + guest/init as /sbin/init).
+enum RootDisk {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static func make(in directory: URL, name: String) throws -> String {
+        let root = directory.appendingPathComponent("rootfs")
+        let fm = FileManager.default
+        for sub in ["bin", "sbin", "proc", "sys", "dev", "tmp", "root"] {
+            try fm.createDirectory(at: root.appendingPathComponent(sub), withIntermediateDirectories: true)
+        }
+        let busybox = root.appendingPathComponent("bin/busybox").path
+        if !fm.fileExists(atPath: busybox) { try fm.copyItem(atPath: "/bin/busybox", toPath: busybox) }
+        let initPath = root.appendingPathComponent("sbin/init").path
+        try? fm.removeItem(atPath: initPath)
+        try fm.copyItem(atPath: repository.appendingPathComponent("guest/init").path, toPath: initPath)
+        let image = directory.appendingPathComponent(name).path
+        try? fm.removeItem(atPath: image)
+        let mkfs = Process()
+        mkfs.executableURL = URL(fileURLWithPath: "/sbin/mkfs.ext4")
+        mkfs.arguments = ["-q", "-F", "-d", root.path, image, "64M"]
+        try mkfs.run()
+        mkfs.waitUntilExit()
+        guard mkfs.terminationStatus == 0 else { throw RootDiskError(description: "mkfs.ext4 failed") }
+        return image
+    }
+
+    /// The superblock's mount count, read with dumpe2fs -h.
+    static func mountCount(_ image: String) -> Int? {
+        let dump = Process()
+        let pipe = Pipe()
+        dump.executableURL = URL(fileURLWithPath: "/sbin/dumpe2fs")
+        dump.arguments = ["-h", image]
+        dump.standardOutput = pipe
+        dump.standardError = FileHandle.nullDevice
+        guard (try? dump.run()) != nil else { return nil }
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        dump.waitUntilExit()
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Mount count:") }) else { return nil }
+        return Int(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces))
+    }
+
+    struct RootDiskError: Error, CustomStringConvertible { let description: String }
+}
+
+/// Resident memory of a process, from /proc.
+enum ProcessMemory {
+    static func rssKiB(_ pid: Int32) -> Int? { field("/proc/\(pid)/status", "VmRSS:") }
+    /// Proportional set size: shared pages split between the processes that map them.
+    static func pssKiB(_ pid: Int32) -> Int? { field("/proc/\(pid)/smaps_rollup", "Pss:") }
+
+    private static func field(_ path: String, _ name: String) -> Int? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return nil }
+        return Int(line.dropFirst(name.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
     }
 }

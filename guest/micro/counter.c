@@ -2,38 +2,10 @@
  * count=N when the command line holds "count=N". */
 #include "micro.h"
 
-/* "count=N" as a whole word in the command line; 1 and *n if found. */
-static int cmdline_limit(const char *s, uint64_t *n)
-{
-    static const char key[] = "count=";
-
-    for (int i = 0; s && i < 4096 && s[i]; i++) {
-        if (i > 0 && s[i - 1] != ' ')
-            continue;
-        int k = 0;
-        while (key[k] && s[i + k] == key[k])
-            k++;
-        if (key[k])
-            continue;
-        const char *d = s + i + k;
-        uint64_t v = 0;
-        int digits = 0;
-        while (*d >= '0' && *d <= '9' && digits < 19) {
-            v = v * 10 + (uint64_t)(*d++ - '0');
-            digits++;
-        }
-        if (digits) {
-            *n = v;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 void micro_main(unsigned cpu, const struct hvm_start_info *si)
 {
     uint64_t limit = 0;
-    int has_limit = cmdline_limit(boot_cmdline(si), &limit);
+    int has_limit = cmdline_u64(si, "count=", &limit);
     uint64_t period = tsc_khz() * 100;          /* 100 ms in TSC ticks */
     uint64_t next = rdtsc();
 

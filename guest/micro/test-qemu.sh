@@ -33,6 +33,22 @@ check "counter count=0" "$(printf 'VIREO-MICRO counter\ncount=0')" \
     "$(q q35 1 counter.elf -append count=0 </dev/null)"
 check "echo" "$(printf 'VIREO-MICRO echo ready\nhi there\n\nbye')" \
     "$( (sleep 1; printf 'hi there\n'; sleep 0.3; printf '\004') | q pc 1 echo.elf)"
+# The bench/compare guests end through isa-debug-exit: QEMU exits with status (0 << 1) | 1 = 1.
+dx=(-device isa-debug-exit,iobase=0x501,iosize=1)
+qx() {  # qx NAME EXPECTED MACHINE ELF [args...]: output and exit status 1
+    local name=$1 want=$2 m=$3 elf=$4 got rc
+    shift 4
+    got=$(q "$m" 1 "$elf" "${dx[@]}" "$@" </dev/null); rc=$?
+    check "$name" "$want (status 1)" "$got (status $rc)"
+}
+for m in pc microvm; do
+    qx "hello $m" "!" "$m" hello.elf
+    qx "pio n=1000 $m" "VIREO-MICRO pio n=1000" "$m" pio.elf -append n=1000
+    qx "mmio n=1000 $m" "VIREO-MICRO mmio n=1000" "$m" mmio.elf -append n=1000
+    qx "touch mib=8 $m" "VIREO-MICRO touch mib=8" "$m" touch.elf -append mib=8
+done
+check "idle microvm" "VIREO-MICRO idle" "$(timeout 5 qemu-system-x86_64 -M microvm -accel "$accel" -m 64 \
+    -display none -serial stdio -no-reboot -kernel "$out/idle.elf" </dev/null 2>/dev/null)"
 for m in pc q35 pc,acpi=off microvm; do
     for n in 1 2 4; do
         extra=(); [ "$m" == microvm ] && extra=(-device i8042)

@@ -30,6 +30,8 @@ struct ckvm_msrs {
 _Static_assert(sizeof(struct kvm_regs) == 144, "kvm_regs layout");
 _Static_assert(sizeof(struct kvm_sregs) == 312, "kvm_sregs layout");
 _Static_assert(sizeof(struct kvm_lapic_state) == 1024, "kvm_lapic_state layout");
+_Static_assert(sizeof(struct kvm_irqfd) == 32, "kvm_irqfd layout");
+_Static_assert(sizeof(struct kvm_ioeventfd) == 64, "kvm_ioeventfd layout");
 _Static_assert(offsetof(struct ckvm_cpuid, entries) == sizeof(struct kvm_cpuid2), "cpuid entries follow header");
 _Static_assert(offsetof(struct ckvm_msrs, entries) == sizeof(struct kvm_msrs), "msr entries follow header");
 
@@ -61,6 +63,22 @@ static inline int ckvm_create_pit2(int fd, uint32_t flags) {
 static inline int ckvm_irq_line(int fd, uint32_t irq, uint32_t level) {
     struct kvm_irq_level l = { .irq = irq, .level = level };
     return ckvm_result(ioctl(fd, KVM_IRQ_LINE, &l));
+}
+// irqfd: an eventfd write injects `gsi` (edge: KVM raises then lowers the line); DEASSIGN removes it.
+static inline int ckvm_irqfd(int fd, int eventfd, uint32_t gsi, uint32_t flags) {
+    struct kvm_irqfd i; memset(&i, 0, sizeof i);
+    i.fd = (uint32_t)eventfd; i.gsi = gsi; i.flags = flags;
+    return ckvm_result(ioctl(fd, KVM_IRQFD, &i));
+}
+// ioeventfd: a guest write of `len` bytes at `addr` (matching `datamatch` when asked) signals the eventfd
+// inside KVM, without an exit to user space.
+static inline int ckvm_ioeventfd(int fd, int eventfd, uint64_t addr, uint32_t len, int has_datamatch,
+                                 uint64_t datamatch, int pio, int deassign) {
+    struct kvm_ioeventfd e; memset(&e, 0, sizeof e);
+    e.datamatch = datamatch; e.addr = addr; e.len = len; e.fd = eventfd;
+    e.flags = (has_datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0)
+            | (deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0);
+    return ckvm_result(ioctl(fd, KVM_IOEVENTFD, &e));
 }
 static inline int ckvm_create_vcpu(int fd, unsigned long id) { return ckvm_result(ioctl(fd, KVM_CREATE_VCPU, id)); }
 static inline int ckvm_get_clock(int fd, struct kvm_clock_data *d) { return ckvm_result(ioctl(fd, KVM_GET_CLOCK, d)); }
@@ -141,6 +159,8 @@ enum {
     CKVM_CAP_EXIT_ON_EMULATION_FAILURE = KVM_CAP_EXIT_ON_EMULATION_FAILURE,
     CKVM_CAP_TSC_CONTROL = KVM_CAP_TSC_CONTROL, CKVM_CAP_GET_TSC_KHZ = KVM_CAP_GET_TSC_KHZ,
     CKVM_CAP_X86_DISABLE_EXITS = KVM_CAP_X86_DISABLE_EXITS,
+    CKVM_CAP_IRQFD = KVM_CAP_IRQFD, CKVM_CAP_IOEVENTFD = KVM_CAP_IOEVENTFD,
+    CKVM_IRQFD_FLAG_DEASSIGN = KVM_IRQFD_FLAG_DEASSIGN,
     CKVM_PIT_SPEAKER_DUMMY = KVM_PIT_SPEAKER_DUMMY,
     CKVM_MP_STATE_RUNNABLE = KVM_MP_STATE_RUNNABLE, CKVM_MP_STATE_UNINITIALIZED = KVM_MP_STATE_UNINITIALIZED,
     CKVM_MP_STATE_INIT_RECEIVED = KVM_MP_STATE_INIT_RECEIVED, CKVM_MP_STATE_HALTED = KVM_MP_STATE_HALTED,

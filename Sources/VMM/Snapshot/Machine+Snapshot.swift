@@ -11,6 +11,7 @@ extension Machine {
     public func snapshot(to directory: String) throws(SnapshotError) {
         let paused = pauseState.withLock { $0.paused }
         guard paused else { throw .notPaused }
+
         mkdir(directory, 0o700)
         var isDirectory = stat()
         guard stat(directory, &isDirectory) == 0, (isDirectory.st_mode & S_IFMT) == S_IFDIR else {
@@ -35,7 +36,8 @@ extension Machine {
             kernelPath: config.kernelPath, commandLine: commandLine, cpus: config.cpus, memoryBytes: config.memoryBytes,
             debugExitPort: config.debugExitPort, hostKind: hostKind.rawValue, regions: regions, cpuid: cpuidTables,
             vcpus: vcpuStates, vm: vmState, serial: devices.serial.saveState(), i8042: devices.i8042.saveState(),
-            rtc: devices.rtc.saveState())
+            rtc: devices.rtc.saveState(), disks: config.disks, rng: config.rng, nets: config.nets,
+            virtio: virtio.slots.map { $0.transport.saveState() })
         try writeMemory(to: directory + "/" + SnapshotState.memoryFile, regions: regions)
         try writeFile(directory + "/" + SnapshotState.stateFile, state.encoded())
         let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

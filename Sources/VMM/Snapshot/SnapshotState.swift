@@ -8,7 +8,7 @@ import KVM
 /// `fileOffset`; only pages the guest ever touched are written.
 struct SnapshotState: Equatable {
     static let magic = Array("VIREOSNP".utf8)
-    static let formatVersion: UInt32 = 1
+    static let formatVersion: UInt32 = 2
     static let stateFile = "state.bin"
     static let memoryFile = "memory.bin"
 
@@ -31,6 +31,11 @@ struct SnapshotState: Equatable {
     var serial: [UInt8]
     var i8042: [UInt8]
     var rtc: [UInt8]
+    /// Devices to recreate on restore, and each virtio device's transport + device state (by slot order).
+    var disks: [DiskSpec] = []
+    var rng = false
+    var nets: [NetSpec] = []
+    var virtio: [[UInt8]] = []
 
     var memoryFileSize: UInt64 { regions.map { $0.fileOffset + $0.size }.max() ?? 0 }
 
@@ -57,6 +62,19 @@ struct SnapshotState: Equatable {
         w.u32(UInt32(vm.blobs.count))
         for blob in vm.blobs { w.blob(blob) }
         w.blob(serial); w.blob(i8042); w.blob(rtc)
+        w.u32(UInt32(disks.count))
+        for disk in disks { w.string(disk.path); w.bool(disk.readOnly); w.string(disk.id) }
+        w.bool(rng)
+        w.u32(UInt32(nets.count))
+        for net in nets {
+            switch net.backend {
+            case .user: w.u8(0); w.string("")
+            case let .tap(name): w.u8(1); w.string(name)
+            }
+            w.blob(net.mac)
+        }
+        w.u32(UInt32(virtio.count))
+        for state in virtio { w.blob(state) }
         let body = w.bytes
         var file = SnapshotState.magic
         var header = StateWriter()
@@ -141,11 +159,32 @@ struct SnapshotState: Equatable {
         var vmBlobs: [[UInt8]] = []
         for _ in 0..<vmBlobCount { vmBlobs.append(try r.blob(maximum: 1 << 20)) }
         let serial = try r.blob(maximum: 4096), i8042 = try r.blob(maximum: 4096), rtc = try r.blob(maximum: 4096)
+        let diskCount = Int(try r.u32())
+        guard diskCount <= 16 else { throw .invalid(what: "the disks") }
+        var disks: [DiskSpec] = []
+        for _ in 0..<diskCount {
+            disks.append(DiskSpec(path: try r.string(maximum: 4096), readOnly: try r.bool(), id: try r.string(maximum: 20)))
+        }
+        let rng = try r.bool()
+        let netCount = Int(try r.u32())
+        guard netCount <= 8 else { throw .invalid(what: "the NICs") }
+        var nets: [NetSpec] = []
+        for _ in 0..<netCount {
+            let kind = try r.u8()
+            let tapName = try r.string(maximum: 15)
+            let mac = try r.blob(maximum: 6)
+            guard mac.count == 6, kind <= 1 else { throw .invalid(what: "a NIC") }
+            nets.append(NetSpec(backend: kind == 0 ? .user : .tap(tapName), mac: mac))
+        }
+        let virtioCount = Int(try r.u32())
+        guard virtioCount <= 16 else { throw .invalid(what: "the virtio devices") }
+        var virtio: [[UInt8]] = []
+        for _ in 0..<virtioCount { virtio.append(try r.blob(maximum: 1 << 22)) }
         try r.finish()
         return SnapshotState(kernelPath: kernelPath, commandLine: commandLine, cpus: cpus, memoryBytes: memoryBytes,
                              debugExitPort: hasDebugExit ? debugExitPort : nil, hostKind: hostKind, regions: regions,
                              cpuid: cpuid, vcpus: vcpus, vm: VMState(blobs: vmBlobs),
-                             serial: serial, i8042: i8042, rtc: rtc)
+                             serial: serial, i8042: i8042, rtc: rtc, disks: disks, rng: rng, nets: nets, virtio: virtio)
     }
 }
 

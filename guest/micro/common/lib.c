@@ -69,6 +69,12 @@ void poweroff(void)
         cpu_relax();
 }
 
+void debug_exit(uint8_t v)
+{
+    outb(DEBUG_EXIT, v);        /* the VMM stops here if it has the port */
+    poweroff();
+}
+
 /* TSC kHz from the hypervisor timing leaf 0x40000010 when the hypervisor
  * range reaches it; otherwise (or if the value is implausible, since this
  * host leaks its own CPUID) assume 2 GHz. Timing is approximate by design. */
@@ -108,6 +114,33 @@ const char *boot_cmdline(const struct hvm_start_info *si)
     if (si->cmdline_paddr == 0 || si->cmdline_paddr >= USER_LIMIT - 4096)
         return NULL;
     return (const char *)(uintptr_t)si->cmdline_paddr;
+}
+
+int cmdline_u64(const struct hvm_start_info *si, const char *key, uint64_t *v)
+{
+    const char *s = boot_cmdline(si);
+
+    for (int i = 0; s && i < 4096 && s[i]; i++) {
+        if (i > 0 && s[i - 1] != ' ')
+            continue;
+        int k = 0;
+        while (key[k] && s[i + k] == key[k])
+            k++;
+        if (key[k])
+            continue;
+        const char *d = s + i + k;
+        uint64_t n = 0;
+        int digits = 0;
+        while (*d >= '0' && *d <= '9' && digits < 19) {
+            n = n * 10 + (uint64_t)(*d++ - '0');
+            digits++;
+        }
+        if (digits) {
+            *v = n;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 void *memcpy(void *d, const void *s, size_t n)

@@ -25,6 +25,8 @@
 
 #define AP_TRAMPOLINE 0x10000   /* real-mode AP entry; SIPI vector 0x10 */
 #define USER_LIMIT    0x40000000ull /* first 1 GiB is identity-mapped, U=1 */
+#define MMIO_PROBE    0xE0000000    /* unclaimed MMIO page, mapped U=1 uncached */
+#define DEBUG_EXIT    0x501     /* QEMU isa-debug-exit: write v -> exit (v<<1)|1 */
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>
@@ -49,6 +51,11 @@ struct hvm_start_info {
  * comes up; si is the start info for CPU 0 and NULL on APs. Returning powers
  * the machine off. */
 void micro_main(unsigned cpu, const struct hvm_start_info *si);
+
+/* Optional (weak): a program that defines this runs it on the BSP in CPL0,
+ * interrupts off, instead of micro_main; when it returns the CPU parks in a
+ * cli/hlt loop. Only for programs that must halt (idle): CPL0 is slow. */
+void micro_kernel_main(const struct hvm_start_info *si);
 
 /* --- port I/O and CPU helpers (fine in CPL3 because IOPL=3) --- */
 static inline void outb(uint16_t port, uint8_t v)
@@ -84,6 +91,9 @@ int uart_getc(void);                    /* blocks */
 
 /* i8042 reset pulse: Vireo ends the VM, QEMU -no-reboot exits. */
 __attribute__((noreturn)) void poweroff(void);
+/* Write v to the isa-debug-exit port (VMM exits with status (v<<1)|1); where
+ * no such port exists, power off instead. */
+__attribute__((noreturn)) void debug_exit(uint8_t v);
 
 /* --- time --- */
 uint64_t tsc_khz(void);                 /* hypervisor leaf or 2 GHz guess */
@@ -104,6 +114,9 @@ static inline void spin_unlock(spinlock_t *l)
 
 /* --- boot info --- */
 const char *boot_cmdline(const struct hvm_start_info *si); /* NULL if none */
+/* Decimal value of "key" (e.g. "n=") as a whole word of the command line:
+ * 1 and *v if found, else 0 and *v untouched. */
+int cmdline_u64(const struct hvm_start_info *si, const char *key, uint64_t *v);
 int acpi_count_cpus(const struct hvm_start_info *si);       /* 0 if unknown */
 
 void *memcpy(void *d, const void *s, size_t n);

@@ -31,6 +31,8 @@
     .long _start
     .balign 4
 
+    .weak micro_kernel_main
+
 /* ---- BSP entry ----------------------------------------------------------- */
     .section .text.boot, "ax"
     .code32
@@ -134,6 +136,18 @@ long_mode:
     movq $0, 8(%rdx)                /* base[63:32] = 0 */
     leaq SEL_TSS0(%rcx), %rax
     ltr %ax
+
+    /* A program with micro_kernel_main (weak; 0 when absent) stays in CPL0
+     * on the BSP: e.g. idle, which must be able to hlt. */
+    testl %r15d, %r15d
+    jnz 5f
+    movl $micro_kernel_main, %eax
+    testl %eax, %eax
+    jz 5f
+    movl boot_info(%rip), %edi
+    call *%rax
+    jmp park
+5:
 
     leaq 1(%r12), %rax              /* user stack top for this CPU */
     imulq $USTACK_SIZE, %rax
@@ -274,7 +288,8 @@ next_cpu:
 
 /* Static identity page tables (no CPL0 loop to build them): the first GiB in
  * 2 MiB pages, all user-accessible so CPL3 can reach start_info, the cmdline
- * and the trampoline page; plus the local APIC page, uncached. */
+ * and the trampoline page; plus, uncached, the local APIC page and the 2 MiB
+ * at MMIO_PROBE that the mmio program pokes (no device lives there). */
     .section .data.pagetables, "aw"
     .balign 4096
 pml4:
@@ -292,7 +307,9 @@ pd_low:
     .set addr, addr + 0x200000
     .endr
 pd_apic:
-    .fill 0x1F7, 8, 0
+    .fill 0x100, 8, 0
+    .quad MMIO_PROBE + 0x9F         /* 0xE0000000, uncached: mmio program */
+    .fill 0x1F7 - 0x101, 8, 0
     .quad 0xFEE00000 + 0x9F         /* + PWT, PCD: xAPIC registers */
     .fill 512 - 0x1F8, 8, 0
 

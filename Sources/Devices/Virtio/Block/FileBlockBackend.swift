@@ -1,0 +1,107 @@
+internal import CLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A raw disk image (or host block device) accessed with pread/pwrite, fsync and fallocate.
+public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
+    public let path: String
+    public let size: UInt64
+    public let isReadOnly: Bool
+    private let fd: Int32
+
+    /// Opens `path` read-write, or read-only when `readOnly`.
+    public init(path: String, readOnly: Bool = false) throws(BlockBackendError) {
+        let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+        guard fd >= 0 else { throw BlockBackendError(operation: "open \(path)", errno: errno) }
+        // lseek, not fstat: a block device's st_size is 0.
+        let end = lseek(fd, 0, SEEK_END)
+        guard end >= 0 else {
+            let error = errno
+            close(fd)
+            throw BlockBackendError(operation: "lseek \(path)", errno: error)
+        }
+        self.path = path
+        self.fd = fd
+        size = UInt64(end)
+        isReadOnly = readOnly
+    }
+
+    deinit { close(fd) }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockBackendError) {
+        guard let base = buffer.baseAddress else { return }
+        var done = 0
+        while done < buffer.count {
+            let result = pread(fd, base + done, buffer.count - done, off_t(offset) + off_t(done))
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw BlockBackendError(operation: "pread \(path)", errno: errno)
+            }
+            if result == 0 {
+                // The image shrank under us: what is past its end reads as zeroes.
+                memset(base + done, 0, buffer.count - done)
+                return
+            }
+            done += result
+        }
+    }
+
+    public func write(from buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockBackendError) {
+        guard !isReadOnly else { throw BlockBackendError(operation: "write to read-only \(path)", errno: EROFS) }
+        guard let base = buffer.baseAddress else { return }
+        var done = 0
+        while done < buffer.count {
+            let result = pwrite(fd, base + done, buffer.count - done, off_t(offset) + off_t(done))
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw BlockBackendError(operation: "pwrite \(path)", errno: errno)
+            }
+            done += result
+        }
+    }
+
+    public func flush() throws(BlockBackendError) {
+        guard fsync(fd) == 0 else { throw BlockBackendError(operation: "fsync \(path)", errno: errno) }
+    }
+
+    public func discard(at offset: UInt64, length: UInt64) throws(BlockBackendError) {
+        guard !isReadOnly else { throw BlockBackendError(operation: "discard on read-only \(path)", errno: EROFS) }
+        let result = punchHole(at: offset, length: length)
+        // Discard is a hint: a filesystem that cannot punch holes just keeps the blocks.
+        guard result == 0 || result == -EOPNOTSUPP else {
+            throw BlockBackendError(operation: "fallocate(PUNCH_HOLE) \(path)", errno: -result)
+        }
+    }
+
+    public func writeZeroes(at offset: UInt64, length: UInt64, mayUnmap: Bool) throws(BlockBackendError) {
+        guard !isReadOnly else { throw BlockBackendError(operation: "write-zeroes on read-only \(path)", errno: EROFS) }
+        if !mayUnmap {
+            let result = clinux_fallocate(fd, Int32(CLINUX_FALLOC_ZERO_RANGE | CLINUX_FALLOC_KEEP_SIZE),
+                                          Int64(offset), Int64(length))
+            if result == 0 { return }
+        }
+        // A punched hole reads as zeroes too; tmpfs and others lack ZERO_RANGE but have this.
+        if punchHole(at: offset, length: length) == 0 { return }
+        try writeZeroBlocks(at: offset, length: length)
+    }
+
+    private func punchHole(at offset: UInt64, length: UInt64) -> Int32 {
+        clinux_fallocate(fd, Int32(CLINUX_FALLOC_PUNCH_HOLE | CLINUX_FALLOC_KEEP_SIZE),
+                         Int64(offset), Int64(length))
+    }
+
+    /// The last resort for write-zeroes: plain writes of a zero buffer.
+    private func writeZeroBlocks(at offset: UInt64, length: UInt64) throws(BlockBackendError) {
+        let chunk = 64 * 1024
+        let zeroes = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { zeroes.deallocate() }
+        zeroes.initializeMemory(as: UInt8.self, repeating: 0)
+        var done: UInt64 = 0
+        while done < length {
+            let take = Int(min(UInt64(chunk), length - done))
+            try write(from: UnsafeRawBufferPointer(rebasing: zeroes[0..<take]), at: offset + done)
+            done += UInt64(take)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `--disk PATH[,readonly][,id=NAME]` request.
+public struct DiskSpec: Sendable, Equatable {
+    public var path: String
+    public var readOnly = false
+    /// Serial reported by VIRTIO_BLK_T_GET_ID (at most 20 bytes); defaults to the file name.
+    public var id: String
+
+    /// Parses the flag's value; errors name the part that is wrong.
+    public static func parse(_ text: String) throws(VMMError) -> DiskSpec {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let path = parts.first, !path.isEmpty else {
+            throw .invalidConfiguration("--disk needs a path: --disk PATH[,readonly][,id=NAME]")
+        }
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        var spec = DiskSpec(path: path, id: String(decoding: name.utf8.prefix(20), as: UTF8.self))
+        for option in parts.dropFirst() {
+            if option == "readonly" || option == "ro" {
+                spec.readOnly = true
+            } else if option.hasPrefix("id=") {
+                let id = String(option.dropFirst(3))
+                guard !id.isEmpty, id.utf8.count <= 20, id.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "," }) else {
+                    throw .invalidConfiguration("--disk \(text): id must be 1–20 printable ASCII characters")
+                }
+                spec.id = id
+            } else {
+                throw .invalidConfiguration("--disk \(text): unknown option '\(option)' (expected readonly or id=NAME)")
+            }
+        }
+        return spec
+    }
+
+    /// Checks the image before anything starts: exists, regular file, readable, writable unless readonly.
+    public func validate() throws(VMMError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw .file(path: path, what: "cannot use disk image", errno: errno) }
+        guard (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
+            throw .invalidConfiguration("disk image \(path) is not a regular file or block device")
+        }
+        guard access(path, R_OK) == 0 else { throw .file(path: path, what: "cannot read disk image", errno: errno) }
+        if !readOnly && access(path, W_OK) != 0 {
+            throw .invalidConfiguration("disk image \(path) is not writable: add ,readonly to attach it read-only")
+        }
+    }
+}
+
+/// A `--net user[,mac=…]` or `--net tap=NAME[,mac=…]` request.
+public struct NetSpec: Sendable, Equatable {
+    public enum Backend: Sendable, Equatable {
+        /// User-mode networking through passt (no root needed).
+        case user
+        /// A TAP device (created if missing; needs CAP_NET_ADMIN).
+        case tap(String)
+    }
+
+    public var backend: Backend
+    public var mac: [UInt8]
+
+    public static func parse(_ text: String, index: Int) throws(VMMError) -> NetSpec {
+        let parts = text.split(separator: ",").map(String.init)
+        let backend: Backend
+        switch parts.first {
+        case "user": backend = .user
+        case let first? where first.hasPrefix("tap="):
+            let name = String(first.dropFirst(4))
+            guard !name.isEmpty, name.utf8.count < 16, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }) else {
+                throw .invalidConfiguration("--net \(text): TAP name must be 1–15 letters, digits, '-', '_' or '.'")
+            }
+            backend = .tap(name)
+        default:
+            throw .invalidConfiguration("--net \(text): expected user or tap=NAME")
+        }
+        // Locally administered default, distinct per device: 52:54:00:12:34:5N (QEMU's convention).
+        var mac: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, UInt8(0x56 + index)]
+        for option in parts.dropFirst() {
+            guard option.hasPrefix("mac=") else {
+                throw .invalidConfiguration("--net \(text): unknown option '\(option)' (expected mac=XX:XX:XX:XX:XX:XX)")
+            }
+            guard let parsed = NetSpec.parseMAC(String(option.dropFirst(4))) else {
+                throw .invalidConfiguration("--net \(text): '\(option.dropFirst(4))' is not a MAC address (six hex bytes, e.g. 52:54:00:12:34:56)")
+            }
+            guard parsed[0] & 1 == 0 else {
+                throw .invalidConfiguration("--net \(text): \(option.dropFirst(4)) is a multicast address; a NIC needs a unicast MAC")
+            }
+            mac = parsed
+        }
+        return NetSpec(backend: backend, mac: mac)
+    }
+
+    static func parseMAC(_ text: String) -> [UInt8]? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6 else { return nil }
+        var bytes: [UInt8] = []
+        for part in parts {
+            guard part.count == 2, let byte = UInt8(part, radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
+    }
+}
