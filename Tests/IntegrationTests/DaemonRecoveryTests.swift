@@ -6,7 +6,8 @@ extension DaemonTests {
     /// Many VMs at once, crashes of one VMM, and crashes of the daemon itself.
     @Suite struct Recovery {
         @Test func tenVMsCreatedAndStartedConcurrently() throws {
-            let counter = try #require(TestEnvironment.micro("counter"))
+            // The idle micro-guest halts after its marker: ten of them cost no host CPU.
+            let idle = try #require(TestEnvironment.micro("idle"))
             let daemon = try DaemonProcess()
             defer { daemon.stop() }
             let names = (0..<10).map { "vm-\($0)" }
@@ -14,7 +15,7 @@ extension DaemonTests {
             let started = Date()
             DispatchQueue.concurrentPerform(iterations: names.count) { index in
                 do {
-                    try daemon.create(names[index], kernel: counter, [("memoryMiB", .int(32))])
+                    try daemon.create(names[index], kernel: idle, [("memoryMiB", .int(32))])
                     let vm = try daemon.action(names[index], "start")
                     if vm.state != "running" { throw DaemonTestFailure("\(names[index]) is \(vm.state ?? "?")") }
                 } catch {
@@ -24,7 +25,7 @@ extension DaemonTests {
             TestEnvironment.log("10 VMs created and started concurrently in \(Int(Date().timeIntervalSince(started) * 1000)) ms")
             #expect(errors.current.isEmpty, "\(errors.current)")
             for name in names {
-                #expect(daemon.waitForLog(name, "VIREO-MICRO counter", timeout: 60), "\(name): \(daemon.logs(name))")
+                #expect(daemon.waitForLog(name, "VIREO-MICRO idle", timeout: 60), "\(name): \(daemon.logs(name))")
             }
             let listed = try daemon.list()
             #expect(listed.compactMap { $0["name"]?.stringValue } == names.sorted())
@@ -66,13 +67,14 @@ extension DaemonTests {
 
         @Test func aRestartedDaemonListsTheSameVMsAndReadoptsTheRunningOnes() throws {
             let counter = try #require(TestEnvironment.micro("counter"))
+            let idle = try #require(TestEnvironment.micro("idle"))
             let daemon = try DaemonProcess()
             defer { daemon.stop() }
             try daemon.create("keep-running", kernel: counter, [("memoryMiB", .int(32))])
-            try daemon.create("keep-paused", kernel: counter, [("memoryMiB", .int(32))])
-            try daemon.create("keep-stopped", kernel: counter, [("memoryMiB", .int(32)), ("cpus", .int(2))])
-            try daemon.create("dies-meanwhile", kernel: counter, [("memoryMiB", .int(32)), ("restartPolicy", .string("on-failure"))])
-            try daemon.create("auto", kernel: counter, [("memoryMiB", .int(32)), ("autostart", .bool(true))])
+            try daemon.create("keep-paused", kernel: idle, [("memoryMiB", .int(32))])
+            try daemon.create("keep-stopped", kernel: idle, [("memoryMiB", .int(32)), ("cpus", .int(2))])
+            try daemon.create("dies-meanwhile", kernel: idle, [("memoryMiB", .int(32)), ("restartPolicy", .string("on-failure"))])
+            try daemon.create("auto", kernel: idle, [("memoryMiB", .int(32)), ("autostart", .bool(true))])
             for name in ["keep-running", "keep-paused", "dies-meanwhile"] { try daemon.action(name, "start") }
             try daemon.action("keep-paused", "pause")
             let before = try daemon.list()
