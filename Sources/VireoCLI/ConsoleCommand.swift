@@ -75,6 +75,7 @@ final class ConsoleTerminal {
         guard isatty(0) == 1, tcgetattr(0, &saved) == 0 else { return false }
         var raw = saved
         cfmakeraw(&raw)
+        raw.c_oflag |= tcflag_t(OPOST | ONLCR)  // bare "\n" from the guest still starts a new line, as in `vireo run`
         guard tcsetattr(0, TCSANOW, &raw) == 0 else { return false }
         isActive = true
         return true
