@@ -34,8 +34,8 @@ import KVM
 
     @Test func versionIsCheckedFirst() {
         var bytes = sample().encoded()
-        bytes[8] = 2
-        #expect(throws: SnapshotError.version(found: 2, supported: SnapshotState.formatVersion)) {
+        bytes[8] = UInt8(SnapshotState.formatVersion + 1)
+        #expect(throws: SnapshotError.version(found: SnapshotState.formatVersion + 1, supported: SnapshotState.formatVersion)) {
             try SnapshotState.decode(bytes)
         }
     }
