@@ -170,9 +170,9 @@ public struct TapError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         if errno == EPERM || errno == EACCES {
-            return "TAP \(name): \(step) not permitted: it needs CAP_NET_ADMIN (run as root, or create it first with `ip tuntap add \(name) mode tap user $USER`)"
+            return "\(step) TAP \(name) is not permitted: that needs CAP_NET_ADMIN (run as root, or create it first with `ip tuntap add \(name) mode tap user $USER`)"
         }
-        return "TAP \(name): \(step) failed: \(String(cString: strerror(errno)))"
+        return "\(step) TAP \(name) failed: \(String(cString: strerror(errno)))"
     }
 }
 
@@ -189,11 +189,11 @@ public final class TapBackend: NetBackend, @unchecked Sendable {
     public init(name: String) throws(TapError) {
         let existed = clinux_interface_exists(name) != 0
         let fd = clinux_tap_open(name)
-        guard fd >= 0 else { throw TapError(name: name, errno: -fd, step: existed ? "attaching" : "creating the interface") }
+        guard fd >= 0 else { throw TapError(name: name, errno: -fd, step: existed ? "attaching to" : "creating") }
         let up = clinux_interface_up(name)
         guard up == 0 else {
             close(fd)
-            throw TapError(name: name, errno: -up, step: "setting the interface up")
+            throw TapError(name: name, errno: -up, step: "setting up")
         }
         self.fd = fd
         self.name = name
