@@ -4,7 +4,8 @@ import Glibc
 
 /// The VMM's private control socket (`--api-socket`): one request line, one JSON reply line.
 ///
-/// Requests: `status`, `pause`, `resume`, `stop` (clean stop: vCPUs stopped, exit 0), `kill`
+/// Requests: `status` (with the virtio devices' counters), `pause`, `resume`, `balloon <MiB>`
+/// (the balloon's target), `stop` (clean stop: vCPUs stopped, exit 0), `kill`
 /// (the process ends at once), and `console`, which turns the connection into the guest's serial
 /// console (bytes in go to the UART, console output streams out). A daemon uses it to drive one VM.
 final class ControlServer: @unchecked Sendable {
@@ -84,7 +85,7 @@ final class ControlServer: @unchecked Sendable {
     private func handle(_ command: String) -> String {
         switch command {
         case "status":
-            return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json)}"
+            return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json),\"devices\":\(machine.deviceStatusJSON)}"
         case "pause":
             machine.pause()
             return "{\"ok\":true,\"state\":\"\(machine.stateName)\"}"
@@ -96,6 +97,8 @@ final class ControlServer: @unchecked Sendable {
             return "{\"ok\":true,\"state\":\"stopping\"}"
         case "kill":
             return "{\"ok\":true,\"state\":\"killed\"}"
+        case let line where line.hasPrefix("balloon "):
+            return machine.setBalloonTarget(String(line.dropFirst("balloon ".count)))
         case let line where line.hasPrefix("snapshot "):
             let directory = String(line.dropFirst("snapshot ".count))
             let started = MonotonicClock.now()
@@ -108,7 +111,7 @@ final class ControlServer: @unchecked Sendable {
             return "{\"ok\":true,\"snapshot\":\"\(jsonEscaped(directory))\",\"ms\":\(milliseconds)}"
         default:
             let safe = String(command.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == " ") ? $0 : "?" })
-            return "{\"ok\":false,\"error\":\"unknown request '\(safe)'; expected status, pause, resume, snapshot DIR, stop, kill or console\"}"
+            return "{\"ok\":false,\"error\":\"unknown request '\(safe)'; expected status, pause, resume, snapshot DIR, balloon MIB, stop, kill or console\"}"
         }
     }
 

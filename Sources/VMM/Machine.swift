@@ -150,6 +150,7 @@ public final class Machine: @unchecked Sendable {
         }
         if config.rng { try virtio.add(VirtioRNG(), name: "virtio-rng") }
         if !config.nets.isEmpty { try NetworkDevices.add(config.nets, to: virtio) }
+        try OptionalDevices.add(config, to: virtio)
         let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
         // A restored guest already booted with its devices on the command line.
         commandLine = snapshot == nil ? ([adapted] + virtio.commandLineArguments).joined(separator: " ") : adapted

@@ -35,6 +35,12 @@ public struct VMConfig: Sendable {
     public var nets: [NetSpec] = []
     /// A virtio-rng device fed from the host's getrandom (`--rng`; off by default, as in QEMU and Firecracker).
     public var rng: Bool = false
+    /// A virtio-vsock device (`--vsock cid=N,socket=PATH`).
+    public var vsock: VsockSpec?
+    /// A virtio-balloon device (`--balloon`, `--balloon-target`).
+    public var balloon: BalloonSpec?
+    /// A virtio-console port, hvc0 (`--virtio-console`).
+    public var virtioConsole: ConsoleSpec?
     /// Append `noxsave` on PVM hosts (guest XRSTOR is not emulated there).
     public var adaptCommandLineToHost: Bool = true
 

@@ -21,6 +21,8 @@ final class VirtioDevices: @unchecked Sendable {
 
     private let memory: GuestMemory
     private(set) var slots: [Slot] = []
+    /// Run once after the workers stopped: backends' child processes, socket files.
+    private var cleanups: [() -> Void] = []
 
     init(memory: GuestMemory) { self.memory = memory }
 
@@ -77,5 +79,11 @@ final class VirtioDevices: @unchecked Sendable {
 
     func stopWorkers() {
         for slot in slots { slot.transport.stopWorker() }
+        let pending = cleanups
+        cleanups = []
+        for cleanup in pending.reversed() { cleanup() }
     }
+
+    /// Registers work for `stopWorkers` (e.g. stopping passt, removing a socket file).
+    func addCleanup(_ body: @escaping () -> Void) { cleanups.append(body) }
 }

@@ -47,6 +47,8 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "Add a virtio-rng entropy device fed from the host's getrandom.")
     var rng = false
 
+    @OptionGroup var devices: DeviceOptions
+
     @Option(name: .customLong("console-log"), help: ArgumentHelp("Also append the serial console to this file.", valueName: "file"))
     var consoleLog: String?
 
@@ -112,6 +114,7 @@ struct RunCommand: ParsableCommand {
             throw ValidationError(error.description)
         }
         config.rng = rng
+        try devices.apply(to: &config)
         config.consoleLogLimit = consoleLogMax.flatMap(ByteSize.parse)
         config.apiSocketPath = apiSocket
         config.consoleToStdout = !noConsole

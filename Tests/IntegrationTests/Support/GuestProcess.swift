@@ -11,8 +11,9 @@ final class GuestProcess: @unchecked Sendable {
     private var stdoutData = Data()
     private var stderrData = Data()
 
-    init(arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.vireoBinary)
+    /// Runs `vireo` with `arguments` (or `executable`, e.g. a wrapper that runs vireo itself).
+    init(arguments: [String], environment: [String: String] = [:], executable: String? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: executable ?? TestEnvironment.vireoBinary)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }

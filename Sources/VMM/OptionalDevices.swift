@@ -1,0 +1,64 @@
+import Devices
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The optional virtio devices besides disks, rng and NICs: vsock, balloon and a virtio console.
+enum OptionalDevices {
+    /// Adds what `config` asks for; host resources (the vsock socket, the console file or socket)
+    /// are created here so a bad path fails with one line before any guest code runs.
+    static func add(_ config: VMConfig, to virtio: VirtioDevices) throws(VMMError) {
+        if let spec = config.vsock {
+            let listener: Int32
+            do {
+                listener = try UnixSockets.listen(path: spec.socketPath)
+            } catch {
+                throw .invalidConfiguration("--vsock socket \(error)")
+            }
+            let path = spec.socketPath
+            virtio.addCleanup { unlink(path) }
+            do {
+                try virtio.add(VirtioVsock(guestCID: spec.cid, socketPath: spec.socketPath, listener: listener), name: "virtio-vsock")
+            } catch let error as VMMError {
+                throw error
+            } catch {
+                throw .invalidConfiguration("--vsock: \(error)")
+            }
+        }
+        if let spec = config.balloon {
+            try spec.validate(memoryBytes: config.memoryBytes)
+            let device: VirtioBalloon
+            do {
+                device = try VirtioBalloon(guestMemoryBytes: config.memoryBytes,
+                                           targetPages: UInt32(spec.targetBytes / VirtioBalloon.pageSize))
+            } catch {
+                throw .invalidConfiguration("--balloon: \(error)")
+            }
+            try virtio.add(device, name: "virtio-balloon")
+        }
+        if let spec = config.virtioConsole {
+            let backend: VirtioConsole.Backend
+            switch spec.kind {
+            case .file:
+                let fd = open(spec.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+                guard fd >= 0 else { throw .file(path: spec.path, what: "--virtio-console: cannot open", errno: errno) }
+                backend = .file(fd)
+            case .socket:
+                do {
+                    backend = .socket(listener: try UnixSockets.listen(path: spec.path, backlog: 4))
+                } catch {
+                    throw .invalidConfiguration("--virtio-console socket \(error)")
+                }
+                let path = spec.path
+                virtio.addCleanup { unlink(path) }
+            }
+            do {
+                try virtio.add(VirtioConsole(backend: backend), name: "virtio-console")
+            } catch let error as VMMError {
+                throw error
+            } catch {
+                throw .invalidConfiguration("--virtio-console: \(error)")
+            }
+        }
+    }
+}
