@@ -13,6 +13,8 @@ let package = Package(
     targets: [
         // C shim over <linux/kvm.h>: ioctl wrappers and kvm_run accessors. Only KVM imports it.
         .target(name: "CKVM"),
+        // C shim for isolation: seccomp, prctl, namespaces, mounts, credentials, affinity, SIGSYS report.
+        .target(name: "CSystem"),
         // Safe Swift over /dev/kvm.
         .target(name: "KVM", dependencies: ["CKVM"]),
         // Guest RAM: mmap-backed, bounds-checked.
@@ -22,7 +24,7 @@ let package = Package(
         // Device models and the I/O bus.
         .target(name: "Devices", dependencies: ["Memory"]),
         // Machine assembly, vCPU threads, exit loop.
-        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices"]),
+        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CSystem"]),
         .target(name: "VireoCLI", dependencies: [
             "VMM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -31,5 +33,6 @@ let package = Package(
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "Memory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM"]),
+        .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
     ]
 )

@@ -84,7 +84,7 @@ final class ControlServer: @unchecked Sendable {
     private func handle(_ command: String) -> String {
         switch command {
         case "status":
-            return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json)}"
+            return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json),\"isolation\":\(IsolationPlan.currentStatusJSON)}"
         case "pause":
             machine.pause()
             return "{\"ok\":true,\"state\":\"\(machine.stateName)\"}"

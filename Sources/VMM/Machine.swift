@@ -227,7 +227,7 @@ public final class Machine: @unchecked Sendable {
         defer { liveRunners.withLock { $0 = [] } }
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { ThreadRole.vcpu(vcpu.id).enter(); runner.run() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)
