@@ -215,7 +215,7 @@ public final class VMCgroups: @unchecked Sendable {
                     }
                 }
                 if !created.contains(placement.directory) {
-                    rmdir(placement.directory)  // a stale one from a VMM that was killed
+                    VMCgroups.sweepStale(in: placement.parent)
                     guard mkdir(placement.directory, 0o755) == 0 else {
                         throw VMMError.file(path: placement.directory, what: "cannot create the cgroup", errno: errno)
                     }
@@ -230,6 +230,20 @@ public final class VMCgroups: @unchecked Sendable {
         } catch {
             remove()
             throw error
+        }
+    }
+
+    /// Removes `vm-<pid>` cgroups whose supervisor is gone (it was SIGKILLed and could not clean
+    /// up). rmdir refuses a cgroup that still holds processes, so a live VM is never touched.
+    static func sweepStale(in parent: String) {
+        guard let directory = opendir(parent) else { return }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name.hasPrefix("vm-"), let pid = Int32(name.dropFirst(3)) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { rmdir(parent + "/" + name) }
         }
     }
 

@@ -181,9 +181,18 @@ public final class IsolationPlan: @unchecked Sendable {
         if let jail { try jail.enter(owner: user, hostname: vmID) }
         if jail != nil || user != nil {
             try Privileges.drop(to: user)
+            // A credential change clears the parent-death signal; the VMM must still die with its supervisor.
+            if supervised { _ = csys_set_parent_death_signal(SIGKILL) }
         }
         if jail != nil || user != nil || settings.seccomp != .off {
             try Privileges.setNoNewPrivileges()
+        }
+        if let cpus = settings.cpuAffinity {
+            // Every thread created from here on inherits it; vCPU threads set it again at their start.
+            let result = cpus.map(Int32.init).withUnsafeBufferPointer { csys_set_affinity($0.baseAddress, Int32($0.count)) }
+            guard result == 0 else {
+                throw .invalidConfiguration("--cpu-affinity \(CPUList.format(cpus)): \(String(cString: strerror(-result)))")
+            }
         }
         // Read now: the control filter does not allow capget, getuid or prctl(PR_GET_*).
         capabilitiesAfterDrop = Privileges.effectiveCapabilities
@@ -294,7 +303,7 @@ public final class IsolationPlan: @unchecked Sendable {
             }
         }
         if let cpus = settings.cpuAffinity {
-            lines.append("isolation: vCPU threads pinned to CPUs \(CPUList.format(cpus))")
+            lines.append("isolation: vCPU threads (and every other VMM thread) pinned to CPUs \(CPUList.format(cpus))")
         }
         return lines
     }
