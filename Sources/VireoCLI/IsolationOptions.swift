@@ -32,7 +32,7 @@ struct IsolationOptions: ParsableArguments {
     @Option(name: .customLong("memory-max"), help: ArgumentHelp("cgroup memory limit for the whole VMM: guest RAM plus VMM overhead (at least 32M more than --memory), e.g. 600M.", valueName: "size"))
     var memoryMax: String?
 
-    @Option(name: .customLong("cpu-affinity"), help: ArgumentHelp("Pin the vCPU threads to these host CPUs, e.g. 0,1 or 0-3.", valueName: "cpus"))
+    @Option(name: .customLong("cpu-affinity"), help: ArgumentHelp("Pin the vCPU threads (and the VMM's other threads) to these host CPUs, e.g. 0,1 or 0-3.", valueName: "cpus"))
     var cpuAffinity: String?
 
     /// Static checks (formats and ranges); host checks happen in `IsolationPlan.prepare`.
