@@ -104,4 +104,30 @@ struct IsolationJailTests {
         #expect(kill(vmm, 0) != 0 || HostProcess.read("/proc/\(vmm)/stat")?.contains(") Z ") == true,
                 "the VMM outlived its supervisor")
     }
+
+    @Test func jailedVMMSnapshotsAndRestores() throws {
+        let kernel = try #require(TestEnvironment.micro("counter"))
+        let dir = try HostProcess.directory("jail-snap", owner: IsolationJailTests.nobody)
+        let socket = dir + "/api.sock"
+        func request(_ line: String) throws -> String {
+            let fd = try UnixSocket.connect(socket)
+            defer { close(fd) }
+            try UnixSocket.send(fd, line + "\n")
+            return try UnixSocket.readLine(fd, timeout: 10)
+        }
+        let first = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--jail",
+                                                 "--uid", "nobody", "--api-socket", socket])
+        defer { HostProcess.stopGently(first) }
+        #expect(first.waitForOutput("count=3", timeout: 30))
+        #expect(try request("pause").contains("paused"))
+        // The snapshot directory is under the API socket's directory, which the jail shares.
+        #expect(try request("snapshot \(dir)/snap").contains("\"ok\":true"))
+        _ = try request("stop")
+        #expect(first.waitForExit(timeout: 20) == 0, "stderr: \(first.errorOutput)")
+        let last = first.output.split(separator: "\n").last { $0.hasPrefix("count=") }.flatMap { Int($0.dropFirst(6)) } ?? 0
+        let restored = try GuestProcess(arguments: ["run", "--restore", dir + "/snap", "--no-stdin", "--jail", "--uid", "nobody"])
+        defer { HostProcess.stopGently(restored) }
+        #expect(restored.waitForOutput("count=\(last + 2)", timeout: 30), "stderr: \(restored.errorOutput)")
+        #expect(!restored.output.contains("count=0\n"), "the restored guest started over")
+    }
 }

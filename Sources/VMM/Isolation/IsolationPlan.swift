@@ -99,7 +99,7 @@ public final class IsolationPlan: @unchecked Sendable {
         }
         var jail: JailLayout?
         if settings.jail {
-            config.kernelPath = absolutePath(config.kernelPath)
+            if !config.kernelPath.isEmpty { config.kernelPath = absolutePath(config.kernelPath) }  // empty: --restore
             config.initrdPath = config.initrdPath.map(absolutePath)
             config.consoleLogPath = config.consoleLogPath.map(absolutePath)
             config.apiSocketPath = config.apiSocketPath.map(absolutePath)

@@ -52,8 +52,9 @@ public struct JailLayout: Equatable, Sendable {
         }
         try addDirectory(of: config.consoleLogPath, option: "--console-log")
         try addDirectory(of: config.apiSocketPath, option: "--api-socket")
-        for path in [config.kernelPath, config.initrdPath].compactMap({ $0 }) {
-            if let resolved = resolvedPath(path) {
+        for path in [config.kernelPath, config.initrdPath].compactMap({ $0 }) where !path.isEmpty {
+            var info = stat()
+            if let resolved = resolvedPath(path), stat(resolved, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
                 layout.mirrors.append(JailMirror(path: resolved, isDirectory: false, readOnly: true))
             }
         }
