@@ -20,6 +20,8 @@ let package = Package(
     targets: [
         // C shim over <linux/kvm.h>: ioctl wrappers and kvm_run accessors. Only KVM imports it.
         .target(name: "CKVM"),
+        // C shim for isolation: seccomp, prctl, namespaces, mounts, credentials, affinity, SIGSYS report.
+        .target(name: "CSystem"),
         // Safe Swift over /dev/kvm.
         .target(name: "KVM", dependencies: ["CKVM"]),
         // Guest RAM: mmap-backed, bounds-checked.
@@ -31,7 +33,7 @@ let package = Package(
         // Device models and the I/O bus.
         .target(name: "Devices", dependencies: ["Memory", "CLinux"]),
         // Machine assembly, vCPU threads, exit loop.
-        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices"]),
+        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CSystem"]),
         // The VM manager daemon: REST API over a Unix socket, SQLite store, supervisor of VMM processes.
         // Never imports KVM: it runs VMs as `vireo run` child processes.
         .target(name: "Manager", dependencies: [
@@ -51,5 +53,6 @@ let package = Package(
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "Devices"]),
         .testTarget(name: "ManagerTests", dependencies: ["Manager"]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager"]),
+        .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
     ]
 )

@@ -19,7 +19,7 @@ final class ConsoleInput: @unchecked Sendable {
     }
 
     func start() -> OSThread {
-        OSThread(name: "vireo-console") { [self] in pump() }
+        OSThread(name: "vireo-console") { [self] in ThreadRole.deviceIO.enter(); pump() }
     }
 
     private func pump() {

@@ -85,7 +85,7 @@ final class ControlServer: @unchecked Sendable {
     private func handle(_ command: String) -> String {
         switch command {
         case "status":
-            return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json),\"devices\":\(machine.deviceStatusJSON)}"
+            return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json),\"devices\":\(machine.deviceStatusJSON),\"isolation\":\(IsolationPlan.currentStatusJSON)}"
         case "pause":
             machine.pause()
             return "{\"ok\":true,\"state\":\"\(machine.stateName)\"}"

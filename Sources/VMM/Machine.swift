@@ -270,7 +270,7 @@ public final class Machine: @unchecked Sendable {
         let wakeup = control.wakeup
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { runner.run(); wakeup.post() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { ThreadRole.vcpu(vcpu.id).enter(); runner.run(); wakeup.post() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)

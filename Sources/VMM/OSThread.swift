@@ -20,6 +20,7 @@ final class OSThread: @unchecked Sendable {
     /// Starts `body` on a new thread; `name` documents its role at the call site.
     init(name: String, _ body: @escaping @Sendable () -> Void) {
         let context = Unmanaged.passRetained(Body { [self] in
+            nameCurrentThread(name)
             body()
             finishedFlag.store(true, ordering: .releasing)
         }).toOpaque()

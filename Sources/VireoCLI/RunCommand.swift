@@ -73,6 +73,9 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print host kind, timings and exit counts on stderr.")
     var verbose = false
 
+    @OptionGroup(title: "Isolation")
+    var isolation: IsolationOptions
+
     func validate() throws {
         guard (kernel == nil) != (restore == nil) else {
             throw ValidationError(kernel == nil ? "give --kernel PATH (or --restore DIR)" : "--kernel and --restore cannot be used together")
@@ -122,12 +125,16 @@ struct RunCommand: ParsableCommand {
         config.debugExitPort = debugExit ? 0x501 : nil
 
         let machine: Machine
+        let isolationPlan: IsolationPlan
         do {
+            isolationPlan = try IsolationPlan.prepare(isolation.settings(), config: &config)
+            try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
             if let restore {
                 machine = try Machine(restoring: restore, options: config)
             } else {
                 machine = try Machine(config: config)
             }
+            try isolationPlan.enter()
         } catch let error as VMMError {
             throw ValidationError(error.description)
         } catch {
@@ -136,6 +143,7 @@ struct RunCommand: ParsableCommand {
         if verbose {
             printError("vireo: host: \(machine.hostKind); \(machine.config.cpus) vCPU(s), \(ByteSize.format(machine.config.memoryBytes)); cmdline: \(machine.commandLine)\n")
         }
+        for line in isolationPlan.warnings + (verbose ? isolationPlan.summary : []) { printError("vireo: \(line)\n") }
         let terminal = RawTerminal(fd: 0)
         if config.consoleInputFD != nil { terminal.enter() }
         let outcome = machine.run()

@@ -1,0 +1,78 @@
+internal import CSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The unprivileged user and group a VMM switches to.
+public struct UserIdentity: Equatable, Sendable, CustomStringConvertible {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var name: String
+
+    public var description: String { "\(name) (uid \(uid), gid \(gid))" }
+
+    /// Resolves `--uid` (name or number, which must exist in the user database) and `--gid`
+    /// (name or number; default the user's primary group).
+    public static func resolve(user: String, group: String?) throws(VMMError) -> UserIdentity {
+        let entry: UnsafeMutablePointer<passwd>?
+        if let number = UInt32(user) {
+            entry = getpwuid(number)
+        } else {
+            entry = getpwnam(user)
+        }
+        guard let entry else { throw .invalidConfiguration("--uid: no user '\(user)' on this host") }
+        var identity = UserIdentity(uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid,
+                                    name: String(cString: entry.pointee.pw_name))
+        if let group {
+            let groupEntry: UnsafeMutablePointer<Glibc.group>?
+            if let number = UInt32(group) { groupEntry = getgrgid(number) } else { groupEntry = getgrnam(group) }
+            guard let groupEntry else { throw .invalidConfiguration("--gid: no group '\(group)' on this host") }
+            identity.gid = groupEntry.pointee.gr_gid
+        }
+        return identity
+    }
+
+    /// The `vireo` user, if the host has one (what a jail runs as without --uid).
+    static var vireoUser: UserIdentity? { try? resolve(user: "vireo", group: nil) }
+
+    /// True when this user may create files in `directory` (owner, group or other bits; no ACLs).
+    func canWrite(directory: String) -> Bool {
+        if uid == 0 { return true }
+        var info = stat()
+        guard stat(directory, &info) == 0 else { return false }
+        let mode = info.st_mode
+        if info.st_uid == uid { return mode & 0o300 == 0o300 }
+        if info.st_gid == gid { return mode & 0o030 == 0o030 }
+        return mode & 0o003 == 0o003
+    }
+}
+
+/// Dropping privileges in the VMM process (single-threaded, before any vCPU runs).
+enum Privileges {
+    /// Empties the bounding set, switches to `user` (if any), clears every capability.
+    static func drop(to user: UserIdentity?) throws(VMMError) {
+        let bounding = csys_drop_bounding_set()
+        if bounding != 0 && bounding != -EPERM {
+            throw .invalidConfiguration("cannot drop the capability bounding set: \(String(cString: strerror(-bounding)))")
+        }
+        if let user {
+            let switched = csys_switch_user(user.uid, user.gid)
+            guard switched == 0 else {
+                throw .invalidConfiguration("cannot switch to \(user): \(String(cString: strerror(-switched)))")
+            }
+        }
+        let cleared = csys_clear_capabilities()
+        guard cleared == 0 else {
+            throw .invalidConfiguration("cannot drop capabilities: \(String(cString: strerror(-cleared)))")
+        }
+    }
+
+    /// Sets no_new_privs (required for seccomp without CAP_SYS_ADMIN; blocks setuid gains).
+    static func setNoNewPrivileges() throws(VMMError) {
+        let result = csys_set_no_new_privs()
+        guard result == 0 else { throw .invalidConfiguration("cannot set no_new_privs: \(String(cString: strerror(-result)))") }
+    }
+
+    /// The calling thread's effective capabilities (0 when all are dropped).
+    static var effectiveCapabilities: Int64 { Int64(csys_effective_capabilities()) }
+}

@@ -1,0 +1,374 @@
+internal import CSystem
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Isolation for one VMM, validated against the host, in three steps `vireo run` calls in order:
+///
+/// 1. `prepare` (before anything starts): checks every setting against the host (CPUs online,
+///    user exists, a cgroup hierarchy that can do the job, jail paths) and fails with one
+///    user-facing VMMError.
+/// 2. `launch` (before the Machine is built): when a jail, cgroup limits or `--seccomp=kill` need
+///    it, forks. The parent becomes a small supervisor that creates and finally removes the cgroups
+///    and jail directory, forwards stop signals and reports how the VMM ended; it never returns.
+///    The child joins the cgroups, enters new mount/IPC/UTS/network namespaces (and is PID 1 of
+///    a new PID namespace) and returns to build the VM.
+/// 3. `enter` (after the Machine is built, before any thread starts): pivot_root into the jail,
+///    switch user, drop capabilities, set no_new_privs, install the base (control) seccomp filter.
+///    Threads then call `ThreadRole.enter()` for their own filter and affinity.
+public final class IsolationPlan: @unchecked Sendable {
+    public let settings: IsolationSettings
+    /// `vm-<pid of vireo run>`: the cgroup and jail names.
+    public let vmID: String
+    public let user: UserIdentity?
+    public private(set) var jail: JailLayout?
+    public let cgroups: VMCgroups?
+    /// Lines `vireo run` prints on stderr whatever the verbosity (e.g. that seccomp is off).
+    public private(set) var warnings: [String] = []
+
+    private var programs: [String: [BPFInstruction]] = [:]
+    private var policies: [String: SeccompPolicy] = [:]
+    private var roleNames: [String: UnsafeMutablePointer<CChar>] = [:]
+    private let vcpuThreads = Mutex<[(vcpu: UInt32, tid: Int32)]>([])
+    private var supervised = false
+    /// The effective capabilities once `enter` dropped privileges (read before the filter is on).
+    private var capabilitiesAfterDrop: Int64 = -1
+    private var identityAfterDrop: (uid: UInt32, gid: UInt32, noNewPrivileges: Bool) = (0, 0, false)
+
+    /// The plan in force in this process (set by `enter`, read by threads and the control socket).
+    nonisolated(unsafe) public private(set) static var current: IsolationPlan?
+
+    private init(settings: IsolationSettings, vmID: String, user: UserIdentity?, jail: JailLayout?, cgroups: VMCgroups?) {
+        self.settings = settings
+        self.vmID = vmID
+        self.user = user
+        self.jail = jail
+        self.cgroups = cgroups
+    }
+
+    // MARK: 1. prepare
+
+    /// Validates `settings` for `config` on this host; rewrites `config`'s paths to absolute ones
+    /// when jailed (they must mean the same inside the jail).
+    public static func prepare(_ settings: IsolationSettings, config: inout VMConfig) throws(VMMError) -> IsolationPlan {
+        let vmID = "vm-\(getpid())"
+        if let weight = settings.cpuWeight, !CPUWeight.range.contains(weight) {
+            throw .invalidConfiguration("--cpu-weight must be between \(CPUWeight.range.lowerBound) and \(CPUWeight.range.upperBound) (the cgroup cpu.weight range), got \(weight)")
+        }
+        if let cpuMax = settings.cpuMax, let problem = cpuMax.problem {
+            throw .invalidConfiguration("--cpu-max: \(problem)")
+        }
+        if let memoryMax = settings.memoryMax {
+            let needed = config.memoryBytes + IsolationSettings.minimumMemoryOverhead
+            guard memoryMax >= needed else {
+                throw .invalidConfiguration("--memory-max \(ByteSize.format(memoryMax)) is below guest RAM (\(ByteSize.format(config.memoryBytes))) plus VMM overhead (\(ByteSize.format(IsolationSettings.minimumMemoryOverhead)))")
+            }
+        }
+        if let affinity = settings.cpuAffinity {
+            let online = CPUList.online()
+            let allowed = CPUList.allowed()
+            for cpu in affinity {
+                guard online.contains(cpu) else {
+                    throw .invalidConfiguration("--cpu-affinity: CPU \(cpu) is not online on this host (online: \(CPUList.format(online)))")
+                }
+                guard allowed.contains(cpu) else {
+                    throw .invalidConfiguration("--cpu-affinity: CPU \(cpu) is outside this process's cpuset (allowed: \(CPUList.format(allowed)))")
+                }
+            }
+        }
+        var user: UserIdentity?
+        if let name = settings.user {
+            user = try UserIdentity.resolve(user: name, group: settings.group)
+        } else if settings.group != nil {
+            throw .invalidConfiguration("--gid needs --uid")
+        } else if settings.jail {
+            guard let vireo = UserIdentity.vireoUser else {
+                throw .invalidConfiguration("--jail needs --uid (this host has no 'vireo' user to default to)")
+            }
+            user = vireo
+        }
+        if let user, user.uid != 0 {
+            for (path, option) in [(config.consoleLogPath, "--console-log"), (config.apiSocketPath, "--api-socket")] {
+                guard let path else { continue }
+                let directory = parentDirectory(of: absolutePath(path))
+                guard user.canWrite(directory: directory) else {
+                    throw .invalidConfiguration("\(option) directory \(directory) is not writable by \(user)")
+                }
+            }
+        }
+        var jail: JailLayout?
+        if settings.jail {
+            if !config.kernelPath.isEmpty { config.kernelPath = absolutePath(config.kernelPath) }  // empty: --restore
+            config.initrdPath = config.initrdPath.map(absolutePath)
+            config.consoleLogPath = config.consoleLogPath.map(absolutePath)
+            config.apiSocketPath = config.apiSocketPath.map(absolutePath)
+            let root = absolutePath(settings.jailDirectory ?? "/run/vireo/jail/\(vmID)")
+            jail = try JailLayout.plan(root: root, config: config)
+        }
+        var cgroups: VMCgroups?
+        if settings.usesCgroups {
+            let manager = CgroupManager()
+            var placements: [CgroupPlacement] = []
+            var needs: [(String, String)] = []
+            if settings.cpuWeight != nil { needs.append(("cpu", "--cpu-weight")) }
+            if settings.cpuMax != nil { needs.append(("cpu", "--cpu-max")) }
+            if settings.memoryMax != nil { needs.append(("memory", "--memory-max")) }
+            for (controller, option) in needs where !placements.contains(where: { $0.controller == controller }) {
+                switch manager.place(controller, vmID: vmID, option: option) {
+                case let .success(placement): placements.append(placement)
+                case let .failure(error): throw error
+                }
+            }
+            cgroups = VMCgroups(placements: placements,
+                                settings: CgroupSettings(cpuWeight: settings.cpuWeight, cpuMax: settings.cpuMax,
+                                                         memoryMax: settings.memoryMax))
+        }
+        let plan = IsolationPlan(settings: settings, vmID: vmID, user: user, jail: jail, cgroups: cgroups)
+        if settings.seccomp == .off {
+            plan.warnings.append("WARNING: --seccomp=off: this VMM runs WITHOUT syscall filters; use it for debugging only")
+        }
+        return plan
+    }
+
+    // MARK: 2. launch
+
+    /// Forks the supervisor when needed; returns in the VMM process only.
+    public func launch() throws(VMMError) {
+        guard jail != nil || cgroups != nil || settings.seccomp == .kill else { return }
+        supervised = true
+        try cgroups?.create()
+        do {
+            try jail?.createRoot()
+        } catch {
+            cgroups?.remove()
+            throw error
+        }
+        var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: settings.seccomp == .kill)
+        let pid = supervisor.fork(newPIDNamespace: jail != nil)
+        guard pid >= 0 else {
+            let code = errno
+            cleanUp()
+            throw .invalidConfiguration("cannot start the VMM process: \(String(cString: strerror(code)))")
+        }
+        if pid > 0 { supervisor.superviseAndExit(child: pid) }
+        // The VMM: die with the supervisor; join the cgroups before guest RAM is touched.
+        _ = csys_set_parent_death_signal(SIGKILL)
+        try cgroups?.join()
+        if jail != nil {
+            let flags = CSYS_CLONE_NEWNS | CSYS_CLONE_NEWIPC | CSYS_CLONE_NEWUTS | CSYS_CLONE_NEWNET
+            var result = csys_unshare(flags)
+            guard result == 0 else {
+                throw .invalidConfiguration("jail: cannot create namespaces: \(String(cString: strerror(-result)))")
+            }
+            result = csys_make_mounts_private()
+            guard result == 0 else {
+                throw .invalidConfiguration("jail: cannot make mounts private: \(String(cString: strerror(-result)))")
+            }
+        }
+    }
+
+    private func cleanUp() {
+        cgroups?.remove()
+        jail?.removeRoot()
+    }
+
+    // MARK: 3. enter
+
+    /// Jail, credentials, no_new_privs and the process-wide seccomp filter; call on the main
+    /// thread before any other thread exists (capabilities and filters are per thread).
+    public func enter() throws(VMMError) {
+        if let jail { try jail.enter(owner: user, hostname: vmID) }
+        if jail != nil || user != nil {
+            try Privileges.drop(to: user)
+            // A credential change clears the parent-death signal; the VMM must still die with its supervisor.
+            if supervised { _ = csys_set_parent_death_signal(SIGKILL) }
+        }
+        if jail != nil || user != nil || settings.seccomp != .off {
+            try Privileges.setNoNewPrivileges()
+        }
+        if let cpus = settings.cpuAffinity {
+            // Every thread created from here on inherits it; vCPU threads set it again at their start.
+            let result = cpus.map(Int32.init).withUnsafeBufferPointer { csys_set_affinity($0.baseAddress, Int32($0.count)) }
+            guard result == 0 else {
+                throw .invalidConfiguration("--cpu-affinity \(CPUList.format(cpus)): \(String(cString: strerror(-result)))")
+            }
+        }
+        // Read now: the control filter does not allow capget, getuid or prctl(PR_GET_*).
+        capabilitiesAfterDrop = Privileges.effectiveCapabilities
+        identityAfterDrop = (getuid(), getgid(), csys_no_new_privs() == 1)
+        for role in ["control", "vCPU", "device I/O"] { roleNames[role] = strdup(role) }
+        if let deny = settings.seccomp.denyAction {
+            let pid = getpid()
+            do {
+                let all = [try SeccompProfiles.control(pid: pid, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
+                           try SeccompProfiles.deviceIO(pid: pid, deny: deny)]
+                for policy in all {
+                    policies[policy.role] = policy
+                    programs[policy.role] = try policy.compile()
+                }
+            } catch {
+                throw .invalidConfiguration("seccomp: \(error)")
+            }
+            if settings.seccomp == .on {
+                let result = csys_install_sigsys_reporter()
+                guard result == 0 else { throw .invalidConfiguration("seccomp: cannot install the SIGSYS reporter") }
+            }
+            csys_set_thread_role(roleNames["control"])
+            // TSYNC: should the runtime have started a thread, it gets the base filter too.
+            let result = install(programs["control"]!, synchronizeThreads: true)
+            guard result == 0 else {
+                throw .invalidConfiguration("seccomp: cannot install the control filter: \(String(cString: strerror(-result)))")
+            }
+        }
+        IsolationPlan.current = self
+        TestHooks.openPathIfRequested()
+    }
+
+    private func install(_ program: [BPFInstruction], synchronizeThreads: Bool) -> Int32 {
+        let instructions = program.map { csys_bpf_insn(code: $0.code, jt: $0.jt, jf: $0.jf, k: $0.k) }
+        return instructions.withUnsafeBufferPointer {
+            csys_seccomp_install($0.baseAddress, UInt16($0.count), synchronizeThreads ? 1 : 0)
+        }
+    }
+
+    /// A thread's start: its role's filter on top of the base, vCPU affinity.
+    func enterThread(_ role: ThreadRole) {
+        switch role {
+        case .control:
+            csys_set_thread_role(roleNames["control"])
+        case let .vcpu(index):
+            csys_set_thread_role(roleNames["vCPU"])
+            let tid = csys_gettid()
+            vcpuThreads.withLock { $0.append((index, tid)) }
+            if let cpus = settings.cpuAffinity {
+                let result = cpus.map(Int32.init).withUnsafeBufferPointer { csys_set_affinity($0.baseAddress, Int32($0.count)) }
+                if result != 0 { fatal("cannot pin vCPU \(index) to CPUs \(CPUList.format(cpus)): \(String(cString: strerror(-result)))") }
+            }
+            if let program = programs["vCPU"] {
+                let result = install(program, synchronizeThreads: false)
+                if result != 0 { fatal("cannot install the vCPU seccomp filter: \(String(cString: strerror(-result)))") }
+            }
+            if index == 0 { TestHooks.performForbiddenSyscall() }
+        case .deviceIO:
+            csys_set_thread_role(roleNames["device I/O"])
+            if let program = programs["device I/O"] {
+                let result = install(program, synchronizeThreads: false)
+                if result != 0 { fatal("cannot install the device I/O seccomp filter: \(String(cString: strerror(-result)))") }
+            }
+        }
+    }
+
+    /// A thread that cannot be isolated must not run the guest: report and end the VMM.
+    private func fatal(_ message: String) -> Never {
+        var line = "vireo: \(message)\n"
+        line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+        _exit(1)
+    }
+
+    // MARK: reporting
+
+    /// The vCPU threads seen so far with the CPUs each may run on now.
+    public var vcpuAffinities: [(vcpu: UInt32, tid: Int32, cpus: [Int]?)] {
+        vcpuThreads.withLock { $0 }.sorted { $0.vcpu < $1.vcpu }.map { ($0.vcpu, $0.tid, CPUList.affinity(ofThread: $0.tid)) }
+    }
+
+    /// What `vireo run -v` prints about isolation (before the guest starts).
+    public var summary: [String] {
+        var lines: [String] = []
+        if let deny = settings.seccomp.denyAction {
+            let counts = ["control", "vCPU", "device I/O"].map { role in
+                "\(role) \(policies[role].map { "\($0.allowedSyscalls.count) syscalls, \(programs[role]?.count ?? 0) BPF instructions" } ?? "-")"
+            }
+            let how: String
+            switch deny {
+            case .trap: how = "denied calls are named on stderr and end the VMM (SIGSYS handler)"
+            case .killProcess: how = "denied calls kill the VMM (SECCOMP_RET_KILL_PROCESS), reported by the supervisor"
+            default: how = "denied calls are only logged by the kernel"
+            }
+            lines.append("isolation: seccomp \(settings.seccomp.rawValue): \(how); filters: \(counts.joined(separator: "; "))")
+        } else {
+            lines.append("isolation: seccomp off")
+        }
+        if let jail {
+            lines.append("isolation: jail \(jail.root): mount, PID, IPC, UTS, network namespaces; pivot_root; shares \(jail.mirrors.map { $0.path + ($0.readOnly ? " (ro)" : " (rw)") }.joined(separator: ", ")); devices \(jail.devices.map(\.path).joined(separator: ", "))")
+        }
+        if jail != nil || user != nil {
+            lines.append("isolation: running as \(user.map(\.description) ?? "root"); no_new_privs; all capabilities dropped (effective: \(capabilitiesAfterDrop == 0 ? "none" : "0x" + String(capabilitiesAfterDrop, radix: 16)))")
+        }
+        if let cgroups {
+            for placement in cgroups.placements {
+                let writes = cgroups.settings.writes(for: placement).map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+                lines.append("isolation: cgroup \(placement.controller): v\(placement.version) \(placement.directory) (\(writes))")
+            }
+        }
+        if let cpus = settings.cpuAffinity {
+            lines.append("isolation: vCPU threads (and every other VMM thread) pinned to CPUs \(CPUList.format(cpus))")
+        }
+        return lines
+    }
+
+    /// The control socket's `isolation` object.
+    public var statusJSON: String {
+        var fields: [String] = ["\"seccomp\":\"\(settings.seccomp.rawValue)\""]
+        fields.append("\"jail\":" + (jail.map { "\"\(jsonEscape($0.root))\"" } ?? "null"))
+        fields.append("\"uid\":\(identityAfterDrop.uid)")
+        fields.append("\"gid\":\(identityAfterDrop.gid)")
+        fields.append("\"no_new_privs\":\(identityAfterDrop.noNewPrivileges)")
+        fields.append("\"capabilities\":\"" + (capabilitiesAfterDrop == 0 ? "none" : "0x" + String(capabilitiesAfterDrop, radix: 16)) + "\"")
+        fields.append("\"supervised\":\(supervised)")
+        if let cgroups {
+            let entries = cgroups.placements.map {
+                "{\"controller\":\"\($0.controller)\",\"version\":\($0.version),\"path\":\"\(jsonEscape($0.directory))\"}"
+            }
+            fields.append("\"cgroups\":[\(entries.joined(separator: ","))]")
+        } else {
+            fields.append("\"cgroups\":[]")
+        }
+        fields.append("\"cpu_weight\":" + (settings.cpuWeight.map(String.init) ?? "null"))
+        fields.append("\"cpu_max\":" + (settings.cpuMax.map { "\"\($0.quotaMicroseconds) \($0.periodMicroseconds)\"" } ?? "null"))
+        fields.append("\"memory_max\":" + (settings.memoryMax.map(String.init) ?? "null"))
+        fields.append("\"cpu_affinity\":" + (settings.cpuAffinity.map { "\"\(CPUList.format($0))\"" } ?? "null"))
+        let threads = vcpuAffinities.map { entry in
+            "{\"vcpu\":\(entry.vcpu),\"tid\":\(entry.tid),\"cpus\":\"\(entry.cpus.map(CPUList.format) ?? "?")\"}"
+        }
+        fields.append("\"vcpu_threads\":[\(threads.joined(separator: ","))]")
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    /// `status` JSON when no plan is in force (a Machine run without `vireo run`).
+    public static var currentStatusJSON: String { current?.statusJSON ?? "null" }
+}
+
+/// The role a VMM thread plays: which seccomp filter it adds and whether it is pinned.
+public enum ThreadRole: Sendable {
+    /// Main, signal and API threads: the base filter only.
+    case control
+    /// The exit loop of vCPU `index`: vCPU filter, --cpu-affinity.
+    case vcpu(UInt32)
+    /// Console input: the device I/O filter.
+    case deviceIO
+
+    /// Call first in the thread's body; does nothing when no isolation plan is in force.
+    public func enter() {
+        IsolationPlan.current?.enterThread(self)
+    }
+}
+
+/// Names the calling thread (visible in /proc/<pid>/task/<tid>/comm; at most 15 bytes kept).
+func nameCurrentThread(_ name: String) {
+    _ = csys_set_thread_name(String(name.utf8.prefix(15))!)
+}
+
+func jsonEscape(_ text: String) -> String {
+    var result = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": result += "\\\""
+        case "\\": result += "\\\\"
+        case _ where scalar.value < 0x20: result += " "
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result
+}

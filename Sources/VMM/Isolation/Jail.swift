@@ -1,0 +1,172 @@
+internal import CSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A host path shown inside the jail at the same absolute path.
+public struct JailMirror: Equatable, Sendable {
+    public var path: String
+    public var isDirectory: Bool
+    public var readOnly: Bool
+}
+
+/// A character device node created inside the jail.
+public struct JailDevice: Equatable, Sendable {
+    public var path: String
+    public var major: UInt32
+    public var minor: UInt32
+    public var mode: UInt32
+    /// Owned by the VMM's user (so an unprivileged VMM could reopen it); else root.
+    public var ownedByVMM: Bool
+}
+
+/// The VMM's filesystem jail. In its own mount namespace the VMM mounts a small tmpfs on the
+/// per-VM directory, builds there only what it needs (device nodes; the kernel and initrd
+/// read-only; the console log's and API socket's directories read-write, at their host paths so
+/// no path changes meaning), pivot_roots into it, detaches the old root and makes the tmpfs
+/// read-only. The host sees an empty directory; everything vanishes with the namespace.
+public struct JailLayout: Equatable, Sendable {
+    public var root: String
+    /// True when Vireo created `root` (and removes it afterwards).
+    public var createdRoot: Bool
+    public var mirrors: [JailMirror]
+    public var devices: [JailDevice]
+
+    /// Device nodes the VMM may need: KVM, a random source, TUN for TAP networking (when the host has it).
+    static let devicePaths: [(String, UInt32, Bool)] = [
+        ("/dev/kvm", 0o600, true), ("/dev/urandom", 0o666, false), ("/dev/net/tun", 0o600, true),
+    ]
+
+    /// Plans a jail at `root` for `config`'s files.
+    static func plan(root: String, config: VMConfig) throws(VMMError) -> JailLayout {
+        var layout = JailLayout(root: root, createdRoot: false, mirrors: [], devices: [])
+        func addDirectory(of path: String?, option: String) throws(VMMError) {
+            guard let path, let directory = resolvedPath(parentDirectory(of: path)) else { return }
+            guard directory != "/" else {
+                throw .invalidConfiguration("\(option) \(path) is in /, which cannot be shared into the jail; use a directory of its own")
+            }
+            guard !root.hasPrefix(directory + "/") else {
+                throw .invalidConfiguration("\(option) \(path): its directory contains the jail \(root); use a directory of its own")
+            }
+            layout.mirrors.append(JailMirror(path: directory, isDirectory: true, readOnly: false))
+        }
+        try addDirectory(of: config.consoleLogPath, option: "--console-log")
+        try addDirectory(of: config.apiSocketPath, option: "--api-socket")
+        for path in [config.kernelPath, config.initrdPath].compactMap({ $0 }) where !path.isEmpty {
+            var info = stat()
+            if let resolved = resolvedPath(path), stat(resolved, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+                layout.mirrors.append(JailMirror(path: resolved, isDirectory: false, readOnly: true))
+            }
+        }
+        // A path inside a mirrored directory is already visible; mount each thing once.
+        var unique: [JailMirror] = []
+        for mirror in layout.mirrors.sorted(by: { ($0.isDirectory ? 0 : 1, $0.path) < ($1.isDirectory ? 0 : 1, $1.path) }) {
+            if unique.contains(where: { $0.path == mirror.path || ($0.isDirectory && mirror.path.hasPrefix($0.path + "/")) }) {
+                continue
+            }
+            unique.append(mirror)
+        }
+        layout.mirrors = unique
+        for (path, mode, owned) in devicePaths {
+            var info = stat()
+            guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFCHR else { continue }
+            let rdev = UInt64(info.st_rdev)
+            layout.devices.append(JailDevice(path: path, major: UInt32(csys_dev_major(rdev)),
+                                             minor: UInt32(csys_dev_minor(rdev)), mode: mode, ownedByVMM: owned))
+        }
+        return layout
+    }
+
+    /// Creates the jail directory on the host if missing (the supervisor, before forking).
+    mutating func createRoot() throws(VMMError) {
+        var info = stat()
+        if stat(root, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else { throw .invalidConfiguration("--jail-dir \(root) is not a directory") }
+            return
+        }
+        try makeDirectories(parentDirectory(of: root), mode: 0o711)
+        guard mkdir(root, 0o700) == 0 else { throw .file(path: root, what: "cannot create the jail directory", errno: errno) }
+        createdRoot = true
+    }
+
+    /// Removes the jail directory if Vireo created it (it is empty on the host side).
+    func removeRoot() {
+        if createdRoot { rmdir(root) }
+    }
+
+    /// Builds the jail and pivot_roots into it. Needs a private mount namespace and root privileges.
+    func enter(owner: UserIdentity?, hostname: String) throws(VMMError) {
+        func fail(_ what: String, _ code: Int32) -> VMMError {
+            .invalidConfiguration("jail: \(what): \(String(cString: strerror(code < 0 ? -code : code)))")
+        }
+        umask(0o022)
+        var result = csys_mount_tmpfs(root, "mode=0755,size=1m,nr_inodes=1024")
+        guard result == 0 else { throw fail("cannot mount a tmpfs on \(root)", result) }
+        for mirror in mirrors {
+            let target = root + mirror.path
+            try makeDirectories(parentDirectory(of: target), mode: 0o755)
+            if mirror.isDirectory {
+                guard mkdir(target, 0o755) == 0 || errno == EEXIST else { throw fail("mkdir \(target)", errno) }
+            } else {
+                let fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0o444)
+                guard fd >= 0 else { throw fail("create \(target)", errno) }
+                close(fd)
+            }
+            result = csys_bind_mount(mirror.path, target, mirror.readOnly ? 1 : 0)
+            guard result == 0 else { throw fail("cannot bind \(mirror.path)", result) }
+        }
+        for device in devices {
+            let target = root + device.path
+            try makeDirectories(parentDirectory(of: target), mode: 0o755)
+            result = csys_mknod_char(target, device.mode, device.major, device.minor)
+            guard result == 0 else { throw fail("mknod \(target)", result) }
+            chmod(target, device.mode)
+            if device.ownedByVMM, let owner { chown(target, owner.uid, owner.gid) }
+        }
+        let oldRoot = root + "/.old-root"
+        guard mkdir(oldRoot, 0o700) == 0 else { throw fail("mkdir \(oldRoot)", errno) }
+        result = csys_pivot_root(root, oldRoot)
+        guard result == 0 else { throw fail("pivot_root \(root)", result) }
+        guard chdir("/") == 0 else { throw fail("chdir /", errno) }
+        result = csys_umount_detach("/.old-root")
+        guard result == 0 else { throw fail("cannot detach the host's root", result) }
+        rmdir("/.old-root")
+        result = csys_remount_read_only("/")
+        guard result == 0 else { throw fail("cannot make the jail read-only", result) }
+        _ = csys_sethostname(hostname)
+    }
+}
+
+/// `a/b/c` → `a/b`; `c` → `.`; `/c` → `/`.
+func parentDirectory(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    let parent = String(path[..<slash])
+    return parent.isEmpty ? "/" : parent
+}
+
+/// realpath(3), or nil when the path does not exist.
+func resolvedPath(_ path: String) -> String? {
+    guard let pointer = realpath(path, nil) else { return nil }
+    defer { free(pointer) }
+    return String(cString: pointer)
+}
+
+/// `path` made absolute against the current directory (no symlink resolution).
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    let cwd = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    return (cwd == "/" ? "" : cwd) + "/" + path
+}
+
+/// mkdir -p.
+func makeDirectories(_ path: String, mode: mode_t) throws(VMMError) {
+    var current = path.hasPrefix("/") ? "" : "."
+    for component in path.split(separator: "/") {
+        current += "/" + component
+        if mkdir(current, mode) != 0 && errno != EEXIST {
+            throw .file(path: current, what: "cannot create directory", errno: errno)
+        }
+    }
+}

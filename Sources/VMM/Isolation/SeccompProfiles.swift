@@ -1,0 +1,138 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--seccomp`: how the VMM's syscall filters treat a call outside the allowlist.
+public enum SeccompMode: String, CaseIterable, Sendable {
+    /// SECCOMP_RET_TRAP: a SIGSYS handler names the syscall on stderr and ends the VMM (exit 159).
+    case on
+    /// SECCOMP_RET_KILL_PROCESS: the kernel kills the VMM; `vireo run` supervises it and reports
+    /// the syscall from the kernel's audit line (or just "SIGSYS" when the log is unreadable).
+    case kill
+    /// SECCOMP_RET_LOG: nothing is denied, would-be denials are logged by the kernel (audit type 1326).
+    case log
+    /// No filter at all (debugging only; `vireo run` says so on stderr).
+    case off
+
+    /// What the filters return for a syscall outside the allowlist.
+    public var denyAction: SeccompAction? {
+        switch self {
+        case .on: return .trap
+        case .kill: return .killProcess
+        case .log: return .log
+        case .off: return nil
+        }
+    }
+}
+
+/// The three thread roles' allowlists (issue 6): control (main, signal, API threads: the
+/// process-wide base every thread inherits), vCPU (exit loop and in-line device emulation),
+/// and device I/O (console input). A thread's effective policy is the intersection of the base
+/// and its own, because seccomp filters stack.
+///
+/// The lists were found by running the test suite (micro-guests, Linux boots, snapshots, the
+/// control socket) under `strace -f` and `--seccomp=log`; see docs/isolation.md.
+public enum SeccompProfiles {
+    /// KVM requests used after the guest starts, by anyone (pause/resume, snapshots, stop diagnostics).
+    static let controlIoctls = [
+        "KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_SET_SREGS", "KVM_SET_VCPU_EVENTS",
+        "KVM_IRQ_LINE", "KVM_GET_CLOCK", "KVM_SET_CLOCK", "KVM_GET_FPU", "KVM_GET_XSAVE", "KVM_GET_XCRS",
+        "KVM_GET_LAPIC", "KVM_GET_VCPU_EVENTS", "KVM_GET_MP_STATE", "KVM_GET_DEBUGREGS", "KVM_GET_MSRS",
+        "KVM_GET_MSR_INDEX_LIST", "KVM_GET_IRQCHIP", "KVM_GET_PIT2", "KVM_GET_TSC_KHZ", "KVM_CHECK_EXTENSION",
+        "TCGETS", "TCSETS", "TCSETSW", "TCSETSF", "TIOCGWINSZ",
+    ]
+    /// What a vCPU's exit loop needs: run, the instruction fallback (registers; exception
+    /// injection reads then writes the vCPU events), and device interrupts.
+    static let vcpuIoctls = [
+        "KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_SET_SREGS", "KVM_GET_VCPU_EVENTS",
+        "KVM_SET_VCPU_EVENTS", "KVM_IRQ_LINE",
+    ]
+    /// The console input thread only raises the UART's interrupt.
+    static let deviceIoctls = ["KVM_IRQ_LINE"]
+
+    /// open(2) flags of the console log's rotation (ConsoleOutput), the only open a vCPU thread does.
+    static var consoleLogReopenFlags: UInt32 { UInt32(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC) }
+
+    static let protExec = UInt32(PROT_EXEC)
+    static let cloneThread: UInt32 = 0x0001_0000  // CLONE_THREAD
+    static let prSetName: UInt32 = 15             // PR_SET_NAME
+    static let seccompSetModeFilter: UInt32 = 1   // SECCOMP_SET_MODE_FILTER
+
+    /// Memory management without ever making memory executable.
+    static var memory: [SyscallRule] {
+        [
+            SyscallRule("mmap", when: [[.bitsClear(argument: 2, mask: protExec)]]),
+            SyscallRule("mprotect", when: [[.bitsClear(argument: 2, mask: protExec)]]),
+            SyscallRule("munmap"), SyscallRule("madvise"), SyscallRule("mremap"), SyscallRule("brk"),
+        ]
+    }
+
+    /// Locks, thread bookkeeping, time, signals every thread may use; `pid` is the VMM's own pid.
+    static func runtime(pid: Int32) -> [SyscallRule] {
+        [
+            SyscallRule("futex"), SyscallRule("gettid"), SyscallRule("getpid"), SyscallRule("sched_yield"),
+            SyscallRule("tgkill", when: [[.equals(argument: 0, value: UInt32(bitPattern: pid))]]),
+            SyscallRule("rt_sigreturn"), SyscallRule("rt_sigprocmask"), SyscallRule("restart_syscall"),
+            SyscallRule("clock_gettime"), SyscallRule("clock_nanosleep"), SyscallRule("nanosleep"),
+            SyscallRule("gettimeofday"), SyscallRule("exit"), SyscallRule("exit_group"),
+        ]
+    }
+
+    /// The base policy every VMM thread runs under (main thread, signal watcher, API server).
+    public static func control(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+        let rules: [SyscallRule] = [
+            SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(controlIoctls))]]),
+            SyscallRule("write"), SyscallRule("read"),
+        ] + memory + runtime(pid: pid) + [
+            SyscallRule("writev"), SyscallRule("readv"), SyscallRule("pread64"), SyscallRule("pwrite64"),
+            SyscallRule("lseek"), SyscallRule("close"), SyscallRule("fstat"), SyscallRule("newfstatat"),
+            SyscallRule("statx"), SyscallRule("openat"), SyscallRule("fsync"), SyscallRule("fdatasync"),
+            SyscallRule("ftruncate"), SyscallRule("fcntl"), SyscallRule("rename"), SyscallRule("renameat"),
+            SyscallRule("renameat2"), SyscallRule("unlink"), SyscallRule("unlinkat"), SyscallRule("mkdir"),
+            SyscallRule("mkdirat"), SyscallRule("chmod"), SyscallRule("fchmod"), SyscallRule("mincore"),
+            SyscallRule("poll"), SyscallRule("ppoll"), SyscallRule("getrusage"), SyscallRule("getrandom"),
+            // The control socket is a Unix socket; nothing else may be created.
+            SyscallRule("socket", when: [[.equals(argument: 0, value: UInt32(AF_UNIX))]]),
+            SyscallRule("bind"), SyscallRule("listen"), SyscallRule("accept"), SyscallRule("accept4"),
+            SyscallRule("recvfrom"), SyscallRule("recvmsg"), SyscallRule("sendto"), SyscallRule("sendmsg"),
+            SyscallRule("shutdown"),
+            // Threads only (pthread_create); no fork. clone3 passes its flags in memory seccomp
+            // cannot read, so it fails with ENOSYS and glibc falls back to clone.
+            SyscallRule("clone", when: [[.anyBitSet(argument: 0, mask: cloneThread)]]),
+            SyscallRule("clone3", action: .errno(ENOSYS)),
+            SyscallRule("set_robust_list"), SyscallRule("rseq"), SyscallRule("sigaltstack"),
+            // No one may replace the SIGSYS reporter.
+            SyscallRule("rt_sigaction", when: [[.notEqual(argument: 0, value: UInt32(SIGSYS))]]),
+            SyscallRule("rt_sigtimedwait"),
+            SyscallRule("kill", when: [[.equals(argument: 0, value: UInt32(bitPattern: pid))]]),
+            SyscallRule("sched_getaffinity"),
+            SyscallRule("sched_setaffinity", when: [[.equals(argument: 0, value: 0)]]),
+            SyscallRule("prctl", when: [[.equals(argument: 0, value: prSetName)]]),
+            // Threads add their role's narrower filter on top of this one (filters only ever narrow).
+            SyscallRule("seccomp", when: [[.equals(argument: 0, value: seccompSetModeFilter)]]),
+        ]
+        return SeccompPolicy(role: "control", rules: rules, defaultAction: deny)
+    }
+
+    /// A vCPU thread: KVM_RUN and the exit handlers (port/MMIO devices, console output to the
+    /// terminal, log and attached API clients, the log's rotation).
+    public static func vcpu(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+        let rules: [SyscallRule] = [
+            SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(vcpuIoctls))]]),
+            SyscallRule("write"), SyscallRule("sendto"),
+        ] + memory + runtime(pid: pid) + [
+            SyscallRule("openat", when: [[.equals(argument: 2, value: consoleLogReopenFlags)]]),
+            SyscallRule("rename"), SyscallRule("close"),
+        ]
+        return SeccompPolicy(role: "vCPU", rules: rules, defaultAction: deny)
+    }
+
+    /// The console input thread: read the input, hand bytes to the UART, raise its interrupt.
+    public static func deviceIO(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+        let rules: [SyscallRule] = [
+            SyscallRule("read"),
+            SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(deviceIoctls))]]),
+        ] + memory + runtime(pid: pid)
+        return SeccompPolicy(role: "device I/O", rules: rules, defaultAction: deny)
+    }
+}

@@ -1,0 +1,58 @@
+internal import CSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// TEST HOOKS for the isolation integration tests. Each is inert unless its VIREO_TEST_*
+/// environment variable is set; none is reachable from the guest or the control socket.
+enum TestHooks {
+    /// VIREO_TEST_FORBIDDEN_SYSCALL=name[:a0,a1,...]: vCPU 0 makes this syscall right after its
+    /// seccomp filter is installed (e.g. `execve`, `openat`, `mprotect:0,4096,7`).
+    static let forbiddenSyscall = environment("VIREO_TEST_FORBIDDEN_SYSCALL")
+    /// VIREO_TEST_OPEN_PATH=/etc/passwd: once isolation is in place (jail, credentials, filters)
+    /// the VMM opens this path for reading and prints the outcome on stderr, as a device model
+    /// asked for a host file would.
+    static let openPath = environment("VIREO_TEST_OPEN_PATH")
+    /// VIREO_TEST_CGROUP_MOUNTINFO=file: cgroup mounts are read from this file instead of
+    /// /proc/self/mountinfo (to test hosts without a usable cgroup hierarchy).
+    static var cgroupMountinfo: String? { environment("VIREO_TEST_CGROUP_MOUNTINFO").flatMap { readSmallFile($0) } }
+
+    private static func environment(_ name: String) -> String? {
+        guard let value = getenv(name) else { return nil }
+        let text = String(cString: value)
+        return text.isEmpty ? nil : text
+    }
+
+    /// Performs VIREO_TEST_FORBIDDEN_SYSCALL; returns only if the filter let it through.
+    static func performForbiddenSyscall() {
+        guard let request = forbiddenSyscall else { return }
+        let parts = request.split(separator: ":", maxSplits: 1)
+        guard let number = Syscalls.number(String(parts[0])) else {
+            report("VIREO_TEST_FORBIDDEN_SYSCALL: unknown syscall '\(parts[0])'")
+            return
+        }
+        var arguments = [Int](repeating: 0, count: 6)
+        if parts.count == 2 {
+            for (index, text) in parts[1].split(separator: ",").prefix(6).enumerated() { arguments[index] = Int(text) ?? 0 }
+        }
+        let result = csys_raw_syscall(number, arguments[0], arguments[1], arguments[2], arguments[3], arguments[4], arguments[5])
+        report("test hook: \(parts[0]) returned \(result) (not stopped by seccomp)")
+    }
+
+    /// Performs VIREO_TEST_OPEN_PATH.
+    static func openPathIfRequested() {
+        guard let path = openPath else { return }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            close(fd)
+            report("test hook: opened \(path)")
+        } else {
+            report("test hook: cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private static func report(_ message: String) {
+        var line = "vireo: \(message)\n"
+        line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+    }
+}

@@ -1,0 +1,137 @@
+import Glibc
+import Testing
+@testable import VMM
+
+@Suite struct SeccompPolicyTests {
+    let pid: Int32 = 4242
+    let trap = SeccompAction.trap.value
+    let allow = SeccompAction.allow.value
+
+    func ioctl(_ name: String) -> UInt64 { UInt64(IoctlRequests.value(name)!) }
+
+    @Test func syscallTableMatchesTheABI() {
+        let known = ["read": 0, "write": 1, "mmap": 9, "mprotect": 10, "ioctl": 16, "clone": 56, "fork": 57,
+                     "execve": 59, "kill": 62, "openat": 257, "seccomp": 317, "clone3": 435]
+        for (name, number) in known {
+            #expect(Syscalls.number(name) == number, "\(name)")
+            #expect(Syscalls.name(number) == name)
+        }
+        #expect(Syscalls.name(-1) == nil)
+        #expect(Syscalls.name(100_000) == nil)
+    }
+
+    @Test func ioctlTableHasTheKVMRequests() {
+        #expect(IoctlRequests.value("KVM_RUN") == 0xAE80)
+        #expect(IoctlRequests.value("KVM_GET_VCPU_EVENTS") == 0x8040_AE9F)
+        #expect(IoctlRequests.value("TCGETS") == 0x5401)
+        #expect(IoctlRequests.value("KVM_NOPE") == nil)
+    }
+
+    @Test func everyRolePolicyCompiles() throws {
+        for mode in [SeccompMode.on, .kill, .log] {
+            let deny = try #require(mode.denyAction)
+            for policy in [try SeccompProfiles.control(pid: pid, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
+                           try SeccompProfiles.deviceIO(pid: pid, deny: deny)] {
+                let program = try policy.compile()
+                #expect(program.count < 1024, "\(policy.role): \(program.count) instructions")
+                #expect(program.last?.code == BPFOpcode.returnConstant)
+            }
+        }
+        #expect(SeccompMode.off.denyAction == nil)
+    }
+
+    @Test func wrongArchitectureAndX32AreKilled() throws {
+        let program = try SeccompProfiles.control(pid: pid, deny: .trap).compile()
+        var i386 = SeccompData("read")
+        i386.arch = 0x4000_0003
+        #expect(i386.run(program) == SeccompAction.killProcess.value)
+        var x32 = SeccompData("read")
+        x32.nr |= 0x4000_0000
+        #expect(x32.run(program) == SeccompAction.killProcess.value)
+    }
+
+    @Test func vcpuRoleAllowsTheExitLoopOnly() throws {
+        let program = try SeccompProfiles.vcpu(pid: pid, deny: .trap).compile()
+        #expect(SeccompData("ioctl", 5, ioctl("KVM_RUN")).run(program) == allow)
+        // Only the low 32 bits of the request count (the kernel takes an unsigned int).
+        #expect(SeccompData("ioctl", 5, 0xFFFF_FFFF_0000_0000 | ioctl("KVM_RUN")).run(program) == allow)
+        #expect(SeccompData("ioctl", 5, ioctl("KVM_SET_VCPU_EVENTS")).run(program) == allow)
+        #expect(SeccompData("ioctl", 4, ioctl("KVM_SET_USER_MEMORY_REGION")).run(program) == trap)
+        #expect(SeccompData("ioctl", 4, ioctl("KVM_CREATE_VCPU")).run(program) == trap)
+        #expect(SeccompData("ioctl", 4, ioctl("KVM_GET_CLOCK")).run(program) == trap)
+        #expect(SeccompData("write", 1).run(program) == allow)
+        #expect(SeccompData("execve").run(program) == trap)
+        #expect(SeccompData("socket", UInt64(AF_UNIX)).run(program) == trap)
+        #expect(SeccompData("clone", 0x0001_0000).run(program) == trap)
+        // Only the console log's re-open after rotation; reading a host file is not allowed.
+        let rotation = UInt64(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC)
+        #expect(SeccompData("openat", UInt64(bitPattern: -100), 0, rotation).run(program) == allow)
+        #expect(SeccompData("openat", UInt64(bitPattern: -100), 0, UInt64(O_RDONLY)).run(program) == trap)
+        #expect(SeccompData("tgkill", UInt64(pid), 7, UInt64(SIGUSR1)).run(program) == allow)
+        #expect(SeccompData("tgkill", 1, 7, UInt64(SIGKILL)).run(program) == trap)
+    }
+
+    @Test func memoryNeverBecomesExecutable() throws {
+        for policy in [try SeccompProfiles.control(pid: pid, deny: .trap), try SeccompProfiles.vcpu(pid: pid, deny: .trap)] {
+            let program = try policy.compile()
+            let readWrite = UInt64(PROT_READ | PROT_WRITE)
+            #expect(SeccompData("mmap", 0, 4096, readWrite, 0x22).run(program) == allow)
+            #expect(SeccompData("mmap", 0, 4096, 0, 0x22).run(program) == allow)
+            #expect(SeccompData("mmap", 0, 4096, readWrite | UInt64(PROT_EXEC), 0x22).run(program) == trap)
+            #expect(SeccompData("mmap", 0, 4096, readWrite | (1 << 40), 0x22).run(program) == trap)
+            #expect(SeccompData("mprotect", 0, 4096, readWrite).run(program) == allow)
+            #expect(SeccompData("mprotect", 0, 4096, UInt64(PROT_READ | PROT_EXEC)).run(program) == trap)
+            #expect(SeccompData("pkey_mprotect", 0, 4096, readWrite, 0).run(program) == trap)
+        }
+    }
+
+    @Test func controlRoleArgumentFilters() throws {
+        let program = try SeccompProfiles.control(pid: pid, deny: .killProcess).compile()
+        let kill = SeccompAction.killProcess.value
+        #expect(SeccompData("clone", 0x003D_0F00).run(program) == allow)  // pthread_create's flags
+        #expect(SeccompData("clone", 0x0100_0011).run(program) == kill)   // fork-like
+        #expect(SeccompData("clone3").run(program) == SeccompAction.errno(ENOSYS).value)
+        #expect(SeccompData("socket", UInt64(AF_UNIX), 1).run(program) == allow)
+        #expect(SeccompData("socket", UInt64(AF_INET), 1).run(program) == kill)
+        #expect(SeccompData("rt_sigaction", UInt64(SIGUSR1)).run(program) == allow)
+        #expect(SeccompData("rt_sigaction", UInt64(SIGSYS)).run(program) == kill)
+        #expect(SeccompData("kill", UInt64(pid), UInt64(SIGKILL)).run(program) == allow)
+        #expect(SeccompData("kill", 1, UInt64(SIGKILL)).run(program) == kill)
+        #expect(SeccompData("ioctl", 0, ioctl("TCSETS")).run(program) == allow)
+        #expect(SeccompData("ioctl", 6, ioctl("KVM_GET_CLOCK")).run(program) == allow)
+        #expect(SeccompData("ioctl", 6, ioctl("KVM_SET_USER_MEMORY_REGION")).run(program) == kill)
+        #expect(SeccompData("prctl", 15).run(program) == allow)      // PR_SET_NAME
+        #expect(SeccompData("prctl", 38, 1).run(program) == kill)    // PR_SET_NO_NEW_PRIVS: not needed later
+        #expect(SeccompData("seccomp", 1).run(program) == allow)
+        #expect(SeccompData("openat", 0, 0, 0).run(program) == allow)
+        for name in ["execve", "execveat", "fork", "vfork", "ptrace", "mount", "setuid", "bpf", "process_vm_writev"] {
+            #expect(SeccompData(name).run(program) == kill, "\(name)")
+        }
+    }
+
+    @Test func deviceRoleOnlyRaisesInterrupts() throws {
+        let program = try SeccompProfiles.deviceIO(pid: pid, deny: .log).compile()
+        let log = SeccompAction.log.value
+        #expect(SeccompData("read", 0).run(program) == allow)
+        #expect(SeccompData("ioctl", 4, ioctl("KVM_IRQ_LINE")).run(program) == allow)
+        #expect(SeccompData("ioctl", 5, ioctl("KVM_RUN")).run(program) == log)
+        #expect(SeccompData("write", 1).run(program) == log)
+        #expect(SeccompData("openat").run(program) == log)
+    }
+
+    @Test func policyErrorsNameTheProblem() {
+        let unknown = SeccompPolicy(role: "x", rules: [SyscallRule("no_such_call")], defaultAction: .trap)
+        #expect(throws: SeccompPolicyError.unknownSyscall("no_such_call")) { try unknown.compile() }
+        let duplicate = SeccompPolicy(role: "x", rules: [SyscallRule("read"), SyscallRule("read")], defaultAction: .trap)
+        #expect(throws: SeccompPolicyError.duplicateSyscall("read")) { try duplicate.compile() }
+        #expect(throws: SeccompPolicyError.unknownIoctl("KVM_NOPE")) { try IoctlRequests.values(["KVM_NOPE"]) }
+    }
+
+    @Test func actionValues() {
+        #expect(SeccompAction.allow.value == 0x7FFF_0000)
+        #expect(SeccompAction.killProcess.value == 0x8000_0000)
+        #expect(SeccompAction.trap.value == 0x0003_0000)
+        #expect(SeccompAction.log.value == 0x7FFC_0000)
+        #expect(SeccompAction.errno(ENOSYS).value == 0x0005_0000 | UInt32(ENOSYS))
+    }
+}
