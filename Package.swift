@@ -21,7 +21,7 @@ let package = Package(
         // C shim over <linux/kvm.h>: ioctl wrappers and kvm_run accessors. Only KVM imports it.
         .target(name: "CKVM"),
         // C shim for isolation: seccomp, prctl, namespaces, mounts, credentials, affinity, SIGSYS report.
-        .target(name: "CSystem"),
+        .target(name: "CVireoSystem"),
         // Safe Swift over /dev/kvm.
         .target(name: "KVM", dependencies: ["CKVM"]),
         // Guest RAM: mmap-backed, bounds-checked.
@@ -33,7 +33,7 @@ let package = Package(
         // Device models and the I/O bus.
         .target(name: "Devices", dependencies: ["Memory", "CLinux"]),
         // Machine assembly, vCPU threads, exit loop.
-        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CSystem"]),
+        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CVireoSystem"]),
         // The VM manager daemon: REST API over a Unix socket, SQLite store, supervisor of VMM processes.
         // Never imports KVM: it runs VMs as `vireo run` child processes.
         .target(name: "Manager", dependencies: [

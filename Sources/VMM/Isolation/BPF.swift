@@ -1,4 +1,4 @@
-internal import CSystem
+internal import CVireoSystem
 
 /// One classic BPF instruction (the kernel's `struct sock_filter`).
 public struct BPFInstruction: Equatable, Sendable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-internal import CSystem
+internal import CVireoSystem
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,4 @@
-internal import CSystem
+internal import CVireoSystem
 #if canImport(Glibc)
 import Glibc
 #endif
