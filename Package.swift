@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "Memory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "Devices"]),
-        .testTarget(name: "ManagerTests", dependencies: ["Manager"]),
+        .testTarget(name: "ManagerTests", dependencies: ["Manager", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager"]),
         .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
     ]

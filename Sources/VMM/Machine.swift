@@ -39,6 +39,8 @@ public final class Machine: @unchecked Sendable {
     let console: ConsoleOutput
     let devices: LegacyDevices
     let virtio: VirtioDevices
+    /// Child processes the VM's devices run (passt for `--net user`).
+    public var helperProcesses: [Int32] { virtio.helperProcesses }
     let liveRunners = Mutex<[VCPURunner]>([])
     let pauseState = Mutex<(paused: Bool, clock: UInt64?)>((false, nil))
     /// vCPUs whose threads did not leave KVM_RUN after the stop (see `waitForVCPUs`).

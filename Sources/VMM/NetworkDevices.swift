@@ -12,6 +12,7 @@ enum NetworkDevices {
             case .user:
                 let passt = try PasstProcess()
                 virtio.addCleanup { passt.stop() }
+                virtio.addHelperProcess(passt.pid)
                 backend = StreamNetBackend(fd: passt.socket)
             case let .tap(name):
                 do {

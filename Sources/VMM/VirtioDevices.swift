@@ -86,4 +86,8 @@ final class VirtioDevices: @unchecked Sendable {
 
     /// Registers work for `stopWorkers` (e.g. stopping passt, removing a socket file).
     func addCleanup(_ body: @escaping () -> Void) { cleanups.append(body) }
+
+    /// Child processes the devices run (passt), for the seccomp filter.
+    private(set) var helperProcesses: [Int32] = []
+    func addHelperProcess(_ pid: Int32) { helperProcesses.append(pid) }
 }

@@ -19,11 +19,14 @@ struct DefinitionOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Guest RAM, e.g. 512M or 1G; a bare number is MiB (default 512M).", valueName: "size"))
     var memory: String?
 
-    @Option(name: .long, help: ArgumentHelp("Restart policy: no, on-failure or always (default no).", valueName: "policy"))
-    var restart: String?
+    @Option(name: .long, help: ArgumentHelp("Add a virtio-net NIC (repeatable; replaces the list on update): user (passt, no root) or tap=NAME; option mac=XX:XX:XX:XX:XX:XX.", valueName: "user|tap=NAME[,mac=…]"))
+    var net: [String] = []
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "Add (or on update remove) a virtio-rng entropy device.")
+    var rng: Bool?
 
     /// The fields these options set, as the API's JSON members.
-    func members(autostart: Bool?) throws -> [(key: String, value: JSONValue)] {
+    func members() throws -> [(key: String, value: JSONValue)] {
         var members: [(key: String, value: JSONValue)] = []
         if let initrd { members.append(("initrd", .string(absolute(initrd)))) }
         if let cmdline { members.append(("cmdline", .string(cmdline))) }
@@ -35,6 +38,69 @@ struct DefinitionOptions: ParsableArguments {
             guard bytes % (1 << 20) == 0 else { throw UsageError("--memory \(memory) is not a whole number of MiB") }
             members.append(("memoryMiB", .int(Int64(clamping: bytes >> 20))))
         }
+        if !net.isEmpty { members.append(("nets", .array(try net.map(DefinitionOptions.netJSON)))) }
+        if let rng { members.append(("rng", .bool(rng))) }
+        return members
+    }
+
+    /// `user[,mac=M]` or `tap=NAME[,mac=M]` as the API's net object.
+    static func netJSON(_ text: String) throws -> JSONValue {
+        var parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let kind = parts.removeFirst()
+        var members: [(key: String, value: JSONValue)]
+        if kind == "user" {
+            members = [("mode", .string("user"))]
+        } else if kind.hasPrefix("tap=") {
+            members = [("mode", .string("tap")), ("tap", .string(String(kind.dropFirst(4))))]
+        } else {
+            throw UsageError("--net '\(text)': expected user or tap=NAME, optionally followed by ,mac=XX:XX:XX:XX:XX:XX")
+        }
+        for option in parts {
+            guard option.hasPrefix("mac=") else { throw UsageError("--net '\(text)': unknown option '\(option)' (expected mac=…)") }
+            members.append(("mac", .string(String(option.dropFirst(4)))))
+        }
+        return .object(members)
+    }
+}
+
+/// Options any daemon VM takes, booted or restored: disks, restart policy, cgroup limits, pinning
+/// and confinement (the daemon passes them to the VM's `vireo run`).
+struct PlacementOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; the first is /dev/vda; replaces the list on update).", valueName: "path[,readonly]"))
+    var disk: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Restart policy: no, on-failure or always (default no).", valueName: "policy"))
+    var restart: String?
+
+    @Option(name: .customLong("cpu-weight"), help: ArgumentHelp("cgroup CPU weight, 1–10000.", valueName: "n"))
+    var cpuWeight: Int?
+
+    @Option(name: .customLong("cpu-max"), help: ArgumentHelp("cgroup CPU bandwidth QUOTA[/PERIOD], e.g. 20ms/100ms.", valueName: "quota/period"))
+    var cpuMax: String?
+
+    @Option(name: .customLong("memory-max"), help: ArgumentHelp("cgroup memory limit of the whole VMM (RAM + at least 32M), e.g. 600M.", valueName: "size"))
+    var memoryMax: String?
+
+    @Option(name: .customLong("cpu-affinity"), help: ArgumentHelp("Pin the VMM's threads to these host CPUs, e.g. 0,1 or 0-3.", valueName: "cpus"))
+    var cpuAffinity: String?
+
+    @Option(name: .long, help: ArgumentHelp("Syscall filter mode: on (default), kill, log or off.", valueName: "mode"))
+    var seccomp: String?
+
+    @Flag(name: .long, inversion: .prefixedNo, help: "Run the VMM in its own namespaces, pivot_rooted into a per-VM directory, without capabilities.")
+    var jail: Bool?
+
+    @Option(name: .long, help: ArgumentHelp("Run the VMM as this host user once the VM is built.", valueName: "user"))
+    var uid: String?
+
+    @Option(name: .long, help: ArgumentHelp("Group for --uid.", valueName: "group"))
+    var gid: String?
+
+    /// The fields these options set, as the API's JSON members (`resources` and `isolation` hold
+    /// only the settings given: an update changes just those).
+    func members(autostart: Bool?) throws -> [(key: String, value: JSONValue)] {
+        var members: [(key: String, value: JSONValue)] = []
+        if !disk.isEmpty { members.append(("disks", .array(try disk.map(PlacementOptions.diskJSON)))) }
         if let autostart { members.append(("autostart", .bool(autostart))) }
         if let restart {
             guard RestartPolicy(rawValue: restart) != nil else {
@@ -42,7 +108,50 @@ struct DefinitionOptions: ParsableArguments {
             }
             members.append(("restartPolicy", .string(restart)))
         }
+        var resources: [(key: String, value: JSONValue)] = []
+        if let cpuWeight { resources.append(("cpuWeight", .int(Int64(cpuWeight)))) }
+        if let cpuMax {
+            guard let parsed = CPUMax.parse(cpuMax) else {
+                throw UsageError("--cpu-max '\(cpuMax)' is not QUOTA[/PERIOD] (examples: 20ms/100ms, 50000/100000)")
+            }
+            resources.append(("cpuMax", .object([("quotaMicros", .int(Int64(parsed.quotaMicroseconds))),
+                                                 ("periodMicros", .int(Int64(parsed.periodMicroseconds)))])))
+        }
+        if let memoryMax {
+            guard let bytes = ByteSize.parse(memoryMax), bytes % (1 << 20) == 0 else {
+                throw UsageError("--memory-max '\(memoryMax)' is not a whole number of MiB (examples: 600M, 2G)")
+            }
+            resources.append(("memoryMaxMiB", .int(Int64(clamping: bytes >> 20))))
+        }
+        if let cpuAffinity {
+            guard let cpus = CPUList.parse(cpuAffinity) else {
+                throw UsageError("--cpu-affinity '\(cpuAffinity)' is not a CPU list (examples: 0,1 or 0-3)")
+            }
+            resources.append(("cpuAffinity", .array(cpus.map { .int(Int64($0)) })))
+        }
+        if !resources.isEmpty { members.append(("resources", .object(resources))) }
+        var isolation: [(key: String, value: JSONValue)] = []
+        if let seccomp { isolation.append(("seccomp", .string(seccomp))) }
+        if let jail { isolation.append(("jail", .bool(jail))) }
+        if let uid { isolation.append(("user", .string(uid))) }
+        if let gid { isolation.append(("group", .string(gid))) }
+        if !isolation.isEmpty { members.append(("isolation", .object(isolation))) }
         return members
+    }
+
+    /// `PATH[,readonly]` as the API's disk object (the path made absolute).
+    static func diskJSON(_ text: String) throws -> JSONValue {
+        var parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let path = parts.removeFirst()
+        guard !path.isEmpty else { throw UsageError("--disk needs a path: --disk PATH[,readonly]") }
+        var readOnly = false
+        for option in parts {
+            guard option == "readonly" || option == "ro" else {
+                throw UsageError("--disk \(text): unknown option '\(option)' (expected readonly)")
+            }
+            readOnly = true
+        }
+        return .object([("path", .string(absolute(path))), ("readOnly", .bool(readOnly))])
     }
 }
 
@@ -62,7 +171,8 @@ struct CreateCommand: ParsableCommand {
         abstract: "Define a VM (start it with 'vireo start NAME').",
         discussion: """
         Example:
-          vireo create web --kernel vmlinux --initrd initramfs.cpio --cmdline "console=ttyS0" --cpus 2 --memory 1G --restart on-failure
+          vireo create web --kernel vmlinux --initrd initramfs.cpio --cmdline "console=ttyS0 root=/dev/vda ip=dhcp" \\
+            --cpus 2 --memory 1G --disk root.ext4 --net user --rng --restart on-failure --cpu-weight 200 --cpu-affinity 0,1
         """)
 
     @Argument(help: "VM name: lower-case letters, digits and '-', at most 63, not starting with '-'.")
@@ -73,6 +183,8 @@ struct CreateCommand: ParsableCommand {
 
     @OptionGroup var definition: DefinitionOptions
 
+    @OptionGroup var placement: PlacementOptions
+
     @Flag(name: .long, help: "Start the VM whenever the daemon starts.")
     var autostart = false
 
@@ -80,7 +192,7 @@ struct CreateCommand: ParsableCommand {
 
     func run() throws {
         let members: [(key: String, value: JSONValue)] = [("name", .string(name)), ("kernel", .string(absolute(kernel)))]
-            + (try definition.members(autostart: autostart ? true : nil))
+            + (try definition.members()) + (try placement.members(autostart: autostart ? true : nil))
         _ = try DaemonCall.send(options, "POST", "/vms", json: .object(members))
         print(name)
     }
@@ -100,8 +212,16 @@ struct UpdateCommand: ParsableCommand {
 
     @OptionGroup var definition: DefinitionOptions
 
+    @OptionGroup var placement: PlacementOptions
+
     @Option(name: .long, help: ArgumentHelp("Start the VM when the daemon starts: true or false.", valueName: "bool"))
     var autostart: Bool?
+
+    @Flag(name: .customLong("no-disks"), help: "Detach all disks.")
+    var noDisks = false
+
+    @Flag(name: .customLong("no-nets"), help: "Remove all NICs.")
+    var noNets = false
 
     @Flag(name: .customLong("no-initrd"), help: "Remove the initial ramdisk.")
     var noInitrd = false
@@ -109,9 +229,11 @@ struct UpdateCommand: ParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() throws {
-        var members = try definition.members(autostart: autostart)
+        var members = try definition.members() + (try placement.members(autostart: autostart))
         if let kernel { members.insert(("kernel", .string(absolute(kernel))), at: 0) }
         if noInitrd { members.append(("initrd", .null)) }
+        if noDisks { members.append(("disks", .array([]))) }
+        if noNets { members.append(("nets", .array([]))) }
         guard !members.isEmpty else { throw UsageError("nothing to change: give at least one option (see 'vireo update --help')") }
         _ = try DaemonCall.send(options, "PATCH", "/vms/\(DaemonCall.path(name))", json: .object(members))
         print(name)

@@ -134,7 +134,7 @@ struct RunCommand: ParsableCommand {
             } else {
                 machine = try Machine(config: config)
             }
-            try isolationPlan.enter()
+            try isolationPlan.enter(helpers: machine.helperProcesses)
         } catch let error as VMMError {
             throw ValidationError(error.description)
         } catch {

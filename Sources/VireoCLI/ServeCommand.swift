@@ -63,6 +63,15 @@ struct ServeCommand: ParsableCommand {
         configuration.vmmExecutable = vmmBinary.map(absolute)
         configuration.consoleLogMaxBytes = Int(ByteSize.parse(consoleLogMax)!)
         configuration.logLevel = Logger.Level(rawValue: logLevel)!
+        configuration.readSnapshot = { directory throws in
+            do {
+                let summary = try SnapshotSummary.read(directory)
+                return SnapshotInfo(kernel: summary.kernelPath, cmdline: summary.commandLine, cpus: summary.cpus,
+                                    memoryMiB: Int(summary.memoryBytes >> 20), diskCount: summary.diskCount)
+            } catch {
+                throw DaemonError("snapshot \(directory): \(error)")
+            }
+        }
         let level = configuration.logLevel
         let json = logFormat == "json"
         LoggingSystem.bootstrap { label in

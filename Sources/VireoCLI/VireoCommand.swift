@@ -23,7 +23,8 @@ public struct VireoCommand: ParsableCommand {
             RunCommand.self, VersionCommand.self, ServeCommand.self,
             CreateCommand.self, StartCommand.self, StopCommand.self, KillCommand.self, PauseCommand.self,
             ResumeCommand.self, RestartCommand.self, RemoveCommand.self, UpdateCommand.self, ListCommand.self,
-            InspectCommand.self, ConsoleCommand.self, LogsCommand.self, EventsCommand.self,
+            InspectCommand.self, ConsoleCommand.self, LogsCommand.self, EventsCommand.self, SnapshotCommand.self,
+            RestoreCommand.self,
         ]
     )
 

@@ -11,16 +11,25 @@ extension DaemonTests {
             let initramfs = try #require(TestEnvironment.path("VIREO_INITRAMFS"), "VIREO_INITRAMFS is not set")
             let daemon = try DaemonProcess()
             defer { daemon.stop() }
+            // The definition's devices reach the guest: an ext4 root disk, user networking (DHCP), rng.
+            let disk = try RootDisk.make(in: URL(fileURLWithPath: daemon.directory), name: "root.ext4")
             try daemon.create("linux", kernel: kernel, [
                 ("initrd", .string(initramfs)), ("memoryMiB", .int(256)), ("cpus", .int(1)),
-                ("cmdline", .string("console=ttyS0 panic=-1 lpj=1000000")),
+                ("cmdline", .string("console=ttyS0 panic=-1 lpj=1000000 rdinit=/none root=/dev/vda rw ip=dhcp")),
+                ("disks", .array([.object([("path", .string(disk))])])),
+                ("nets", .array([.object([("mode", .string("user"))])])),
+                ("rng", .bool(true)),
             ])
             let started = Date()
             #expect(try daemon.action("linux", "start").state == "running")
-            let reached = daemon.waitForLog("linux", "Run /init", timeout: 400)
-            TestEnvironment.log("Linux under the daemon reached 'Run /init' after \(Int(Date().timeIntervalSince(started))) s on \(TestEnvironment.host)")
-            #expect(reached, "console tail: \(daemon.logs("linux").suffix(2000))")
-            #expect(daemon.logs("linux").contains("Linux version 6.1"))
+            let reached = daemon.waitForLog("linux", "Run /sbin/init as init process", timeout: 400)
+            TestEnvironment.log("Linux under the daemon reached 'Run /sbin/init' after \(Int(Date().timeIntervalSince(started))) s on \(TestEnvironment.host)")
+            let console = daemon.logs("linux")
+            #expect(reached, "console tail: \(console.suffix(2000))")
+            #expect(console.contains("Linux version 6.1"))
+            #expect(console.contains("EXT4-fs (vda): mounted filesystem"), "the root disk from 'disks'")
+            #expect(console.contains("IP-Config: Complete:"), "DHCP through the NIC from 'nets'")
+            #expect(try daemon.vm("linux")["vmm"]?["devices"]?.serialized().contains("rng") == true)
             _ = try? daemon.action("linux", "kill")
         }
     }

@@ -27,8 +27,9 @@ struct LinuxBootTests {
         let started = Date()
         let guest = try GuestProcess(arguments: [
             "run", "--kernel", kernel, "--initrd", initramfs, "--memory", "256M", "--cpus", "\(cpus)",
-            "--disk", disk, "--rng",
-            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000 rdinit=/none root=/dev/vda rw", "--verbose", "--api-socket", socket,
+            "--disk", disk, "--rng", "--net", "user",
+            "--cmdline", "console=ttyS0 panic=-1 lpj=1000000 rdinit=/none root=/dev/vda rw ip=dhcp", "--verbose",
+            "--api-socket", socket,
         ])
         defer { guest.stop() }
 
@@ -63,6 +64,7 @@ struct LinuxBootTests {
         #expect(output.contains("virtio_blk virtio0: [vda] 131072 512-byte logical blocks"))
         #expect(output.contains("EXT4-fs (vda): mounted filesystem"))
         #expect(output.contains("VFS: Mounted root (ext4 filesystem)"))
+        #expect(output.contains("IP-Config: Complete:"), "the kernel's DHCP through passt and virtio-net")
         // The guest's writes reached the image: the superblock's mount count went from 0 to 1.
         #expect(RootDisk.mountCount(disk) == 1, "dumpe2fs: \(RootDisk.mountCount(disk).map(String.init) ?? "failed")")
         expectInitOutcome(output: output, status: status, stderr: guest.errorOutput, hardware: hardware)
@@ -89,6 +91,7 @@ struct LinuxBootTests {
         #expect(restored.waitForOutput("Run /sbin/init as init process", timeout: 300),
                 "restored kernel did not reach init: \(restored.output.suffix(3000)) \(restored.errorOutput)")
         #expect(restored.output.contains("EXT4-fs (vda): mounted filesystem"), "the restored guest mounts its root disk")
+        #expect(restored.output.contains("IP-Config: Complete:"), "the restored guest completes DHCP through a new passt")
         #expect(RootDisk.mountCount(disk + ".at-snapshot") == 1)
         TestEnvironment.log("restored mid-boot snapshot reached 'Run /init' after \(Int(Date().timeIntervalSince(restoreStarted))) s")
         #expect(!restored.output.contains("Linux version"), "a restore continues the boot, it does not start over")

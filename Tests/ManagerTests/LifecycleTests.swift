@@ -13,6 +13,7 @@ import Testing
             .restart: [.running, .paused],
             .delete: [.defined, .stopped, .crashed, .error],
             .update: [.defined, .stopped, .crashed, .error],
+            .snapshot: [.running, .paused],
         ]
         for action in VMAction.allCases {
             for state in VMState.allCases {
@@ -29,6 +30,7 @@ import Testing
         #expect(Lifecycle.target(of: .kill, from: .starting) == .stopped)
         #expect(Lifecycle.target(of: .delete, from: .stopped) == nil)
         #expect(Lifecycle.target(of: .update, from: .crashed) == .crashed)
+        #expect(Lifecycle.target(of: .snapshot, from: .running) == .running)
     }
 
     @Test func anInvalidTransitionIsAConflictNamingTheState() {

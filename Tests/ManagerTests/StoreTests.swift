@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 @testable import Manager
 
@@ -13,7 +14,7 @@ import Testing
     @Test func migrationsApplyOnceAndInOrder() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        #expect(Store.knownMigrations == ["v1: vms and events", "v2: events by VM"])
+        #expect(Store.knownMigrations == ["v1: vms and events", "v2: events by VM", "v3: devices, resources, isolation, restore"])
         let store = try Store(path: path)
         #expect(try store.appliedMigrations() == Store.knownMigrations.sorted())
         // Reopening an up-to-date database applies nothing and keeps the data.
@@ -21,6 +22,28 @@ import Testing
         let reopened = try Store(path: path)
         #expect(try reopened.appliedMigrations() == Store.knownMigrations.sorted())
         #expect(try reopened.allVMs().map(\.name) == ["keep"])
+    }
+
+    /// A database written by a daemon before v3 (no devices, no settings) opens with their defaults.
+    @Test func aV2DatabaseMigratesWithItsVMs() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let old = try DatabaseQueue(path: path)
+        try Migrations.migrator.migrate(old, upTo: "v2: events by VM")
+        try old.write { db in
+            try db.execute(sql: """
+                INSERT INTO vms (name, kernel, cmdline, cpus, memoryMiB, autostart, restartPolicy, state,
+                                 stateChangedAt, createdAt, updatedAt, restartCount)
+                VALUES ('old', '/k/vmlinux', 'console=ttyS0', 2, 128, 1, 'always', 'stopped',
+                        '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000', 0)
+                """)
+        }
+        try old.close()
+        let store = try Store(path: path)
+        let vm = try #require(try store.vm(named: "old"))
+        #expect(vm.definition == VMDefinition(name: "old", kernel: "/k/vmlinux", cpus: 2, memoryMiB: 128, autostart: true,
+                                              restartPolicy: .always))
+        #expect(vm.state == .stopped)
     }
 
     @Test func recordsRoundTripAndDuplicatesAreConflicts() throws {

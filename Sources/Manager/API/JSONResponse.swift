@@ -37,6 +37,17 @@ enum JSONResponse {
             ("memoryMiB", .int(Int64(vm.memoryMiB))),
             ("autostart", .bool(vm.autostart)),
             ("restartPolicy", .string(vm.restartPolicy.rawValue)),
+            ("restore", optional(vm.restore) { .string($0) }),
+            ("disks", .array(vm.disks.map { .object([("path", .string($0.path)), ("readOnly", .bool($0.readOnly))]) })),
+            ("nets", .array(vm.nets.map(net))),
+            ("rng", .bool(vm.rng)),
+            ("resources", resources(vm.resources)),
+            ("isolation", .object([
+                ("seccomp", optional(vm.isolation.seccomp) { .string($0) }),
+                ("jail", .bool(vm.isolation.jail)),
+                ("user", optional(vm.isolation.user) { .string($0) }),
+                ("group", optional(vm.isolation.group) { .string($0) }),
+            ])),
             ("state", .string(vm.state.rawValue)),
             ("pid", optional(vm.pid) { .int(Int64($0)) }),
             ("startedAt", date(vm.startedAt)),
@@ -64,6 +75,24 @@ enum JSONResponse {
             members.append(("vmm", vmm))
         }
         return .object(members)
+    }
+
+    private static func net(_ net: NetDefinition) -> JSONValue {
+        var members: [(key: String, value: JSONValue)] = [("mode", .string(net.mode.rawValue))]
+        if let tap = net.tap { members.append(("tap", .string(tap))) }
+        members.append(("mac", optional(net.mac) { .string($0) }))
+        return .object(members)
+    }
+
+    private static func resources(_ settings: ResourceSettings) -> JSONValue {
+        .object([
+            ("cpuWeight", optional(settings.cpuWeight) { .int(Int64($0)) }),
+            ("cpuMax", optional(settings.cpuMax) {
+                .object([("quotaMicros", .int(Int64($0.quotaMicros))), ("periodMicros", .int(Int64($0.periodMicros)))])
+            }),
+            ("memoryMaxMiB", optional(settings.memoryMaxMiB) { .int(Int64($0)) }),
+            ("cpuAffinity", optional(settings.cpuAffinity) { .array($0.map { .int(Int64($0)) }) }),
+        ])
     }
 
     static func event(_ event: VMEvent) -> JSONValue {

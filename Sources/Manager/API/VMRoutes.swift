@@ -41,6 +41,24 @@ extension ManagerAPI {
             return Response(status: .noContent)
         }
 
+        router.post("/vms/{name}/snapshot") { request, context -> Response in
+            _ = try QueryParameters(request, allowed: [])
+            let name = try ManagerAPI.name(context)
+            guard case let .object(pairs) = try await ManagerAPI.jsonBody(request) else {
+                throw APIError.malformedJSON("the body must be a JSON object {\"path\": \"/absolute/dir\"}")
+            }
+            for (key, _) in pairs where key != "path" { throw APIError.unknownField(key, allowed: ["path"]) }
+            guard let pathValue = pairs.first(where: { $0.key == "path" })?.value else { throw APIError.missingField("path") }
+            guard let path = pathValue.stringValue else {
+                throw APIError.invalidField("path", "field 'path' must be a string, got \(pathValue.typeDescription)")
+            }
+            let (vm, milliseconds) = try await supervisor.snapshot(name, to: path)
+            return JSONResponse.make(.object([
+                ("snapshot", .object([("path", .string(path)), ("ms", .int(Int64(milliseconds)))])),
+                ("vm", JSONResponse.vm(vm, paths: supervisor.paths(for: name))),
+            ]), status: .created)
+        }
+
         action("start", on: router) { name, _ in try await supervisor.start(name) }
         action("stop", timeout: true, on: router) { name, timeout in try await supervisor.stop(name, timeout: timeout) }
         action("kill", on: router) { name, _ in try await supervisor.kill(name) }

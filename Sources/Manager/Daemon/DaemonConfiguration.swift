@@ -15,6 +15,8 @@ public struct DaemonConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// JSON lines instead of text on stderr.
     public var jsonLogs = false
+    /// Reads and verifies a snapshot directory for `POST /vms {"restore": …}` (the VMM's reader).
+    public var readSnapshot: (@Sendable (String) throws -> SnapshotInfo)?
 
     public static let defaultSocketPath = "/run/vireo/vireo.sock"
     public static let defaultStateDirectory = "/var/lib/vireo"

@@ -35,12 +35,14 @@ public enum ManagerDaemon {
         var supervisorConfiguration = Supervisor.Configuration(stateDirectory: stateDirectory, vmmExecutable: executable)
         supervisorConfiguration.consoleLogMaxBytes = configuration.consoleLogMaxBytes
         let events = EventBus()
-        let supervisor = Supervisor(configuration: supervisorConfiguration, store: store, events: events, logger: logger)
+        let validator = DefinitionValidator(readSnapshot: configuration.readSnapshot)
+        let supervisor = Supervisor(configuration: supervisorConfiguration, store: store, events: events, logger: logger,
+                                    validator: validator)
         try await supervisor.recover()
         await supervisor.startMonitor()
 
         let shutdown = ShutdownFlag()
-        let api = ManagerAPI(supervisor: supervisor, store: store, shutdown: shutdown, version: version)
+        let api = ManagerAPI(supervisor: supervisor, store: store, validator: validator, shutdown: shutdown, version: version)
         let socketPath = configuration.socketPath
         var serverLogger = logger
         serverLogger.logLevel = max(configuration.logLevel, .notice)  // no line per request

@@ -30,8 +30,9 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         APIError(status: 422, code: "unknown_field",
                  message: "unknown field '\(field)'; the fields are \(allowed.joined(separator: ", "))", field: field)
     }
-    public static func missingField(_ field: String) -> APIError {
-        APIError(status: 422, code: "missing_field", message: "field '\(field)' is required", field: field)
+    public static func missingField(_ field: String, hint: String? = nil) -> APIError {
+        APIError(status: 422, code: "missing_field",
+                 message: "field '\(field)' is required" + (hint.map { " " + $0 } ?? ""), field: field)
     }
     public static func invalidQuery(_ parameter: String, _ message: String) -> APIError {
         APIError(status: 400, code: "invalid_query", message: message, field: parameter)

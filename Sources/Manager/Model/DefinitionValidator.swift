@@ -8,13 +8,25 @@ public struct DefinitionValidator: Sendable {
     public enum FileCheck: Sendable, Equatable { case regularFile, missing, notRegularFile, unreadable }
 
     public var checkFile: @Sendable (String) -> FileCheck
+    /// Reads and verifies a snapshot directory (the VMM's reader); throws what is wrong with it.
+    /// Without one, a snapshot only has to hold the two files a snapshot has.
+    public var readSnapshot: (@Sendable (String) throws -> SnapshotInfo)?
+    /// Host CPUs that `resources.cpuAffinity` may name: 0..<hostCPUs.
+    public var hostCPUs: Int
 
-    public init(checkFile: @escaping @Sendable (String) -> FileCheck = DefinitionValidator.checkOnDisk) {
+    public init(checkFile: @escaping @Sendable (String) -> FileCheck = DefinitionValidator.checkOnDisk,
+                readSnapshot: (@Sendable (String) throws -> SnapshotInfo)? = nil,
+                hostCPUs: Int = Int(sysconf(Int32(_SC_NPROCESSORS_CONF)))) {
         self.checkFile = checkFile
+        self.readSnapshot = readSnapshot
+        self.hostCPUs = max(1, hostCPUs)
     }
 
     /// The fields a definition has, in the order errors are looked for.
-    public static let fields = ["name", "kernel", "initrd", "cmdline", "cpus", "memoryMiB", "autostart", "restartPolicy"]
+    public static let fields = ["name", "kernel", "initrd", "cmdline", "cpus", "memoryMiB", "autostart", "restartPolicy",
+                                "restore", "disks", "nets", "rng", "resources", "isolation"]
+    /// What a restored VM takes from its snapshot and so cannot be given.
+    static let fixedBySnapshot = ["kernel", "initrd", "cmdline", "cpus", "memoryMiB", "nets", "rng"]
 
     /// `[a-z0-9][a-z0-9-]{0,62}`: safe as a directory name and in a URL path.
     /// `subject` names it in messages (a body field, or the VM name in a URL path).
@@ -40,7 +52,21 @@ public struct DefinitionValidator: Sendable {
         guard let nameValue = members["name"] else { throw .missingField("name") }
         let name = try string(nameValue, "name")
         try DefinitionValidator.validateName(name)
-        guard let kernelValue = members["kernel"] else { throw .missingField("kernel") }
+        if let restoreValue = members["restore"] {
+            try refuseFixedBySnapshot(members)
+            let directory = try snapshotDirectory(restoreValue)
+            let info = try snapshot(directory)
+            var definition = VMDefinition(name: name, kernel: info.kernel, cmdline: info.cmdline, cpus: info.cpus,
+                                          memoryMiB: info.memoryMiB, restore: directory)
+            try apply(members, to: &definition)
+            guard definition.disks.isEmpty || definition.disks.count == info.diskCount else {
+                throw .invalidField("disks", "field 'disks' lists \(definition.disks.count) disk(s) but the snapshot has \(info.diskCount): give one per snapshot disk, or none to reopen the snapshot's own")
+            }
+            return definition
+        }
+        guard let kernelValue = members["kernel"] else {
+            throw .missingField("kernel", hint: "(or 'restore' with a snapshot directory)")
+        }
         var definition = VMDefinition(name: name, kernel: try path(kernelValue, "kernel"))
         try apply(members, to: &definition)
         return definition
@@ -56,9 +82,46 @@ public struct DefinitionValidator: Sendable {
                 throw .invalidField("name", "field 'name' cannot be changed (the VM is '\(existing.name)', the body says '\(name)')")
             }
         }
+        if members["restore"] != nil {
+            throw .invalidField("restore", "field 'restore' cannot be changed: create a new VM from the snapshot")
+        }
+        if existing.restore != nil { try refuseFixedBySnapshot(members) }
         if let kernelValue = members["kernel"] { definition.kernel = try path(kernelValue, "kernel") }
         try apply(members, to: &definition)
         return definition
+    }
+
+    private func refuseFixedBySnapshot(_ members: [String: JSONValue]) throws(APIError) {
+        for field in DefinitionValidator.fixedBySnapshot where members[field] != nil {
+            throw .invalidField(field, "field '\(field)' cannot be set on a VM restored from a snapshot: it comes from the snapshot")
+        }
+    }
+
+    private func snapshotDirectory(_ value: JSONValue) throws(APIError) -> String {
+        let directory = try string(value, "restore")
+        guard directory.hasPrefix("/"), directory.utf8.count < 4096, !directory.utf8.contains(0) else {
+            throw .invalidField("restore", "field 'restore' must be the absolute path of a snapshot directory, got \(JSONValue.string(directory).serialized())")
+        }
+        var info = stat()
+        guard stat(directory, &info) == 0 else { throw .invalidField("restore", "field 'restore': no such directory '\(directory)'") }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw .invalidField("restore", "field 'restore': '\(directory)' is not a directory")
+        }
+        return directory
+    }
+
+    private func snapshot(_ directory: String) throws(APIError) -> SnapshotInfo {
+        if let readSnapshot {
+            do {
+                return try readSnapshot(directory)
+            } catch {
+                throw .invalidField("restore", "field 'restore': \(error)")
+            }
+        }
+        for file in ["state.bin", "memory.bin"] where checkFile(directory + "/" + file) != .regularFile {
+            throw .invalidField("restore", "field 'restore': '\(directory)' is not a snapshot (no readable \(file))")
+        }
+        throw .invalidField("restore", "field 'restore': this daemon cannot read snapshots")
     }
 
     private func objectMembers(_ body: JSONValue) throws(APIError) -> [String: JSONValue] {
@@ -109,6 +172,201 @@ public struct DefinitionValidator: Sendable {
             }
             definition.restartPolicy = policy
         }
+        if let value = members["rng"] { definition.rng = try bool(value, "rng") }
+        if let value = members["disks"] { definition.disks = try disks(value) }
+        if let value = members["nets"] { definition.nets = try nets(value) }
+        if let value = members["resources"] {
+            // Merge-patch semantics (RFC 7396): given keys change, null clears, absent keys stay.
+            definition.resources = value == .null ? ResourceSettings() : try resources(value, base: definition.resources)
+        }
+        if let value = members["isolation"] {
+            definition.isolation = value == .null ? IsolationDefinition() : try isolation(value, base: definition.isolation)
+        }
+        if let limit = definition.resources.memoryMaxMiB,
+           limit < definition.memoryMiB + VMLimits.memoryMaxOverheadMiB {
+            throw .invalidField("resources.memoryMaxMiB", "field 'resources.memoryMaxMiB' is \(limit) MiB but the VM needs its \(definition.memoryMiB) MiB of RAM plus \(VMLimits.memoryMaxOverheadMiB) MiB for the VMM")
+        }
+    }
+
+    private func bool(_ value: JSONValue, _ field: String) throws(APIError) -> Bool {
+        guard let flag = value.boolValue else {
+            throw .invalidField(field, "field '\(field)' must be a boolean, got \(value.typeDescription)")
+        }
+        return flag
+    }
+
+    /// The members of an object field, refusing keys it does not have.
+    private func object(_ value: JSONValue, _ field: String, keys: [String]) throws(APIError) -> [String: JSONValue] {
+        guard case let .object(pairs) = value else {
+            throw .invalidField(field, "field '\(field)' must be an object, got \(value.typeDescription)")
+        }
+        var members: [String: JSONValue] = [:]
+        for (key, member) in pairs {
+            guard keys.contains(key) else {
+                throw .invalidField("\(field).\(key)", "unknown field '\(field).\(key)'; the fields of '\(field)' are \(keys.joined(separator: ", "))")
+            }
+            members[key] = member
+        }
+        return members
+    }
+
+    private func array(_ value: JSONValue, _ field: String, limit: ClosedRange<Int>) throws(APIError) -> [JSONValue] {
+        guard case let .array(items) = value else {
+            throw .invalidField(field, "field '\(field)' must be an array, got \(value.typeDescription)")
+        }
+        guard limit.contains(items.count) else {
+            throw .invalidField(field, "field '\(field)' has \(items.count) entries; the limit is \(limit.upperBound)")
+        }
+        return items
+    }
+
+    private func disks(_ value: JSONValue) throws(APIError) -> [DiskDefinition] {
+        var disks: [DiskDefinition] = []
+        for (index, item) in try array(value, "disks", limit: VMLimits.disks).enumerated() {
+            let field = "disks[\(index)]"
+            let members = try object(item, field, keys: ["path", "readOnly"])
+            guard let pathValue = members["path"] else { throw .missingField("\(field).path") }
+            let diskPath = try path(pathValue, "\(field).path")
+            // The VMM's --disk syntax separates options with commas.
+            guard !diskPath.contains(",") else {
+                throw .invalidField("\(field).path", "field '\(field).path' must not contain ',' (got '\(diskPath)')")
+            }
+            guard !disks.contains(where: { $0.path == diskPath }) else {
+                throw .invalidField("\(field).path", "field '\(field).path': '\(diskPath)' is attached twice")
+            }
+            let readOnly = try members["readOnly"].map { (flag) throws(APIError) in try bool(flag, "\(field).readOnly") } ?? false
+            disks.append(DiskDefinition(path: diskPath, readOnly: readOnly))
+        }
+        return disks
+    }
+
+    private func nets(_ value: JSONValue) throws(APIError) -> [NetDefinition] {
+        var nets: [NetDefinition] = []
+        for (index, item) in try array(value, "nets", limit: VMLimits.nets).enumerated() {
+            let field = "nets[\(index)]"
+            let members = try object(item, field, keys: ["mode", "tap", "mac"])
+            guard let modeValue = members["mode"] else { throw .missingField("\(field).mode") }
+            let modeText = try string(modeValue, "\(field).mode")
+            guard let mode = NetDefinition.Mode(rawValue: modeText) else {
+                throw .invalidField("\(field).mode", "field '\(field).mode' must be user or tap, got \(JSONValue.string(modeText).serialized())")
+            }
+            var net = NetDefinition(mode: mode)
+            switch (mode, members["tap"]) {
+            case (.tap, nil):
+                throw .missingField("\(field).tap", hint: "(the host TAP device for mode tap)")
+            case (.tap, let tapValue?):
+                let tap = try string(tapValue, "\(field).tap")
+                let ok = (1...15).contains(tap.utf8.count) && tap.utf8.allSatisfy {
+                    $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
+                }
+                guard ok else {
+                    throw .invalidField("\(field).tap", "field '\(field).tap' must be a network interface name (1–15 letters, digits, '-', '_', '.'), got \(JSONValue.string(tap).serialized())")
+                }
+                net.tap = tap
+            case (.user, .some):
+                throw .invalidField("\(field).tap", "field '\(field).tap' is only for mode tap")
+            case (.user, nil):
+                break
+            }
+            if let macValue = members["mac"] {
+                let mac = try string(macValue, "\(field).mac")
+                guard let first = DefinitionValidator.macFirstOctet(mac) else {
+                    throw .invalidField("\(field).mac", "field '\(field).mac' must be a MAC address XX:XX:XX:XX:XX:XX, got \(JSONValue.string(mac).serialized())")
+                }
+                guard first & 1 == 0 else {
+                    throw .invalidField("\(field).mac", "field '\(field).mac' is a multicast address; a NIC needs a unicast one (even first octet)")
+                }
+                net.mac = mac.lowercased()
+            }
+            nets.append(net)
+        }
+        return nets
+    }
+
+    /// The first octet of `XX:XX:XX:XX:XX:XX`, or nil when it is not one.
+    static func macFirstOctet(_ text: String) -> UInt8? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 }) else { return nil }
+        let octets = parts.compactMap { UInt8($0, radix: 16) }
+        return octets.count == 6 ? octets[0] : nil
+    }
+
+    private func resources(_ value: JSONValue, base: ResourceSettings) throws(APIError) -> ResourceSettings {
+        let members = try object(value, "resources", keys: ["cpuWeight", "cpuMax", "memoryMaxMiB", "cpuAffinity"])
+        var settings = base
+        for (key, member) in members where member == .null {
+            switch key {
+            case "cpuWeight": settings.cpuWeight = nil
+            case "cpuMax": settings.cpuMax = nil
+            case "memoryMaxMiB": settings.memoryMaxMiB = nil
+            default: settings.cpuAffinity = nil
+            }
+        }
+        if let weight = members["cpuWeight"], weight != .null {
+            settings.cpuWeight = try integer(weight, "resources.cpuWeight", in: VMLimits.cpuWeight, unit: " (the cgroup cpu.weight range)")
+        }
+        if let cpuMax = members["cpuMax"], cpuMax != .null {
+            let fields = try object(cpuMax, "resources.cpuMax", keys: ["quotaMicros", "periodMicros"])
+            guard let quota = fields["quotaMicros"] else { throw .missingField("resources.cpuMax.quotaMicros") }
+            var limit = ResourceSettings.CPUMax(quotaMicros: try integer(quota, "resources.cpuMax.quotaMicros", in: VMLimits.cpuMaxQuotaMicros, unit: " µs"))
+            if let period = fields["periodMicros"] {
+                limit.periodMicros = try integer(period, "resources.cpuMax.periodMicros", in: VMLimits.cpuMaxPeriodMicros, unit: " µs")
+            }
+            settings.cpuMax = limit
+        }
+        if let memory = members["memoryMaxMiB"], memory != .null {
+            settings.memoryMaxMiB = try integer(memory, "resources.memoryMaxMiB", in: VMLimits.memoryMiB, unit: " MiB")
+        }
+        if let affinity = members["cpuAffinity"], affinity != .null {
+            var cpus: [Int] = []
+            let items = try array(affinity, "resources.cpuAffinity", limit: 1...4096)
+            for item in items {
+                let cpu = try integer(item, "resources.cpuAffinity", in: 0...4095, unit: "")
+                guard cpu < hostCPUs else {
+                    throw .invalidField("resources.cpuAffinity", "field 'resources.cpuAffinity': CPU \(cpu) does not exist on this host (it has CPUs 0–\(hostCPUs - 1))")
+                }
+                guard !cpus.contains(cpu) else {
+                    throw .invalidField("resources.cpuAffinity", "field 'resources.cpuAffinity' lists CPU \(cpu) twice")
+                }
+                cpus.append(cpu)
+            }
+            settings.cpuAffinity = cpus
+        }
+        return settings
+    }
+
+    private func isolation(_ value: JSONValue, base: IsolationDefinition) throws(APIError) -> IsolationDefinition {
+        let members = try object(value, "isolation", keys: ["seccomp", "jail", "user", "group"])
+        var settings = base
+        if members["seccomp"] == .null { settings.seccomp = nil }
+        if members["user"] == .null { settings.user = nil; settings.group = nil }
+        if members["group"] == .null { settings.group = nil }
+        if let mode = members["seccomp"], mode != .null {
+            let text = try string(mode, "isolation.seccomp")
+            guard IsolationDefinition.seccompModes.contains(text) else {
+                throw .invalidField("isolation.seccomp", "field 'isolation.seccomp' must be one of \(IsolationDefinition.seccompModes.joined(separator: ", ")); got \(JSONValue.string(text).serialized())")
+            }
+            settings.seccomp = text
+        }
+        if let jail = members["jail"] { settings.jail = jail == .null ? false : try bool(jail, "isolation.jail") }
+        if let user = members["user"], user != .null {
+            let text = try string(user, "isolation.user")
+            guard Int(text) != nil || getpwnam(text) != nil else {
+                throw .invalidField("isolation.user", "field 'isolation.user': no user '\(text)' on this host")
+            }
+            settings.user = text
+        }
+        if let group = members["group"], group != .null {
+            let text = try string(group, "isolation.group")
+            guard Int(text) != nil || getgrnam(text) != nil else {
+                throw .invalidField("isolation.group", "field 'isolation.group': no group '\(text)' on this host")
+            }
+            guard settings.user != nil else {
+                throw .invalidField("isolation.group", "field 'isolation.group' needs 'isolation.user'")
+            }
+            settings.group = text
+        }
+        return settings
     }
 
     private func string(_ value: JSONValue, _ field: String) throws(APIError) -> String {
@@ -150,5 +408,12 @@ public struct DefinitionValidator: Sendable {
         guard stat(path, &info) == 0 else { return .missing }
         guard info.st_mode & S_IFMT == S_IFREG else { return .notRegularFile }
         return access(path, R_OK) == 0 ? .regularFile : .unreadable
+    }
+}
+
+extension UInt8 {
+    var isASCIIAlphanumeric: Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self)
     }
 }

@@ -21,9 +21,20 @@ public struct VMDefinition: Codable, Sendable, Equatable {
     /// Start this VM when the daemon starts.
     public var autostart: Bool
     public var restartPolicy: RestartPolicy
+    /// A snapshot directory: every start restores it instead of booting (kernel, command line, CPUs and
+    /// RAM then come from the snapshot).
+    public var restore: String?
+    public var disks: [DiskDefinition]
+    public var nets: [NetDefinition]
+    /// A virtio-rng entropy device.
+    public var rng: Bool
+    public var resources: ResourceSettings
+    public var isolation: IsolationDefinition
 
     public init(name: String, kernel: String, initrd: String? = nil, cmdline: String = VMDefinition.defaultCmdline,
-                cpus: Int = 1, memoryMiB: Int = 512, autostart: Bool = false, restartPolicy: RestartPolicy = .no) {
+                cpus: Int = 1, memoryMiB: Int = 512, autostart: Bool = false, restartPolicy: RestartPolicy = .no,
+                restore: String? = nil, disks: [DiskDefinition] = [], nets: [NetDefinition] = [], rng: Bool = false,
+                resources: ResourceSettings = ResourceSettings(), isolation: IsolationDefinition = IsolationDefinition()) {
         self.name = name
         self.kernel = kernel
         self.initrd = initrd
@@ -32,6 +43,12 @@ public struct VMDefinition: Codable, Sendable, Equatable {
         self.memoryMiB = memoryMiB
         self.autostart = autostart
         self.restartPolicy = restartPolicy
+        self.restore = restore
+        self.disks = disks
+        self.nets = nets
+        self.rng = rng
+        self.resources = resources
+        self.isolation = isolation
     }
 
     public static let defaultCmdline = "console=ttyS0"
@@ -42,6 +59,16 @@ public enum VMLimits {
     public static let cpus = 1...254
     /// 16 MiB (the smallest guest) to 1 TiB (the VMM's limit).
     public static let memoryMiB = 16...(1 << 20)
+    /// virtio-mmio slots the VMM has for disks and NICs together with the other devices.
+    public static let disks = 0...16
+    public static let nets = 0...8
+    /// cgroup v2 cpu.weight.
+    public static let cpuWeight = 1...10_000
+    /// The kernel's CFS bandwidth bounds, in µs.
+    public static let cpuMaxPeriodMicros = 1_000...1_000_000
+    public static let cpuMaxQuotaMicros = 1_000...(1 << 40)
+    /// What the VMM itself needs beyond guest RAM (as `vireo run --memory-max` checks).
+    public static let memoryMaxOverheadMiB = 32
     /// Linux's COMMAND_LINE_SIZE on x86.
     public static let cmdlineBytes = 2048
     /// Request bodies larger than this are refused with 413.

@@ -11,6 +11,12 @@ public struct VMRecord: Codable, Sendable, Equatable {
     public var memoryMiB: Int
     public var autostart: Bool
     public var restartPolicy: RestartPolicy
+    public var restore: String?
+    public var disks: [DiskDefinition]
+    public var nets: [NetDefinition]
+    public var rng: Bool
+    public var resources: ResourceSettings
+    public var isolation: IsolationDefinition
 
     public var state: VMState
     /// The VMM (`vireo run`) process while there is one.
@@ -38,6 +44,12 @@ public struct VMRecord: Codable, Sendable, Equatable {
         memoryMiB = definition.memoryMiB
         autostart = definition.autostart
         restartPolicy = definition.restartPolicy
+        restore = definition.restore
+        disks = definition.disks
+        nets = definition.nets
+        rng = definition.rng
+        resources = definition.resources
+        isolation = definition.isolation
         state = .defined
         stateChangedAt = now
         createdAt = now
@@ -48,7 +60,8 @@ public struct VMRecord: Codable, Sendable, Equatable {
     public var definition: VMDefinition {
         get {
             VMDefinition(name: name, kernel: kernel, initrd: initrd, cmdline: cmdline, cpus: cpus,
-                         memoryMiB: memoryMiB, autostart: autostart, restartPolicy: restartPolicy)
+                         memoryMiB: memoryMiB, autostart: autostart, restartPolicy: restartPolicy, restore: restore,
+                         disks: disks, nets: nets, rng: rng, resources: resources, isolation: isolation)
         }
         set {
             kernel = newValue.kernel
@@ -58,6 +71,12 @@ public struct VMRecord: Codable, Sendable, Equatable {
             memoryMiB = newValue.memoryMiB
             autostart = newValue.autostart
             restartPolicy = newValue.restartPolicy
+            restore = newValue.restore
+            disks = newValue.disks
+            nets = newValue.nets
+            rng = newValue.rng
+            resources = newValue.resources
+            isolation = newValue.isolation
         }
     }
 

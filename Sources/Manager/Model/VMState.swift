@@ -24,7 +24,7 @@ public enum VMState: String, Codable, Sendable, CaseIterable {
 
 /// What a user can ask of a VM.
 public enum VMAction: String, Sendable, CaseIterable {
-    case start, stop, kill, pause, resume, restart, delete, update
+    case start, stop, kill, pause, resume, restart, delete, update, snapshot
 }
 
 /// The lifecycle state machine: which action is allowed in which state, and where it leads.
@@ -34,6 +34,7 @@ public enum VMAction: String, Sendable, CaseIterable {
 /// running|paused ─stop→ stopping → stopped          (graceful, then forced after a timeout)
 /// running|paused|starting|stopping ─kill→ stopped
 /// VMM exit: 0 → stopped, crash → crashed (restart policy may start it again), refused → error
+/// running|paused ─snapshot→ same state (a running VM is paused for the snapshot, then resumed)
 /// stopped|crashed|error ─start→ starting; ─update/delete→ (definition changed / gone)
 /// ```
 public enum Lifecycle {
@@ -45,7 +46,7 @@ public enum Lifecycle {
         case .kill: return [.starting, .running, .paused, .stopping]
         case .pause: return [.running]
         case .resume: return [.paused]
-        case .restart: return [.running, .paused]
+        case .restart, .snapshot: return [.running, .paused]
         case .delete, .update: return [.defined, .stopped, .crashed, .error]
         }
     }
@@ -61,7 +62,7 @@ public enum Lifecycle {
         case .stop, .kill: return .stopped
         case .pause: return .paused
         case .delete: return nil
-        case .update: return state
+        case .update, .snapshot: return state
         }
     }
 

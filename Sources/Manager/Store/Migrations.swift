@@ -39,6 +39,17 @@ enum Migrations {
         migrator.registerMigration("v2: events by VM") { db in
             try db.create(index: "events_vm", on: "events", columns: ["vm", "id"])
         }
+        migrator.registerMigration("v3: devices, resources, isolation, restore") { db in
+            try db.alter(table: "vms") { t in
+                t.add(column: "restore", .text)
+                // Lists and settings are JSON text (GRDB encodes nested Codable values as JSON).
+                t.add(column: "disks", .text).notNull().defaults(to: "[]")
+                t.add(column: "nets", .text).notNull().defaults(to: "[]")
+                t.add(column: "rng", .boolean).notNull().defaults(to: false)
+                t.add(column: "resources", .text).notNull().defaults(to: "{}")
+                t.add(column: "isolation", .text).notNull().defaults(to: "{}")
+            }
+        }
         return migrator
     }
 

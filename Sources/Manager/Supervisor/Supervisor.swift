@@ -176,6 +176,29 @@ public actor Supervisor {
         try await control(name, action: .resume, command: "resume", to: .running, event: "resumed")
     }
 
+    /// Writes a snapshot of the VM to `directory` (absolute; absent or an empty directory). A running
+    /// VM is paused for it and resumed after; a paused one stays paused. Returns the VMM's reply.
+    public func snapshot(_ name: String, to directory: String) async throws -> (vm: VMRecord, milliseconds: Int) {
+        let vm = try record(name)
+        try Lifecycle.check(.snapshot, name: name, state: vm.state)
+        try SnapshotTarget.check(directory)
+        let control = VMMControl(socketPath: paths(for: name).apiSocket)
+        let pausedHere = vm.state == .running
+        if pausedHere { _ = try await control.request("pause") }
+        let reply: JSONValue
+        do {
+            // Writing guest RAM takes a while for big guests.
+            reply = try await control.request("snapshot " + directory, timeout: 600)
+        } catch {
+            if pausedHere { _ = try? await control.request("resume") }
+            throw error
+        }
+        if pausedHere { _ = try await control.request("resume") }
+        let milliseconds = Int(reply["ms"]?.intValue ?? 0)
+        emit(name, "snapshotted", vm.state, "VM '\(name)' snapshotted to \(directory) in \(milliseconds) ms")
+        return (try record(name), milliseconds)
+    }
+
     /// Stop (graceful, then forced) and start again.
     public func restart(_ name: String, timeout: Double? = nil) async throws -> VMRecord {
         try Lifecycle.check(.restart, name: name, state: try record(name).state)

@@ -25,17 +25,49 @@ struct VMMLauncher: Sendable {
 
     /// `vireo run` arguments for a definition (paths relative to the VM directory).
     func vmmArguments(for definition: VMDefinition) -> [String] {
-        var arguments = ["run", "--kernel", definition.kernel]
-        if let initrd = definition.initrd { arguments += ["--initrd", initrd] }
+        var arguments = ["run"]
+        if let snapshot = definition.restore {
+            // The snapshot fixes the machine's shape, its NICs and rng.
+            arguments += ["--restore", snapshot]
+        } else {
+            arguments += ["--kernel", definition.kernel]
+            if let initrd = definition.initrd { arguments += ["--initrd", initrd] }
+            arguments += [
+                "--cmdline", definition.cmdline,
+                "--cpus", String(definition.cpus),
+                "--memory", "\(definition.memoryMiB)M",
+            ]
+            for net in definition.nets {
+                var spec = net.mode == .tap ? "tap=\(net.tap ?? "")" : "user"
+                if let mac = net.mac { spec += ",mac=\(mac)" }
+                arguments += ["--net", spec]
+            }
+            if definition.rng { arguments.append("--rng") }
+        }
+        for disk in definition.disks {
+            arguments += ["--disk", disk.path + (disk.readOnly ? ",readonly" : "")]
+        }
+        arguments += VMMLauncher.isolationArguments(definition.resources, definition.isolation)
         arguments += [
-            "--cmdline", definition.cmdline,
-            "--cpus", String(definition.cpus),
-            "--memory", "\(definition.memoryMiB)M",
             "--no-stdin", "--no-console",
             "--console-log", VMPaths.consoleLogName,
             "--console-log-max", "\(max(4, consoleLogMaxBytes / 1024))K",
             "--api-socket", VMPaths.apiSocketName,
         ]
+        return arguments
+    }
+
+    /// `vireo run`'s cgroup, pinning, seccomp and jail flags for these settings.
+    static func isolationArguments(_ resources: ResourceSettings, _ isolation: IsolationDefinition) -> [String] {
+        var arguments: [String] = []
+        if let weight = resources.cpuWeight { arguments += ["--cpu-weight", String(weight)] }
+        if let cpuMax = resources.cpuMax { arguments += ["--cpu-max", "\(cpuMax.quotaMicros)/\(cpuMax.periodMicros)"] }
+        if let memory = resources.memoryMaxMiB { arguments += ["--memory-max", "\(memory)M"] }
+        if let cpus = resources.cpuAffinity { arguments += ["--cpu-affinity", cpus.map(String.init).joined(separator: ",")] }
+        if let mode = isolation.seccomp { arguments += ["--seccomp", mode] }
+        if isolation.jail { arguments.append("--jail") }
+        if let user = isolation.user { arguments += ["--uid", user] }
+        if let group = isolation.group { arguments += ["--gid", group] }
         return arguments
     }
 

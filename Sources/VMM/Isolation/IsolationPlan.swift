@@ -177,7 +177,8 @@ public final class IsolationPlan: @unchecked Sendable {
 
     /// Jail, credentials, no_new_privs and the process-wide seccomp filter; call on the main
     /// thread before any other thread exists (capabilities and filters are per thread).
-    public func enter() throws(VMMError) {
+    /// `helpers`: the VMM's child processes (passt), which its filter lets it signal and reap.
+    public func enter(helpers: [Int32] = []) throws(VMMError) {
         if let jail { try jail.enter(owner: user, hostname: vmID) }
         if jail != nil || user != nil {
             try Privileges.drop(to: user)
@@ -201,7 +202,7 @@ public final class IsolationPlan: @unchecked Sendable {
         if let deny = settings.seccomp.denyAction {
             let pid = getpid()
             do {
-                let all = [try SeccompProfiles.control(pid: pid, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
+                let all = [try SeccompProfiles.control(pid: pid, helpers: helpers, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
                            try SeccompProfiles.deviceIO(pid: pid, deny: deny)]
                 for policy in all {
                     policies[policy.role] = policy

@@ -79,7 +79,10 @@ public enum SeccompProfiles {
     }
 
     /// The base policy every VMM thread runs under (main thread, signal watcher, API server).
-    public static func control(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+    /// `helpers` are the VMM's own child processes (passt for `--net user`): the VMM may signal and
+    /// reap those, and no other process.
+    public static func control(pid: Int32, helpers: [Int32] = [], deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+        let ownPIDs = ([pid] + helpers).map { UInt32(bitPattern: $0) }
         let rules: [SyscallRule] = [
             SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(controlIoctls))]]),
             SyscallRule("write"), SyscallRule("read"),
@@ -95,7 +98,12 @@ public enum SeccompProfiles {
             SyscallRule("socket", when: [[.equals(argument: 0, value: UInt32(AF_UNIX))]]),
             SyscallRule("bind"), SyscallRule("listen"), SyscallRule("accept"), SyscallRule("accept4"),
             SyscallRule("recvfrom"), SyscallRule("recvmsg"), SyscallRule("sendto"), SyscallRule("sendmsg"),
-            SyscallRule("shutdown"),
+            SyscallRule("shutdown"), SyscallRule("connect"),
+            // Virtio device workers (started with the guest): epoll over queue notifiers and backends,
+            // eventfds, block discard / write-zeroes.
+            SyscallRule("epoll_create1"), SyscallRule("epoll_ctl"), SyscallRule("epoll_wait"),
+            SyscallRule("epoll_pwait"), SyscallRule("eventfd2"), SyscallRule("fallocate"), SyscallRule("rmdir"),
+            SyscallRule("wait4", when: [[.oneOf(argument: 0, values: ownPIDs)]]),
             // Threads only (pthread_create); no fork. clone3 passes its flags in memory seccomp
             // cannot read, so it fails with ENOSYS and glibc falls back to clone.
             SyscallRule("clone", when: [[.anyBitSet(argument: 0, mask: cloneThread)]]),
@@ -104,7 +112,7 @@ public enum SeccompProfiles {
             // No one may replace the SIGSYS reporter.
             SyscallRule("rt_sigaction", when: [[.notEqual(argument: 0, value: UInt32(SIGSYS))]]),
             SyscallRule("rt_sigtimedwait"),
-            SyscallRule("kill", when: [[.equals(argument: 0, value: UInt32(bitPattern: pid))]]),
+            SyscallRule("kill", when: [[.oneOf(argument: 0, values: ownPIDs)]]),
             SyscallRule("sched_getaffinity"),
             SyscallRule("sched_setaffinity", when: [[.equals(argument: 0, value: 0)]]),
             SyscallRule("prctl", when: [[.equals(argument: 0, value: prSetName)]]),
@@ -123,6 +131,9 @@ public enum SeccompProfiles {
         ] + memory + runtime(pid: pid) + [
             SyscallRule("openat", when: [[.equals(argument: 2, value: consoleLogReopenFlags)]]),
             SyscallRule("rename"), SyscallRule("close"),
+            // A guest's virtio reset, on the trapping vCPU, drains the queue notifiers (eventfd reads)
+            // and closes the device's vsock connections.
+            SyscallRule("read"), SyscallRule("shutdown"),
         ]
         return SeccompPolicy(role: "vCPU", rules: rules, defaultAction: deny)
     }

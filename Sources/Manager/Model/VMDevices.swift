@@ -1,0 +1,108 @@
+/// A raw disk image attached to the VM as virtio-blk (`--disk PATH[,readonly]`).
+public struct DiskDefinition: Codable, Sendable, Equatable {
+    /// Absolute path of the image.
+    public var path: String
+    public var readOnly: Bool
+
+    public init(path: String, readOnly: Bool = false) {
+        self.path = path
+        self.readOnly = readOnly
+    }
+}
+
+/// A virtio-net NIC: user-mode networking through passt (no root), or an existing host TAP device.
+public struct NetDefinition: Codable, Sendable, Equatable {
+    /// How a NIC reaches the host.
+    public enum Mode: String, Codable, Sendable, CaseIterable {
+        case user, tap
+    }
+
+    public var mode: Mode
+    /// The TAP device, for `tap` mode.
+    public var tap: String?
+    /// The guest's MAC address (`XX:XX:XX:XX:XX:XX`); the VMM picks one when absent.
+    public var mac: String?
+
+    public init(mode: Mode, tap: String? = nil, mac: String? = nil) {
+        self.mode = mode
+        self.tap = tap
+        self.mac = mac
+    }
+}
+
+/// cgroup limits and vCPU pinning of a VM's VMM process (`--cpu-weight`, `--cpu-max`, `--memory-max`,
+/// `--cpu-affinity`); absent values leave the host's defaults.
+public struct ResourceSettings: Codable, Sendable, Equatable {
+    /// CPU bandwidth: `quotaMicros` of CPU time per `periodMicros`.
+    public struct CPUMax: Codable, Sendable, Equatable {
+        public var quotaMicros: Int
+        public var periodMicros: Int
+
+        public init(quotaMicros: Int, periodMicros: Int = 100_000) {
+            self.quotaMicros = quotaMicros
+            self.periodMicros = periodMicros
+        }
+    }
+
+    public var cpuWeight: Int?
+    public var cpuMax: CPUMax?
+    /// The whole VMM's memory limit (guest RAM plus overhead).
+    public var memoryMaxMiB: Int?
+    /// Host CPUs the VMM's threads run on.
+    public var cpuAffinity: [Int]?
+
+    public init(cpuWeight: Int? = nil, cpuMax: CPUMax? = nil, memoryMaxMiB: Int? = nil, cpuAffinity: [Int]? = nil) {
+        self.cpuWeight = cpuWeight
+        self.cpuMax = cpuMax
+        self.memoryMaxMiB = memoryMaxMiB
+        self.cpuAffinity = cpuAffinity
+    }
+
+    public var isEmpty: Bool { self == ResourceSettings() }
+}
+
+/// How the VMM process is confined (`--seccomp`, `--jail`, `--uid`, `--gid`).
+public struct IsolationDefinition: Codable, Sendable, Equatable {
+    /// Syscall filter mode: on, kill, log or off; nil is the VMM's default (on).
+    public var seccomp: String?
+    /// Namespaces + pivot_root into a per-VM directory, no capabilities.
+    public var jail: Bool
+    /// The unprivileged user (name or number) the VMM runs as once the VM is built.
+    public var user: String?
+    public var group: String?
+
+    public init(seccomp: String? = nil, jail: Bool = false, user: String? = nil, group: String? = nil) {
+        self.seccomp = seccomp
+        self.jail = jail
+        self.user = user
+        self.group = group
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        seccomp = try container.decodeIfPresent(String.self, forKey: .seccomp)
+        jail = try container.decodeIfPresent(Bool.self, forKey: .jail) ?? false
+        user = try container.decodeIfPresent(String.self, forKey: .user)
+        group = try container.decodeIfPresent(String.self, forKey: .group)
+    }
+
+    public static let seccompModes = ["on", "kill", "log", "off"]
+}
+
+/// What the daemon needs to know of a snapshot a VM is restored from; read (and verified) by the
+/// VMM's snapshot reader, which the daemon is given so that this module does not link the VMM.
+public struct SnapshotInfo: Sendable, Equatable {
+    public var kernel: String
+    public var cmdline: String
+    public var cpus: Int
+    public var memoryMiB: Int
+    public var diskCount: Int
+
+    public init(kernel: String, cmdline: String, cpus: Int, memoryMiB: Int, diskCount: Int) {
+        self.kernel = kernel
+        self.cmdline = cmdline
+        self.cpus = cpus
+        self.memoryMiB = memoryMiB
+        self.diskCount = diskCount
+    }
+}
