@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "vireo", targets: ["vireo"]),
+        // The VMM alone (`run`, `version`): what the daemon runs each VM with, for less memory per VM.
+        .executable(name: "vireo-vmm", targets: ["vireo-vmm"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -43,10 +45,15 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], resources: [.embedInCode("openapi.json")]),
+        // `vireo run` and `vireo version`: the VMM's command line, without the manager.
+        .target(name: "VMMCommand", dependencies: [
+            "VMM", "KVM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .target(name: "VireoCLI", dependencies: [
-            "VMM", "Manager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "VMM", "VMMCommand", "Manager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
+        .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"]),
         .testTarget(name: "MemoryTests", dependencies: ["Memory"]),
         .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "Memory"]),
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory"]),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMMCommand
 import Foundation
 import Manager
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMMCommand
 import Manager
 import VMM
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMMCommand
 import Manager
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMMCommand
 import Manager
 
 /// One lifecycle action on VMs: `POST /vms/NAME/<action>` for each name, like `docker start a b`.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMMCommand
 import Manager
 
 /// `vireo ls [--json]`: every VM, as a table or as the API's JSON.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMMCommand
 import Manager
 
 /// `vireo logs NAME [-f] [--tail N]`: the VM's console log, kept by the daemon across runs.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMMCommand
 import Dispatch
 import Logging
 import Manager
@@ -33,7 +34,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate each VM's console log past this size (default 1M).", valueName: "size"))
     var consoleLogMax: String = "1M"
 
-    @Option(name: .customLong("vmm-binary"), help: ArgumentHelp("Executable that runs each VM as '<binary> run …' (default: this vireo).", valueName: "path"))
+    @Option(name: .customLong("vmm-binary"), help: ArgumentHelp("Executable that runs each VM as '<binary> run …' (default: vireo-vmm next to this vireo, else this vireo).", valueName: "path"))
     var vmmBinary: String?
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import VMMCommand
 import Manager
 
 /// `vireo snapshot NAME DIR`: snapshots a daemon VM (a running one is paused for it, then resumed).

@@ -19,6 +19,10 @@ extension DaemonTests {
             try daemon.create("orig", kernel: counter, [("memoryMiB", .int(32))])
             try daemon.action("orig", "start")
             #expect(daemon.waitForLog("orig", "count=3"), "console log: \(daemon.logs("orig"))")
+            // The daemon runs VMs with the lean VMM binary that sits next to vireo.
+            let vmmPID = try #require(try daemon.vm("orig").pid)
+            let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(vmmPID)/exe")) ?? ""
+            #expect(executable.hasSuffix("/vireo-vmm"), "the VMM runs \(executable)")
 
             // A snapshot of a running VM: paused for it, resumed after.
             let snapshot = daemon.directory + "/snap"

@@ -31,7 +31,7 @@ public enum ManagerDaemon {
         } catch {
             throw DaemonError("cannot open the store in \(stateDirectory): \(error)")
         }
-        let executable = try configuration.vmmExecutable ?? ownExecutable()
+        let executable = try configuration.vmmExecutable ?? defaultVMMExecutable()
         var supervisorConfiguration = Supervisor.Configuration(stateDirectory: stateDirectory, vmmExecutable: executable)
         supervisorConfiguration.consoleLogMaxBytes = configuration.consoleLogMaxBytes
         let events = EventBus()
@@ -134,6 +134,14 @@ public enum ManagerDaemon {
         if let number = gid_t(name) { return number }
         guard let entry = getgrnam(name) else { throw DaemonError("--socket-group: no group named '\(name)'") }
         return entry.pointee.gr_gid
+    }
+
+    /// `vireo-vmm` next to this executable when it is there (the lean VMM: less memory per VM),
+    /// else this executable itself (`vireo run`).
+    static func defaultVMMExecutable() throws -> String {
+        let own = try ownExecutable()
+        let sibling = (own as NSString).deletingLastPathComponent + "/vireo-vmm"
+        return access(sibling, X_OK) == 0 ? sibling : own
     }
 
     static func ownExecutable() throws -> String {

@@ -6,8 +6,10 @@ import Glibc
 #endif
 
 /// `vireo run`: boot one VM in the foreground with its serial console on this terminal.
-struct RunCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct RunCommand: ParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Boot a kernel in a new VM, with its serial console on this terminal.",
         discussion: """
@@ -76,7 +78,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup(title: "Isolation")
     var isolation: IsolationOptions
 
-    func validate() throws {
+    package func validate() throws {
         guard (kernel == nil) != (restore == nil) else {
             throw ValidationError(kernel == nil ? "give --kernel PATH (or --restore DIR)" : "--kernel and --restore cannot be used together")
         }
@@ -102,7 +104,7 @@ struct RunCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    package func run() throws {
         var config = VMConfig(kernelPath: kernel ?? "")
         config.initrdPath = initrd
         config.cmdline = cmdline

@@ -1,0 +1,5 @@
+import VMM
+import VMMCommand
+
+Timeline.markProcessStart()
+VMMRootCommand.runMain()
