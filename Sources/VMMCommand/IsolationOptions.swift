@@ -23,17 +23,7 @@ struct IsolationOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Group for --uid (name or number; default: the user's primary group).", valueName: "group"))
     var gid: String?
 
-    @Option(name: .customLong("cpu-weight"), help: ArgumentHelp("cgroup CPU weight, 1–10000 (default 100; cgroup v1: cpu.shares = weight × 1024 / 100).", valueName: "n"))
-    var cpuWeight: Int?
-
-    @Option(name: .customLong("cpu-max"), help: ArgumentHelp("cgroup CPU bandwidth: QUOTA[/PERIOD] in µs or with us/ms/s, e.g. 20ms/100ms (default period 100ms).", valueName: "quota/period"))
-    var cpuMax: String?
-
-    @Option(name: .customLong("memory-max"), help: ArgumentHelp("cgroup memory limit for the whole VMM: guest RAM plus VMM overhead (at least 32M more than --memory), e.g. 600M.", valueName: "size"))
-    var memoryMax: String?
-
-    @Option(name: .customLong("cpu-affinity"), help: ArgumentHelp("Pin the vCPU threads (and the VMM's other threads) to these host CPUs, e.g. 0,1 or 0-3.", valueName: "cpus"))
-    var cpuAffinity: String?
+    @OptionGroup var resources: ResourceOptions
 
     /// Static checks (formats and ranges); host checks happen in `IsolationPlan.prepare`.
     func validate() throws {
@@ -54,31 +44,18 @@ struct IsolationOptions: ParsableArguments {
         settings.jailDirectory = jailDir
         settings.user = uid
         settings.group = gid
-        if let cpuWeight {
+        if let cpuWeight = resources.cpuWeight {
             guard CPUWeight.range.contains(cpuWeight) else {
                 throw ValidationError("--cpu-weight must be between \(CPUWeight.range.lowerBound) and \(CPUWeight.range.upperBound) (the cgroup cpu.weight range), got \(cpuWeight)")
             }
             settings.cpuWeight = cpuWeight
         }
-        if let cpuMax {
-            guard let parsed = CPUMax.parse(cpuMax) else {
-                throw ValidationError("--cpu-max '\(cpuMax)' is not QUOTA[/PERIOD] (examples: 20ms/100ms, 50000/100000)")
-            }
+        if let parsed = try resources.parsedCPUMax() {
             if let problem = parsed.problem { throw ValidationError("--cpu-max: \(problem)") }
             settings.cpuMax = parsed
         }
-        if let memoryMax {
-            guard let bytes = ByteSize.parse(memoryMax) else {
-                throw ValidationError("--memory-max '\(memoryMax)' is not a size (examples: 600M, 2G)")
-            }
-            settings.memoryMax = bytes
-        }
-        if let cpuAffinity {
-            guard let cpus = CPUList.parse(cpuAffinity) else {
-                throw ValidationError("--cpu-affinity '\(cpuAffinity)' is not a CPU list (examples: 0,1 or 0-3)")
-            }
-            settings.cpuAffinity = cpus
-        }
+        settings.memoryMax = try resources.parsedMemoryMax()
+        settings.cpuAffinity = try resources.parsedAffinity()
         return settings
     }
 }

@@ -73,17 +73,7 @@ struct PlacementOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Restart policy: no, on-failure or always (default no).", valueName: "policy"))
     var restart: String?
 
-    @Option(name: .customLong("cpu-weight"), help: ArgumentHelp("cgroup CPU weight, 1–10000.", valueName: "n"))
-    var cpuWeight: Int?
-
-    @Option(name: .customLong("cpu-max"), help: ArgumentHelp("cgroup CPU bandwidth QUOTA[/PERIOD], e.g. 20ms/100ms.", valueName: "quota/period"))
-    var cpuMax: String?
-
-    @Option(name: .customLong("memory-max"), help: ArgumentHelp("cgroup memory limit of the whole VMM (RAM + at least 32M), e.g. 600M.", valueName: "size"))
-    var memoryMax: String?
-
-    @Option(name: .customLong("cpu-affinity"), help: ArgumentHelp("Pin the VMM's threads to these host CPUs, e.g. 0,1 or 0-3.", valueName: "cpus"))
-    var cpuAffinity: String?
+    @OptionGroup var limits: ResourceOptions
 
     @Option(name: .long, help: ArgumentHelp("Syscall filter mode: on (default), kill, log or off.", valueName: "mode"))
     var seccomp: String?
@@ -110,24 +100,16 @@ struct PlacementOptions: ParsableArguments {
             members.append(("restartPolicy", .string(restart)))
         }
         var resources: [(key: String, value: JSONValue)] = []
-        if let cpuWeight { resources.append(("cpuWeight", .int(Int64(cpuWeight)))) }
-        if let cpuMax {
-            guard let parsed = CPUMax.parse(cpuMax) else {
-                throw UsageError("--cpu-max '\(cpuMax)' is not QUOTA[/PERIOD] (examples: 20ms/100ms, 50000/100000)")
-            }
+        if let cpuWeight = limits.cpuWeight { resources.append(("cpuWeight", .int(Int64(cpuWeight)))) }
+        if let parsed = try limits.parsedCPUMax() {
             resources.append(("cpuMax", .object([("quotaMicros", .int(Int64(parsed.quotaMicroseconds))),
                                                  ("periodMicros", .int(Int64(parsed.periodMicroseconds)))])))
         }
-        if let memoryMax {
-            guard let bytes = ByteSize.parse(memoryMax), bytes % (1 << 20) == 0 else {
-                throw UsageError("--memory-max '\(memoryMax)' is not a whole number of MiB (examples: 600M, 2G)")
-            }
+        if let bytes = try limits.parsedMemoryMax() {
+            guard bytes % (1 << 20) == 0 else { throw UsageError("--memory-max \(limits.memoryMax ?? "") is not a whole number of MiB") }
             resources.append(("memoryMaxMiB", .int(Int64(clamping: bytes >> 20))))
         }
-        if let cpuAffinity {
-            guard let cpus = CPUList.parse(cpuAffinity) else {
-                throw UsageError("--cpu-affinity '\(cpuAffinity)' is not a CPU list (examples: 0,1 or 0-3)")
-            }
+        if let cpus = try limits.parsedAffinity() {
             resources.append(("cpuAffinity", .array(cpus.map { .int(Int64($0)) })))
         }
         if !resources.isEmpty { members.append(("resources", .object(resources))) }
