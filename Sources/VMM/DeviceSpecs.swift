@@ -2,18 +2,28 @@
 import Glibc
 #endif
 
-/// A `--disk PATH[,readonly][,id=NAME]` request.
+/// A `--disk PATH[,readonly][,id=NAME][,backing=BASE]` request.
 public struct DiskSpec: Sendable, Equatable {
     public var path: String
     public var readOnly = false
     /// Serial reported by VIRTIO_BLK_T_GET_ID (at most 20 bytes); defaults to the file name.
     public var id: String
+    /// With a base image, `path` is a copy-on-write overlay over it (created when missing): the
+    /// base is only read, the guest's writes go to the overlay.
+    public var backing: String?
+
+    public init(path: String, readOnly: Bool = false, id: String, backing: String? = nil) {
+        self.path = path
+        self.readOnly = readOnly
+        self.id = id
+        self.backing = backing
+    }
 
     /// Parses the flag's value; errors name the part that is wrong.
     public static func parse(_ text: String) throws(VMMError) -> DiskSpec {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard let path = parts.first, !path.isEmpty else {
-            throw .invalidConfiguration("--disk needs a path: --disk PATH[,readonly][,id=NAME]")
+            throw .invalidConfiguration("--disk needs a path: --disk PATH[,readonly][,id=NAME][,backing=BASE]")
         }
         let name = path.split(separator: "/").last.map(String.init) ?? path
         var spec = DiskSpec(path: path, id: String(decoding: name.utf8.prefix(20), as: UTF8.self))
@@ -26,15 +36,23 @@ public struct DiskSpec: Sendable, Equatable {
                     throw .invalidConfiguration("--disk \(text): id must be 1–20 printable ASCII characters")
                 }
                 spec.id = id
+            } else if option.hasPrefix("backing=") {
+                let base = String(option.dropFirst(8))
+                guard !base.isEmpty else { throw .invalidConfiguration("--disk \(text): backing= needs the base image's path") }
+                spec.backing = base
             } else {
-                throw .invalidConfiguration("--disk \(text): unknown option '\(option)' (expected readonly or id=NAME)")
+                throw .invalidConfiguration("--disk \(text): unknown option '\(option)' (expected readonly, id=NAME or backing=BASE)")
             }
+        }
+        if spec.readOnly && spec.backing != nil {
+            throw .invalidConfiguration("--disk \(text): an overlay takes the guest's writes; attach the base itself with ,readonly for a read-only disk")
         }
         return spec
     }
 
     /// Checks the image before anything starts: exists, regular file, readable, writable unless readonly.
     public func validate() throws(VMMError) {
+        if let backing { return try validateOverlay(base: backing) }
         var info = stat()
         guard stat(path, &info) == 0 else { throw .file(path: path, what: "cannot use disk image", errno: errno) }
         guard (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK else {
@@ -43,6 +61,29 @@ public struct DiskSpec: Sendable, Equatable {
         guard access(path, R_OK) == 0 else { throw .file(path: path, what: "cannot read disk image", errno: errno) }
         if !readOnly && access(path, W_OK) != 0 {
             throw .invalidConfiguration("disk image \(path) is not writable: add ,readonly to attach it read-only")
+        }
+    }
+}
+
+extension DiskSpec {
+    /// The base must be a readable image; the overlay is either an existing writable file or
+    /// is created in a writable directory.
+    private func validateOverlay(base: String) throws(VMMError) {
+        guard base != path else { throw .invalidConfiguration("--disk \(path): an overlay cannot be its own base") }
+        var info = stat()
+        guard stat(base, &info) == 0 else { throw .file(path: base, what: "cannot use base image", errno: errno) }
+        guard (info.st_mode & S_IFMT) == S_IFREG || (info.st_mode & S_IFMT) == S_IFBLK, access(base, R_OK) == 0 else {
+            throw .invalidConfiguration("base image \(base) is not a readable regular file or block device")
+        }
+        if stat(path, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFREG, access(path, R_OK | W_OK) == 0 else {
+                throw .invalidConfiguration("overlay \(path) is not a writable regular file")
+            }
+        } else {
+            let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+            guard access(directory.isEmpty ? "/" : directory, W_OK) == 0 else {
+                throw .invalidConfiguration("overlay \(path) cannot be created: \(directory) is not writable")
+            }
         }
     }
 }

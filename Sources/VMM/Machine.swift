@@ -142,9 +142,13 @@ public final class Machine: @unchecked Sendable {
 
         virtio = VirtioDevices(memory: memory)
         for (index, disk) in config.disks.enumerated() {
-            let backend: FileBlockBackend
+            let backend: any BlockBackend
             do {
-                backend = try FileBlockBackend(path: disk.path, readOnly: disk.readOnly)
+                if let base = disk.backing {
+                    backend = try OverlayBlockBackend(path: disk.path, basePath: base)
+                } else {
+                    backend = try FileBlockBackend(path: disk.path, readOnly: disk.readOnly)
+                }
             } catch {
                 throw .invalidConfiguration("disk image \(disk.path): \(error)")
             }

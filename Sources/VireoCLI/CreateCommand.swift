@@ -67,7 +67,7 @@ struct DefinitionOptions: ParsableArguments {
 /// Options any daemon VM takes, booted or restored: disks, restart policy, cgroup limits, pinning
 /// and confinement (the daemon passes them to the VM's `vireo run`).
 struct PlacementOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; the first is /dev/vda; replaces the list on update).", valueName: "path[,readonly]"))
+    @Option(name: .long, help: ArgumentHelp("Attach a raw disk image as virtio-blk (repeatable; the first is /dev/vda; replaces the list on update). backing=BASE makes PATH a copy-on-write overlay over BASE (created if missing).", valueName: "path[,readonly][,backing=BASE]"))
     var disk: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("Restart policy: no, on-failure or always (default no).", valueName: "policy"))
@@ -122,19 +122,22 @@ struct PlacementOptions: ParsableArguments {
         return members
     }
 
-    /// `PATH[,readonly]` as the API's disk object (the path made absolute).
+    /// `PATH[,readonly][,backing=BASE]` as the API's disk object (paths made absolute).
     static func diskJSON(_ text: String) throws -> JSONValue {
         var parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let path = parts.removeFirst()
-        guard !path.isEmpty else { throw UsageError("--disk needs a path: --disk PATH[,readonly]") }
-        var readOnly = false
+        guard !path.isEmpty else { throw UsageError("--disk needs a path: --disk PATH[,readonly][,backing=BASE]") }
+        var members: [(key: String, value: JSONValue)] = [("path", .string(absolute(path)))]
         for option in parts {
-            guard option == "readonly" || option == "ro" else {
-                throw UsageError("--disk \(text): unknown option '\(option)' (expected readonly)")
+            if option == "readonly" || option == "ro" {
+                members.append(("readOnly", .bool(true)))
+            } else if option.hasPrefix("backing="), option.count > 8 {
+                members.append(("backing", .string(absolute(String(option.dropFirst(8))))))
+            } else {
+                throw UsageError("--disk \(text): unknown option '\(option)' (expected readonly or backing=BASE)")
             }
-            readOnly = true
         }
-        return .object([("path", .string(absolute(path))), ("readOnly", .bool(readOnly))])
+        return .object(members)
     }
 }
 

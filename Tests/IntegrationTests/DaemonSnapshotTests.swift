@@ -16,7 +16,10 @@ extension DaemonTests {
             let counter = try #require(TestEnvironment.micro("counter"))
             let daemon = try DaemonProcess()
             defer { daemon.stop() }
-            try daemon.create("orig", kernel: counter, [("memoryMiB", .int(32))])
+            // A disk too, so that the clones can each take a copy-on-write overlay over its copy.
+            let disk = daemon.directory + "/disk.img"
+            try Data(count: 1 << 20).write(to: URL(fileURLWithPath: disk))
+            try daemon.create("orig", kernel: counter, [("memoryMiB", .int(32)), ("disks", .array([.object([("path", .string(disk))])]))])
             try daemon.action("orig", "start")
             #expect(daemon.waitForLog("orig", "count=3"), "console log: \(daemon.logs("orig"))")
             // The daemon runs VMs with the lean VMM binary that sits next to vireo.
@@ -31,13 +34,19 @@ extension DaemonTests {
             #expect(out.hasPrefix(snapshot + " (") && out.hasSuffix(" ms)\n"), "snapshot printed: \(out)")
             let atSnapshot = Snapshots.counts(daemon.logs("orig")).last ?? 0
             #expect(FileManager.default.fileExists(atPath: snapshot + "/state.bin"))
+            let base = daemon.directory + "/base.img"
+            try FileManager.default.copyItem(atPath: disk, toPath: base)
             #expect(try daemon.vm("orig").state == "running")
             #expect(daemon.waitForLog("orig", "count=\(atSnapshot + 2)"), "the original keeps running after its snapshot")
 
             // Two clones: one through the CLI, one through the API; each continues from the snapshot's count.
-            (status, out, err) = try daemon.cli(["restore", snapshot, "--name", "clone1"])
+            let overlays = [1, 2].map { daemon.directory + "/clone\($0).ovl" }
+            (status, out, err) = try daemon.cli(["restore", snapshot, "--name", "clone1", "--disk", "\(overlays[0]),backing=\(base)"])
             #expect(status == 0 && out == "clone1\n", "restore: \(out) \(err)")
-            let created = try daemon.request("POST", "/vms", json: .object([("name", .string("clone2")), ("restore", .string(snapshot))]))
+            let created = try daemon.request("POST", "/vms", json: .object([
+                ("name", .string("clone2")), ("restore", .string(snapshot)),
+                ("disks", .array([.object([("path", .string(overlays[1])), ("backing", .string(base))])])),
+            ]))
             #expect(created.status == 201, "\(created.text)")
             #expect(try daemon.action("clone2", "start").state == "running")
             for clone in ["clone1", "clone2"] {
@@ -46,10 +55,15 @@ extension DaemonTests {
                 #expect(vm["restore"]?.stringValue == snapshot)
                 #expect(vm["memoryMiB"]?.intValue == 32 && vm["cpus"]?.intValue == 1, "\(vm)")
                 #expect(vm["kernel"]?.stringValue == counter)
+                #expect(vm["disks"]?.arrayValue?.first?["backing"]?.stringValue == base, "\(vm)")
                 #expect(daemon.waitForLog(clone, "count=\(atSnapshot + 3)"), "\(clone): \(daemon.logs(clone))")
                 let counts = Snapshots.counts(daemon.logs(clone))
                 #expect((counts.first ?? 0) > 1 && (counts.first ?? 0) >= atSnapshot - 1,
                         "\(clone) continues from the snapshot's count \(atSnapshot), it does not start over: \(counts.prefix(5))")
+            }
+            for overlay in overlays {
+                #expect(FileManager.default.fileExists(atPath: overlay) && FileManager.default.fileExists(atPath: overlay + ".map"),
+                        "the clone's VMM created its overlay \(overlay)")
             }
             let pids = try ["orig", "clone1", "clone2"].map { try daemon.vm($0).pid }
             #expect(Set(pids.compactMap { $0 }).count == 3, "three VMM processes: \(pids)")

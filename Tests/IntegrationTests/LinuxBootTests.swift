@@ -44,9 +44,8 @@ struct LinuxBootTests {
             let reply = try request(socket, "snapshot \(snapshot)")
             snapshotTaken = reply.contains("\"ok\":true")
             #expect(snapshotTaken, "snapshot: \(reply)")
-            // The restore gets the disk as it was at the snapshot, as a clone would.
+            // The disk as it was at the snapshot: the base every restored copy gets an overlay on.
             try FileManager.default.copyItem(atPath: disk, toPath: disk + ".at-snapshot")
-            for clone in 1...2 { try FileManager.default.copyItem(atPath: disk, toPath: disk + ".clone\(clone)") }
             coldRSS = ProcessMemory.rssKiB(guest.process.processIdentifier)
             #expect(try request(socket, "resume").contains("running"))
         }
@@ -72,14 +71,17 @@ struct LinuxBootTests {
         // The mid-boot snapshot, restored into a new VMM process, finishes the same boot.
         guard snapshotTaken else { return }
         let restoreStarted = Date()
-        let restored = try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", disk + ".at-snapshot",
+        let base = disk + ".at-snapshot"
+        let restoredOverlay = disk + ".restored.ovl"
+        let restored = try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", "\(restoredOverlay),backing=\(base)",
                                                     "--no-stdin", "--verbose"])
         defer { restored.stop() }
         // Two more clones of the same snapshot at once: guest RAM comes from the snapshot file,
         // shared and loaded on touch, so the three together cost less than one cold-booted VM did.
+        // Each has its own copy-on-write overlay over the one base image.
         let clones = try (1...2).map { clone in
-            try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", disk + ".clone\(clone)", "--no-stdin",
-                                         "--no-console"])
+            try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", "\(disk).clone\(clone).ovl,backing=\(base)",
+                                         "--no-stdin", "--no-console"])
         }
         defer { clones.forEach { $0.stop() } }
         usleep(2_000_000)
@@ -92,7 +94,12 @@ struct LinuxBootTests {
                 "restored kernel did not reach init: \(restored.output.suffix(3000)) \(restored.errorOutput)")
         #expect(restored.output.contains("EXT4-fs (vda): mounted filesystem"), "the restored guest mounts its root disk")
         #expect(restored.output.contains("IP-Config: Complete:"), "the restored guest completes DHCP through a new passt")
-        #expect(RootDisk.mountCount(disk + ".at-snapshot") == 1)
+        // The guest's writes went to its overlay: the base is as it was at the snapshot (never mounted),
+        // the base with the overlay's blocks laid over it is a file system mounted once.
+        #expect(RootDisk.mountCount(base) == 0, "the base image is never written")
+        let merged = try RootDisk.merge(base: base, overlay: restoredOverlay)
+        #expect(RootDisk.mountCount(merged.path) == 1, "the overlay holds the guest's superblock update")
+        #expect(merged.overlaidBlocks > 0 && merged.overlaidBlocks < 64 * 256 / 4, "overlay blocks: \(merged.overlaidBlocks)")
         TestEnvironment.log("restored mid-boot snapshot reached 'Run /init' after \(Int(Date().timeIntervalSince(restoreStarted))) s")
         #expect(!restored.output.contains("Linux version"), "a restore continues the boot, it does not start over")
         let restoredStatus = restored.waitForExit(timeout: hardware ? 120 : 300)
@@ -166,6 +173,22 @@ enum RootDisk {
         mkfs.waitUntilExit()
         guard mkfs.terminationStatus == 0 else { throw RootDiskError(description: "mkfs.ext4 failed") }
         return image
+    }
+
+    /// The image the guest sees through an overlay: the base with every block the overlay's map
+    /// marks laid over it (the map: 16-byte header, then one bit per 4 KiB block).
+    static func merge(base: String, overlay: String) throws -> (path: String, overlaidBlocks: Int) {
+        var image = try Data(contentsOf: URL(fileURLWithPath: base))
+        let top = try Data(contentsOf: URL(fileURLWithPath: overlay))
+        let map = try Data(contentsOf: URL(fileURLWithPath: overlay + ".map"))
+        var count = 0
+        for block in 0..<(image.count / 4096) where map[16 + block / 8] & (1 << UInt8(block % 8)) != 0 {
+            image.replaceSubrange((block * 4096)..<((block + 1) * 4096), with: top[(block * 4096)..<((block + 1) * 4096)])
+            count += 1
+        }
+        let path = overlay + ".merged"
+        try image.write(to: URL(fileURLWithPath: path))
+        return (path, count)
     }
 
     /// The superblock's mount count, read with dumpe2fs -h.

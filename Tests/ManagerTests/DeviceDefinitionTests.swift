@@ -64,6 +64,10 @@ import Testing
         expectFailure("{\(base),\"disks\":[{\"path\":\"/k/a\"},{\"path\":\"/k/a\"}]}", field: "disks[1].path", contains: "twice")
         expectFailure("{\(base),\"disks\":[{\"path\":\"/k/a\",\"size\":1}]}", field: "disks[0].size", contains: "unknown field")
         expectFailure("{\(base),\"disks\":[{\"path\":\"/k/a\",\"readOnly\":\"yes\"}]}", field: "disks[0].readOnly", contains: "boolean")
+        expectFailure("{\(base),\"disks\":[{\"path\":\"/k/c.ovl\",\"backing\":\"/nope\"}]}", field: "disks[0].backing", contains: "no such file")
+        expectFailure("{\(base),\"disks\":[{\"path\":\"/no/dir/c.ovl\",\"backing\":\"/k/base\"}]}", field: "disks[0].path", contains: "directory")
+        expectFailure("{\(base),\"disks\":[{\"path\":\"/tmp/c.ovl\",\"backing\":\"/k/base\",\"readOnly\":true}]}", field: "disks[0].readOnly", contains: "overlay")
+        expectFailure("{\(base),\"disks\":[{\"path\":\"/k/base\"},{\"path\":\"/tmp/c.ovl\",\"backing\":\"/k/base\"}]}", field: "disks[1].backing", contains: "attached as a disk too")
         expectFailure("{\(base),\"nets\":[{\"mode\":\"bridge\"}]}", field: "nets[0].mode", contains: "user or tap")
         expectFailure("{\(base),\"nets\":[{\"mode\":\"tap\"}]}", field: "nets[0].tap", contains: "required")
         expectFailure("{\(base),\"nets\":[{\"mode\":\"tap\",\"tap\":\"../../etc\"}]}", field: "nets[0].tap", contains: "interface name")
@@ -83,6 +87,13 @@ import Testing
         expectFailure("{\(base),\"isolation\":{\"seccomp\":\"maybe\"}}", field: "isolation.seccomp", contains: "on, kill, log, off")
         expectFailure("{\(base),\"isolation\":{\"user\":\"no-such-user-vireo\"}}", field: "isolation.user", contains: "no user")
         expectFailure("{\(base),\"isolation\":{\"group\":\"0\"}}", field: "isolation.group", contains: "needs 'isolation.user'")
+    }
+
+    @Test func overlaysNeedNotExistYet() throws {
+        let vm = try create(#"{"name":"a","kernel":"/k/vmlinux","disks":[{"path":"/tmp/vireo-new.ovl","backing":"/k/base.img"}]}"#)
+        #expect(vm.disks == [DiskDefinition(path: "/tmp/vireo-new.ovl", backing: "/k/base.img")])
+        let arguments = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20).vmmArguments(for: vm)
+        #expect(arguments.joined(separator: " ").contains("--disk /tmp/vireo-new.ovl,backing=/k/base.img"))
     }
 
     @Test func restoredVMsTakeTheirShapeFromTheSnapshot() throws {

@@ -45,6 +45,14 @@ import KVM
         #expect(throws: VMMError.self) { try DiskSpec.parse("/x,id=way-too-long-for-a-virtio-serial") }
         #expect(throws: VMMError.self) { try DiskSpec.parse("/nonexistent/disk.img").validate() }
         #expect(throws: VMMError.self) { try DiskSpec.parse("/tmp").validate() }
+        // Copy-on-write overlays: the base must be readable, the overlay creatable; never read-only.
+        let overlay = try DiskSpec.parse("/tmp/vireo-clone.ovl,backing=/proc/self/exe")
+        #expect(overlay.backing == "/proc/self/exe" && overlay.path == "/tmp/vireo-clone.ovl")
+        #expect(throws: VMMError.self) { try DiskSpec.parse("/x.ovl,backing=") }
+        #expect(throws: VMMError.self) { try DiskSpec.parse("/x.ovl,backing=/base.img,readonly") }
+        #expect(throws: VMMError.self) { try DiskSpec.parse("/tmp/x.ovl,backing=/nonexistent/base.img").validate() }
+        #expect(throws: VMMError.self) { try DiskSpec.parse("/nonexistent/dir/x.ovl,backing=/proc/self/exe").validate() }
+        #expect(throws: VMMError.self) { try DiskSpec.parse("/tmp/same,backing=/tmp/same").validate() }
     }
 
     @Test func netSpecs() throws {

@@ -16,8 +16,11 @@ import KVM
     }
 
     @Test func roundTrip() throws {
-        let state = sample()
+        var state = sample()
         #expect(try SnapshotState.decode(state.encoded()) == state)
+        state.disks = [DiskSpec(path: "/d/root.img", id: "root"),
+                       DiskSpec(path: "/d/clone.ovl", id: "data", backing: "/d/base.img")]
+        #expect(try SnapshotState.decode(state.encoded()).disks == state.disks, "disks and their overlay bases")
     }
 
     @Test func everyTruncationAndBitFlipIsRefused() {

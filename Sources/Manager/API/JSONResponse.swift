@@ -38,7 +38,10 @@ enum JSONResponse {
             ("autostart", .bool(vm.autostart)),
             ("restartPolicy", .string(vm.restartPolicy.rawValue)),
             ("restore", optional(vm.restore) { .string($0) }),
-            ("disks", .array(vm.disks.map { .object([("path", .string($0.path)), ("readOnly", .bool($0.readOnly))]) })),
+            ("disks", .array(vm.disks.map { disk in
+                .object([("path", .string(disk.path)), ("readOnly", .bool(disk.readOnly)),
+                         ("backing", optional(disk.backing) { .string($0) })])
+            })),
             ("nets", .array(vm.nets.map(net))),
             ("rng", .bool(vm.rng)),
             ("resources", resources(vm.resources)),

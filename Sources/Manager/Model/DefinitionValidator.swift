@@ -8,6 +8,11 @@ public struct DefinitionValidator: Sendable {
     public enum FileCheck: Sendable, Equatable { case regularFile, missing, notRegularFile, unreadable }
 
     public var checkFile: @Sendable (String) -> FileCheck
+    /// Whether a directory exists (where an overlay would be created); injectable like `checkFile`.
+    public var checkDirectory: @Sendable (String) -> Bool = { path in
+        var info = stat()
+        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+    }
     /// Reads and verifies a snapshot directory (the VMM's reader); throws what is wrong with it.
     /// Without one, a snapshot only has to hold the two files a snapshot has.
     public var readSnapshot: (@Sendable (String) throws -> SnapshotInfo)?
@@ -224,18 +229,32 @@ public struct DefinitionValidator: Sendable {
         var disks: [DiskDefinition] = []
         for (index, item) in try array(value, "disks", limit: VMLimits.disks).enumerated() {
             let field = "disks[\(index)]"
-            let members = try object(item, field, keys: ["path", "readOnly"])
+            let members = try object(item, field, keys: ["path", "readOnly", "backing"])
             guard let pathValue = members["path"] else { throw .missingField("\(field).path") }
-            let diskPath = try path(pathValue, "\(field).path")
-            // The VMM's --disk syntax separates options with commas.
-            guard !diskPath.contains(",") else {
-                throw .invalidField("\(field).path", "field '\(field).path' must not contain ',' (got '\(diskPath)')")
+            var backing: String?
+            if let backingValue = members["backing"], backingValue != .null {
+                backing = try path(backingValue, "\(field).backing")
             }
-            guard !disks.contains(where: { $0.path == diskPath }) else {
+            // An overlay is created by the VMM when missing; a plain image must exist.
+            let diskPath = backing == nil ? try path(pathValue, "\(field).path") : try overlayPath(pathValue, "\(field).path")
+            // The VMM's --disk syntax separates options with commas.
+            for (name, value) in [("path", diskPath), ("backing", backing ?? "")] where value.contains(",") {
+                throw .invalidField("\(field).\(name)", "field '\(field).\(name)' must not contain ',' (got '\(value)')")
+            }
+            guard !disks.contains(where: { $0.path == diskPath || $0.backing == diskPath }) else {
                 throw .invalidField("\(field).path", "field '\(field).path': '\(diskPath)' is attached twice")
             }
+            if let backing, disks.contains(where: { $0.path == backing }) {
+                throw .invalidField("\(field).backing", "field '\(field).backing': '\(backing)' is attached as a disk too; a base must only be read")
+            }
+            guard backing != diskPath else {
+                throw .invalidField("\(field).backing", "field '\(field).backing': an overlay cannot be its own base")
+            }
             let readOnly = try members["readOnly"].map { (flag) throws(APIError) in try bool(flag, "\(field).readOnly") } ?? false
-            disks.append(DiskDefinition(path: diskPath, readOnly: readOnly))
+            if readOnly && backing != nil {
+                throw .invalidField("\(field).readOnly", "field '\(field).readOnly': an overlay takes the guest's writes; attach the base itself read-only instead")
+            }
+            disks.append(DiskDefinition(path: diskPath, readOnly: readOnly, backing: backing))
         }
         return disks
     }
@@ -399,6 +418,26 @@ public struct DefinitionValidator: Sendable {
         case .missing: throw .invalidField(field, "field '\(field)': no such file '\(path)'")
         case .notRegularFile: throw .invalidField(field, "field '\(field)': '\(path)' is not a regular file")
         case .unreadable: throw .invalidField(field, "field '\(field)': '\(path)' is not readable")
+        }
+    }
+
+    /// An overlay's path: absolute; an existing file there must be a readable regular file, a
+    /// missing one must have a directory to be created in.
+    private func overlayPath(_ value: JSONValue, _ field: String) throws(APIError) -> String {
+        let overlay = try string(value, field)
+        guard overlay.hasPrefix("/"), overlay.utf8.count < 4096, !overlay.utf8.contains(0) else {
+            throw .invalidField(field, "field '\(field)' must be an absolute path, got \(JSONValue.string(overlay).serialized())")
+        }
+        switch checkFile(overlay) {
+        case .regularFile: return overlay
+        case .notRegularFile: throw .invalidField(field, "field '\(field)': '\(overlay)' is not a regular file")
+        case .unreadable: throw .invalidField(field, "field '\(field)': '\(overlay)' is not readable")
+        case .missing:
+            let directory = String(overlay[..<overlay.lastIndex(of: "/")!])
+            guard checkDirectory(directory.isEmpty ? "/" : directory) else {
+                throw .invalidField(field, "field '\(field)': the overlay's directory '\(directory)' does not exist")
+            }
+            return overlay
         }
     }
 

@@ -1,12 +1,15 @@
-/// A raw disk image attached to the VM as virtio-blk (`--disk PATH[,readonly]`).
+/// A raw disk image attached to the VM as virtio-blk (`--disk PATH[,readonly][,backing=BASE]`).
 public struct DiskDefinition: Codable, Sendable, Equatable {
-    /// Absolute path of the image.
+    /// Absolute path of the image (with `backing`: of the copy-on-write overlay, created if missing).
     public var path: String
     public var readOnly: Bool
+    /// A base image the overlay at `path` reads unwritten blocks from; the base is never written.
+    public var backing: String?
 
-    public init(path: String, readOnly: Bool = false) {
+    public init(path: String, readOnly: Bool = false, backing: String? = nil) {
         self.path = path
         self.readOnly = readOnly
+        self.backing = backing
     }
 }
 

@@ -45,7 +45,7 @@ struct VMMLauncher: Sendable {
             if definition.rng { arguments.append("--rng") }
         }
         for disk in definition.disks {
-            arguments += ["--disk", disk.path + (disk.readOnly ? ",readonly" : "")]
+            arguments += ["--disk", disk.path + (disk.readOnly ? ",readonly" : "") + (disk.backing.map { ",backing=\($0)" } ?? "")]
         }
         arguments += VMMLauncher.isolationArguments(definition.resources, definition.isolation)
         arguments += [

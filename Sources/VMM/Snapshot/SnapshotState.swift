@@ -8,7 +8,9 @@ import KVM
 /// `fileOffset`; only pages the guest ever touched are written.
 struct SnapshotState: Equatable {
     static let magic = Array("VIREOSNP".utf8)
-    static let formatVersion: UInt32 = 2
+    /// 3: disks carry their overlay's base image. Version 2 snapshots (no overlays) still restore.
+    static let formatVersion: UInt32 = 3
+    static let readableVersions: ClosedRange<UInt32> = 2...3
     static let stateFile = "state.bin"
     static let memoryFile = "memory.bin"
 
@@ -63,7 +65,7 @@ struct SnapshotState: Equatable {
         for blob in vm.blobs { w.blob(blob) }
         w.blob(serial); w.blob(i8042); w.blob(rtc)
         w.u32(UInt32(disks.count))
-        for disk in disks { w.string(disk.path); w.bool(disk.readOnly); w.string(disk.id) }
+        for disk in disks { w.string(disk.path); w.bool(disk.readOnly); w.string(disk.id); w.string(disk.backing ?? "") }
         w.bool(rng)
         w.u32(UInt32(nets.count))
         for net in nets {
@@ -94,20 +96,20 @@ struct SnapshotState: Equatable {
         }
         var header = StateReader(Array(file[magic.count..<headerSize]), what: "the snapshot header")
         let version = (try? header.u32()) ?? 0
-        guard version == formatVersion else { throw .version(found: version, supported: formatVersion) }
+        guard readableVersions.contains(version) else { throw .version(found: version, supported: formatVersion) }
         let bodyLength = (try? header.u64()) ?? 0
         guard bodyLength == UInt64(file.count - headerSize - 4) else { throw .truncated }
         let body = file[headerSize..<(file.count - 4)]
         var trailer = StateReader(Array(file[(file.count - 4)...]), what: "the checksum")
         guard let expected = try? trailer.u32(), expected == CRC32.checksum(body) else { throw .checksum }
         do {
-            return try parse(Array(body))
+            return try parse(Array(body), version: version)
         } catch {
             throw .corrupt(error.description)
         }
     }
 
-    private static func parse(_ body: [UInt8]) throws(StateError) -> SnapshotState {
+    private static func parse(_ body: [UInt8], version: UInt32) throws(StateError) -> SnapshotState {
         var r = StateReader(body, what: "the snapshot")
         let kernelPath = try r.string(maximum: 4096)
         let commandLine = try r.string(maximum: 1 << 16)
@@ -163,7 +165,12 @@ struct SnapshotState: Equatable {
         guard diskCount <= 16 else { throw .invalid(what: "the disks") }
         var disks: [DiskSpec] = []
         for _ in 0..<diskCount {
-            disks.append(DiskSpec(path: try r.string(maximum: 4096), readOnly: try r.bool(), id: try r.string(maximum: 20)))
+            var disk = DiskSpec(path: try r.string(maximum: 4096), readOnly: try r.bool(), id: try r.string(maximum: 20))
+            if version >= 3 {
+                let backing = try r.string(maximum: 4096)
+                disk.backing = backing.isEmpty ? nil : backing
+            }
+            disks.append(disk)
         }
         let rng = try r.bool()
         let netCount = Int(try r.u32())
