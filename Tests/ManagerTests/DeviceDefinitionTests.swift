@@ -111,6 +111,10 @@ import Testing
         expectFailure(#"{"name":"c","restore":"/tmp","disks":[{"path":"/k/a"},{"path":"/k/b"}]}"#, field: "disks", contains: "snapshot has 1")
         #expect(throws: APIError.self) { try validator.update(vm, with: try JSONParser.parse(#"{"memoryMiB":512}"#)) }
         #expect(throws: APIError.self) { try validator.update(vm, with: try JSONParser.parse(#"{"restore":"/tmp"}"#)) }
+        #expect(throws: APIError.self) {
+            try validator.update(vm, with: try JSONParser.parse(#"{"disks":[{"path":"/k/a"},{"path":"/k/b"}]}"#))
+        }
+        #expect(try validator.update(vm, with: try JSONParser.parse(#"{"disks":[]}"#)).disks.isEmpty)
     }
 
     @Test func updatesMergeSettings() throws {

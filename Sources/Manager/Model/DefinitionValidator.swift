@@ -64,9 +64,7 @@ public struct DefinitionValidator: Sendable {
             var definition = VMDefinition(name: name, kernel: info.kernel, cmdline: info.cmdline, cpus: info.cpus,
                                           memoryMiB: info.memoryMiB, restore: directory)
             try apply(members, to: &definition)
-            guard definition.disks.isEmpty || definition.disks.count == info.diskCount else {
-                throw .invalidField("disks", "field 'disks' lists \(definition.disks.count) disk(s) but the snapshot has \(info.diskCount): give one per snapshot disk, or none to reopen the snapshot's own")
-            }
+            try checkDiskCount(definition.disks, against: info)
             return definition
         }
         guard let kernelValue = members["kernel"] else {
@@ -93,7 +91,16 @@ public struct DefinitionValidator: Sendable {
         if existing.restore != nil { try refuseFixedBySnapshot(members) }
         if let kernelValue = members["kernel"] { definition.kernel = try path(kernelValue, "kernel") }
         try apply(members, to: &definition)
+        if let directory = existing.restore, members["disks"] != nil {
+            try checkDiskCount(definition.disks, against: try snapshot(directory))
+        }
         return definition
+    }
+
+    private func checkDiskCount(_ disks: [DiskDefinition], against info: SnapshotInfo) throws(APIError) {
+        guard disks.isEmpty || disks.count == info.diskCount else {
+            throw .invalidField("disks", "field 'disks' lists \(disks.count) disk(s) but the snapshot has \(info.diskCount): give one per snapshot disk, or none to reopen the snapshot's own")
+        }
     }
 
     private func refuseFixedBySnapshot(_ members: [String: JSONValue]) throws(APIError) {
