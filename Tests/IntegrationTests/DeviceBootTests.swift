@@ -31,9 +31,7 @@ struct DeviceBootTests {
     @Test func linuxUsesEveryVirtioDevice() throws {
         let kernel = try #require(TestEnvironment.path("VIREO_KERNEL"), "VIREO_KERNEL is not set: run scripts/test")
         let hardware = TestEnvironment.host == .hardware
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vireo-devices-\(getpid())")
-        try? FileManager.default.removeItem(at: scratch)
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let scratch = try TestEnvironment.freshDirectory("vireo-devices")
         defer { try? FileManager.default.removeItem(at: scratch) }
         func path(_ name: String) -> String { scratch.appendingPathComponent(name).path }
 

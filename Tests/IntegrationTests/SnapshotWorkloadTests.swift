@@ -105,9 +105,7 @@ struct SnapshotWorkloadTests {
 
     @Test func restoredGuestKeepsWritingFilesAndReachingTheHost() throws {
         let kernel = try #require(TestEnvironment.path("VIREO_KERNEL"))
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vireo-workload-\(getpid())")
-        try? FileManager.default.removeItem(at: scratch)
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let scratch = try TestEnvironment.freshDirectory("vireo-workload")
         defer { try? FileManager.default.removeItem(at: scratch) }
         func path(_ name: String) -> String { scratch.appendingPathComponent(name).path }
 

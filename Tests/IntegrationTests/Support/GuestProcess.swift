@@ -92,6 +92,14 @@ final class GuestProcess: @unchecked Sendable {
 
 /// Paths and facts the integration tests need, from the environment set by scripts/test.
 enum TestEnvironment {
+    /// An empty scratch directory `<tmp>/<prefix>-<pid>` (whatever was there is removed first).
+    static func freshDirectory(_ prefix: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(getpid())")
+        try? FileManager.default.removeItem(at: url)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
     /// The `vireo` binary next to the test bundle (swift build puts both in one directory).
     static var vireoBinary: String {
         if let path = ProcessInfo.processInfo.environment["VIREO_BIN"] { return path }
