@@ -168,7 +168,8 @@ int csys_forward_stop_signals(pid_t child) {
     action.sa_handler = forward_signal;
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
-    int signals[] = { SIGINT, SIGTERM, SIGHUP };
+    /* The stop signals, and those `--snapshot-on` may name. */
+    int signals[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR2, SIGQUIT };
     for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
         if (sigaction(signals[i], &action, 0) != 0) return -errno;
     }

@@ -263,8 +263,8 @@ public final class Machine: @unchecked Sendable {
                               peakRSS: peakResidentBytes(), guestResident: 0)
         }
         defer { virtio.stopWorkers() }
-        SignalWatcher.blockStopSignals()
-        _ = SignalWatcher.start(control: control)
+        SignalWatcher.blockStopSignals(extra: config.snapshotSignal)
+        _ = SignalWatcher.start(control: control, snapshotSignal: config.snapshotSignal) { [self] in snapshotOnSignal() }
         if let fd = config.consoleInputFD {
             let serial = devices.serial
             _ = ConsoleInput(fd: fd, control: control) { bytes in serial.receive(bytes) }.start()

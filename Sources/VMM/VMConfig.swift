@@ -41,6 +41,10 @@ public struct VMConfig: Sendable {
     public var balloon: BalloonSpec?
     /// A virtio-console port, hvc0 (`--virtio-console`).
     public var virtioConsole: ConsoleSpec?
+    /// `--snapshot-on SIGNAL --snapshot-dir DIR`: each such signal pauses the VM, writes a snapshot to
+    /// a new `DIR/snapshot-N` and resumes it.
+    public var snapshotSignal: Int32?
+    public var snapshotDirectory: String?
     /// Append `noxsave` on PVM hosts (guest XRSTOR is not emulated there).
     public var adaptCommandLineToHost: Bool = true
 

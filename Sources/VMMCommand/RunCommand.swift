@@ -60,6 +60,12 @@ package struct RunCommand: ParsableCommand {
     @Option(name: .customLong("api-socket"), help: ArgumentHelp("Serve the VM's control socket here (status, pause, resume, stop, kill, console).", valueName: "path"))
     var apiSocket: String?
 
+    @Option(name: .customLong("snapshot-on"), help: ArgumentHelp("On this signal (SIGUSR2 or SIGQUIT), pause the VM, write a snapshot to a new --snapshot-dir/snapshot-N and resume.", valueName: "signal"))
+    var snapshotOn: String?
+
+    @Option(name: .customLong("snapshot-dir"), help: ArgumentHelp("Where --snapshot-on writes its snapshots.", valueName: "dir"))
+    var snapshotDir: String?
+
     @Flag(name: .customLong("no-console"), help: "Do not print the serial console on stdout (use with --console-log).")
     var noConsole = false
 
@@ -99,6 +105,16 @@ package struct RunCommand: ParsableCommand {
                 throw ValidationError("--console-log-max '\(consoleLogMax)' must be a size of at least 4K")
             }
         }
+        switch (snapshotOn, snapshotDir) {
+        case (nil, nil): break
+        case (let signal?, _?):
+            guard RunCommand.snapshotSignal(signal) != nil else {
+                let names = SignalWatcherNames.snapshot.joined(separator: " or ")
+                throw ValidationError("--snapshot-on must be \(names), got '\(signal)'")
+            }
+        case (_?, nil): throw ValidationError("--snapshot-on needs --snapshot-dir DIR (where the snapshots go)")
+        case (nil, _?): throw ValidationError("--snapshot-dir needs --snapshot-on SIGNAL")
+        }
         guard BootProtocol(rawValue: boot) != nil else {
             throw ValidationError("--boot must be one of auto, linux, pvh; got '\(boot)'")
         }
@@ -122,6 +138,8 @@ package struct RunCommand: ParsableCommand {
         try devices.apply(to: &config)
         config.consoleLogLimit = consoleLogMax.flatMap(ByteSize.parse)
         config.apiSocketPath = apiSocket
+        config.snapshotSignal = snapshotOn.flatMap(RunCommand.snapshotSignal)
+        config.snapshotDirectory = snapshotDir
         config.consoleToStdout = !noConsole
         config.consoleInputFD = noStdin ? nil : 0
         config.debugExitPort = debugExit ? 0x501 : nil
@@ -170,6 +188,20 @@ package struct RunCommand: ParsableCommand {
         }
         throw VMExit(code: reason.exitCode)
     }
+}
+
+extension RunCommand {
+    /// The signal number for `SIGUSR2`, `usr2`, `SIGQUIT`, …; nil for any other.
+    static func snapshotSignal(_ text: String) -> Int32? {
+        let upper = text.uppercased()
+        let name = upper.hasPrefix("SIG") ? upper : "SIG" + upper
+        return Machine.snapshotSignals.first { $0.name == name }?.number
+    }
+}
+
+/// The names `--snapshot-on` accepts, for messages.
+enum SignalWatcherNames {
+    static var snapshot: [String] { Machine.snapshotSignals.map(\.name) }
 }
 
 /// Formats seconds with three decimals without Foundation.

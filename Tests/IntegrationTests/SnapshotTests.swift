@@ -134,4 +134,47 @@ struct SnapshotTests {
         try expectRefused(try variant("notsnapshot", state: { _ in Data("hello".utf8) }, memory: { $0 }), "not a Vireo snapshot")
         try expectRefused(scratch.appendingPathComponent("does-not-exist").path, "does-not-exist")
     }
+
+    /// `--snapshot-on SIGUSR2`: each signal writes a new snapshot and the VM runs on; directly and
+    /// through the supervisor that cgroup limits bring (which must forward the signal).
+    @Test(arguments: [[String](), ["--cpu-weight", "200"]])
+    func snapshotOnSignal(extra: [String]) throws {
+        let kernel = try #require(TestEnvironment.micro("counter"))
+        let directory = scratch.appendingPathComponent("on-signal-\(extra.count)").path
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin",
+                                                 "--snapshot-on", "SIGUSR2", "--snapshot-dir", directory] + extra)
+        defer { guest.stop() }
+        #expect(guest.waitForOutput("count=3", timeout: 20))
+        func waitForError(_ text: String) -> Bool {
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline && !guest.errorOutput.contains(text) { usleep(20_000) }
+            return guest.errorOutput.contains(text)
+        }
+        kill(guest.process.processIdentifier, SIGUSR2)
+        #expect(waitForError("snapshot written to \(directory)/snapshot-1"), "stderr: \(guest.errorOutput)")
+        let atFirst = counts(guest.output).last ?? -1
+        #expect(guest.waitForOutput("count=\(atFirst + 3)", timeout: 20), "the VM runs on after its snapshot")
+        kill(guest.process.processIdentifier, SIGUSR2)
+        #expect(waitForError("snapshot written to \(directory)/snapshot-2"), "a second signal, a second snapshot")
+        kill(guest.process.processIdentifier, SIGTERM)
+        #expect(guest.waitForExit(timeout: 20) == 128 + SIGTERM)
+
+        let restored = try GuestProcess(arguments: ["run", "--restore", directory + "/snapshot-1", "--no-stdin"])
+        defer { restored.stop() }
+        #expect(restored.waitForOutput("count=\(atFirst + 2)", timeout: 20), "restored: \(restored.output) \(restored.errorOutput)")
+        let values = counts(restored.output)
+        #expect(values.first.map { $0 >= atFirst - 1 && $0 <= atFirst + 1 } == true,
+                "the restore continues from about count=\(atFirst): \(values.prefix(3))")
+    }
+
+    @Test func snapshotOnSignalBadInput() throws {
+        let kernel = try #require(TestEnvironment.micro("counter"))
+        for (arguments, message) in [(["--snapshot-on", "SIGKILL", "--snapshot-dir", "/tmp/x"], "SIGUSR2 or SIGQUIT"),
+                                     (["--snapshot-on", "SIGUSR2"], "needs --snapshot-dir"),
+                                     (["--snapshot-dir", "/tmp/x"], "needs --snapshot-on")] {
+            let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--no-stdin"] + arguments)
+            #expect(guest.waitForExit(timeout: 10) == 2)
+            #expect(guest.errorOutput.contains(message), "\(arguments): \(guest.errorOutput)")
+        }
+    }
 }

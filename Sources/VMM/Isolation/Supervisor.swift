@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// The `vireo run` process when the VMM runs as its child (jail, cgroups, `--seccomp=kill`):
-/// forwards SIGINT/SIGTERM/SIGHUP, waits, removes the VM's cgroups and jail directory however the
+/// forwards SIGINT/SIGTERM/SIGHUP (and the --snapshot-on signals), waits, removes the VM's cgroups and jail directory however the
 /// VMM ended, restores the terminal after a VMM killed in raw mode, reports a seccomp kill with
 /// the syscall's name, and exits with the VMM's status. It does not run guest code, so it keeps
 /// no seccomp filter of its own.
@@ -33,7 +33,8 @@ struct Supervisor {
         terminalSaved = isatty(0) == 1 && tcgetattr(0, &savedTerminal) == 0
         var set = sigset_t()
         sigemptyset(&set)
-        for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, signal) }
+        // The stop signals and the snapshot signals: blocked until the VMM's signal thread takes them.
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGUSR2, SIGQUIT] { sigaddset(&set, signal) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
         if newPIDNamespace {
             let result = csys_unshare(CSYS_CLONE_NEWPID)

@@ -90,3 +90,29 @@ extension Machine {
         }
     }
 }
+
+extension Machine {
+    /// `--snapshot-on`: pause, write `DIR/snapshot-N` (the first N not taken, so that no earlier
+    /// snapshot is ever overwritten), resume; one line on stderr says where it went, or why not.
+    func snapshotOnSignal() {
+        guard let base = config.snapshotDirectory else { return }
+        mkdir(base, 0o700)
+        var index = 1
+        var info = stat()
+        while stat("\(base)/snapshot-\(index)", &info) == 0 { index += 1 }
+        let directory = "\(base)/snapshot-\(index)"
+        let started = MonotonicClock.now()
+        let wasPaused = pauseState.withLock { $0.paused }
+        pause()
+        let message: String
+        do {
+            try snapshot(to: directory)
+            message = "vireo: snapshot written to \(directory) in \(Int((MonotonicClock.now() - started) * 1000)) ms\n"
+        } catch {
+            message = "vireo: snapshot to \(directory) failed: \(error)\n"
+        }
+        if !wasPaused { resume() }
+        var text = message
+        text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+    }
+}
