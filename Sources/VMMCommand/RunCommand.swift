@@ -109,7 +109,7 @@ package struct RunCommand: ParsableCommand {
         case (nil, nil): break
         case (let signal?, _?):
             guard RunCommand.snapshotSignal(signal) != nil else {
-                let names = SignalWatcherNames.snapshot.joined(separator: " or ")
+                let names = Machine.snapshotSignals.map(\.name).joined(separator: " or ")
                 throw ValidationError("--snapshot-on must be \(names), got '\(signal)'")
             }
         case (_?, nil): throw ValidationError("--snapshot-on needs --snapshot-dir DIR (where the snapshots go)")
@@ -197,11 +197,6 @@ extension RunCommand {
         let name = upper.hasPrefix("SIG") ? upper : "SIG" + upper
         return Machine.snapshotSignals.first { $0.name == name }?.number
     }
-}
-
-/// The names `--snapshot-on` accepts, for messages.
-enum SignalWatcherNames {
-    static var snapshot: [String] { Machine.snapshotSignals.map(\.name) }
 }
 
 /// Formats seconds with three decimals without Foundation.

@@ -110,10 +110,7 @@ public struct DefinitionValidator: Sendable {
     }
 
     private func snapshotDirectory(_ value: JSONValue) throws(APIError) -> String {
-        let directory = try string(value, "restore")
-        guard directory.hasPrefix("/"), directory.utf8.count < 4096, !directory.utf8.contains(0) else {
-            throw .invalidField("restore", "field 'restore' must be the absolute path of a snapshot directory, got \(JSONValue.string(directory).serialized())")
-        }
+        let directory = try absolutePath(value, "restore")
         var info = stat()
         guard stat(directory, &info) == 0 else { throw .invalidField("restore", "field 'restore': no such directory '\(directory)'") }
         guard info.st_mode & S_IFMT == S_IFDIR else {
@@ -123,17 +120,12 @@ public struct DefinitionValidator: Sendable {
     }
 
     private func snapshot(_ directory: String) throws(APIError) -> SnapshotInfo {
-        if let readSnapshot {
-            do {
-                return try readSnapshot(directory)
-            } catch {
-                throw .invalidField("restore", "field 'restore': \(error)")
-            }
+        guard let readSnapshot else { throw .invalidField("restore", "field 'restore': this daemon cannot read snapshots") }
+        do {
+            return try readSnapshot(directory)
+        } catch {
+            throw .invalidField("restore", "field 'restore': \(error)")
         }
-        for file in ["state.bin", "memory.bin"] where checkFile(directory + "/" + file) != .regularFile {
-            throw .invalidField("restore", "field 'restore': '\(directory)' is not a snapshot (no readable \(file))")
-        }
-        throw .invalidField("restore", "field 'restore': this daemon cannot read snapshots")
     }
 
     private func objectMembers(_ body: JSONValue) throws(APIError) -> [String: JSONValue] {
@@ -171,12 +163,7 @@ public struct DefinitionValidator: Sendable {
         if let value = members["memoryMiB"] {
             definition.memoryMiB = try integer(value, "memoryMiB", in: VMLimits.memoryMiB, unit: " MiB")
         }
-        if let value = members["autostart"] {
-            guard let flag = value.boolValue else {
-                throw .invalidField("autostart", "field 'autostart' must be a boolean, got \(value.typeDescription)")
-            }
-            definition.autostart = flag
-        }
+        if let value = members["autostart"] { definition.autostart = try bool(value, "autostart") }
         if let value = members["restartPolicy"] {
             let text = try string(value, "restartPolicy")
             guard let policy = RestartPolicy(rawValue: text) else {
@@ -243,7 +230,7 @@ public struct DefinitionValidator: Sendable {
                 backing = try path(backingValue, "\(field).backing")
             }
             // An overlay is created by the VMM when missing; a plain image must exist.
-            let diskPath = backing == nil ? try path(pathValue, "\(field).path") : try overlayPath(pathValue, "\(field).path")
+            let diskPath = try path(pathValue, "\(field).path", creatable: backing != nil)
             // The VMM's --disk syntax separates options with commas.
             for (name, value) in [("path", diskPath), ("backing", backing ?? "")] where value.contains(",") {
                 throw .invalidField("\(field).\(name)", "field '\(field).\(name)' must not contain ',' (got '\(value)')")
@@ -412,7 +399,8 @@ public struct DefinitionValidator: Sendable {
         return Int(number)
     }
 
-    private func path(_ value: JSONValue, _ field: String) throws(APIError) -> String {
+    /// A string field holding an absolute, usable path.
+    private func absolutePath(_ value: JSONValue, _ field: String) throws(APIError) -> String {
         let path = try string(value, field)
         guard path.hasPrefix("/") else {
             throw .invalidField(field, "field '\(field)' must be an absolute path, got \(JSONValue.string(path).serialized())")
@@ -420,31 +408,24 @@ public struct DefinitionValidator: Sendable {
         guard path.utf8.count < 4096, !path.utf8.contains(0) else {
             throw .invalidField(field, "field '\(field)' is not a usable path")
         }
-        switch checkFile(path) {
-        case .regularFile: return path
-        case .missing: throw .invalidField(field, "field '\(field)': no such file '\(path)'")
-        case .notRegularFile: throw .invalidField(field, "field '\(field)': '\(path)' is not a regular file")
-        case .unreadable: throw .invalidField(field, "field '\(field)': '\(path)' is not readable")
-        }
+        return path
     }
 
-    /// An overlay's path: absolute; an existing file there must be a readable regular file, a
-    /// missing one must have a directory to be created in.
-    private func overlayPath(_ value: JSONValue, _ field: String) throws(APIError) -> String {
-        let overlay = try string(value, field)
-        guard overlay.hasPrefix("/"), overlay.utf8.count < 4096, !overlay.utf8.contains(0) else {
-            throw .invalidField(field, "field '\(field)' must be an absolute path, got \(JSONValue.string(overlay).serialized())")
-        }
-        switch checkFile(overlay) {
-        case .regularFile: return overlay
-        case .notRegularFile: throw .invalidField(field, "field '\(field)': '\(overlay)' is not a regular file")
-        case .unreadable: throw .invalidField(field, "field '\(field)': '\(overlay)' is not readable")
-        case .missing:
-            let directory = String(overlay[..<overlay.lastIndex(of: "/")!])
+    /// A readable regular file; with `creatable`, also a missing one whose directory exists (an
+    /// overlay the VMM creates).
+    private func path(_ value: JSONValue, _ field: String, creatable: Bool = false) throws(APIError) -> String {
+        let path = try absolutePath(value, field)
+        switch checkFile(path) {
+        case .regularFile: return path
+        case .missing where creatable:
+            let directory = String(path[..<path.lastIndex(of: "/")!])
             guard checkDirectory(directory.isEmpty ? "/" : directory) else {
                 throw .invalidField(field, "field '\(field)': the overlay's directory '\(directory)' does not exist")
             }
-            return overlay
+            return path
+        case .missing: throw .invalidField(field, "field '\(field)': no such file '\(path)'")
+        case .notRegularFile: throw .invalidField(field, "field '\(field)': '\(path)' is not a regular file")
+        case .unreadable: throw .invalidField(field, "field '\(field)': '\(path)' is not readable")
         }
     }
 

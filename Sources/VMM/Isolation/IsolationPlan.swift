@@ -262,8 +262,7 @@ public final class IsolationPlan: @unchecked Sendable {
 
     /// A thread that cannot be isolated must not run the guest: report and end the VMM.
     private func fatal(_ message: String) -> Never {
-        var line = "vireo: \(message)\n"
-        line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+        reportOnStandardError(message)
         _exit(1)
     }
 

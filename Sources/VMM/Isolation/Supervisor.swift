@@ -97,8 +97,5 @@ struct Supervisor {
         return nil
     }
 
-    private func report(_ message: String) {
-        var line = "vireo: \(message)\n"
-        line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
-    }
+    private func report(_ message: String) { reportOnStandardError(message) }
 }

@@ -51,8 +51,5 @@ enum TestHooks {
         }
     }
 
-    private static func report(_ message: String) {
-        var line = "vireo: \(message)\n"
-        line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
-    }
+    private static func report(_ message: String) { reportOnStandardError(message) }
 }

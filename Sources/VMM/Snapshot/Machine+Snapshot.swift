@@ -107,12 +107,11 @@ extension Machine {
         let message: String
         do {
             try snapshot(to: directory)
-            message = "vireo: snapshot written to \(directory) in \(Int((MonotonicClock.now() - started) * 1000)) ms\n"
+            message = "snapshot written to \(directory) in \(Int((MonotonicClock.now() - started) * 1000)) ms"
         } catch {
-            message = "vireo: snapshot to \(directory) failed: \(error)\n"
+            message = "snapshot to \(directory) failed: \(error)"
         }
         if !wasPaused { resume() }
-        var text = message
-        text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+        reportOnStandardError(message)
     }
 }

@@ -168,14 +168,17 @@ public final class OverlayBlockBackend: BlockBackend, @unchecked Sendable {
     private func copyUpPartialBlocks(from start: UInt64, to end: UInt64) throws(BlockBackendError) {
         let blockSize = UInt64(OverlayBlockBackend.blockSize)
         let first = start / blockSize, last = (end - 1) / blockSize
-        for block in first == last ? [first] : [first, last] where !holds(Int(block)) {
-            let blockStart = block * blockSize
-            let covered = start <= blockStart && end >= blockStart + blockSize
-            guard !covered else { continue }
-            try base.read(into: scratch, at: blockStart)
-            try overlay.write(from: UnsafeRawBufferPointer(scratch), at: blockStart)
-            mark(Int(block))
-        }
+        try copyUpIfPartial(first, start: start, end: end)
+        if last != first { try copyUpIfPartial(last, start: start, end: end) }
+    }
+
+    private func copyUpIfPartial(_ block: UInt64, start: UInt64, end: UInt64) throws(BlockBackendError) {
+        let blockStart = block * UInt64(OverlayBlockBackend.blockSize)
+        let covered = start <= blockStart && end >= blockStart + UInt64(OverlayBlockBackend.blockSize)
+        guard !covered, !holds(Int(block)) else { return }
+        try base.read(into: scratch, at: blockStart)
+        try overlay.write(from: UnsafeRawBufferPointer(scratch), at: blockStart)
+        mark(Int(block))
     }
 
     private func markRange(from start: UInt64, to end: UInt64) {
