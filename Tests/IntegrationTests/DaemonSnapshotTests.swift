@@ -195,5 +195,29 @@ extension DaemonTests {
             #expect(status == 2 && err.contains("disks[0].path"), "\(err)")
             #expect(try daemon.request("GET", "/vms/bad").status == 404)
         }
+
+        /// A daemon VM confined by its definition: jailed, unprivileged, seccomp in kill mode. The daemon
+        /// hands the VM's directory to that user, since the VMM keeps writing its log and socket there.
+        @Test func jailedUnprivilegedDaemonVM() throws {
+            let counter = try #require(TestEnvironment.micro("counter"))
+            let nobody = try #require(getpwnam("nobody")?.pointee.pw_uid, "no 'nobody' user on this host")
+            let daemon = try DaemonProcess()
+            defer { daemon.stop() }
+            let (status, _, err) = try daemon.cli(["create", "jailed", "--kernel", counter, "--memory", "32M",
+                                                   "--jail", "--uid", "nobody", "--seccomp", "kill"])
+            #expect(status == 0, "create: \(err)")
+            #expect(try daemon.action("jailed", "start").state == "running")
+            #expect(daemon.waitForLog("jailed", "count=2"), "console log: \(daemon.logs("jailed"))")
+            let vm = try daemon.vm("jailed")
+            #expect(vm["isolation"]?["jail"]?.boolValue == true && vm["isolation"]?["user"]?.stringValue == "nobody")
+            let applied = try #require(vm["vmm"]?["isolation"], "inspect: \(vm)")
+            #expect(applied["jail"]?.stringValue != nil, "\(applied)")
+            #expect(applied["uid"]?.intValue == Int64(nobody) && applied["capabilities"]?.stringValue == "none", "\(applied)")
+            #expect(applied["seccomp"]?.stringValue == "kill")
+            let watched = try #require(vm.pid)
+            let vmm = try #require(HostProcess.vmm(of: watched))
+            #expect(HostProcess.status(vmm, "Uid")?.split(separator: "\t").first.map(String.init) == "\(nobody)")
+            #expect(try daemon.action("jailed", "stop").state == "stopped")
+        }
     }
 }

@@ -234,6 +234,8 @@ public actor Supervisor {
         } catch {
             throw APIError.internal("cannot create \(paths.directory): \(error)")
         }
+        // A VMM that drops to another user must still write its console log and socket there.
+        try VMOwner(vm.isolation)?.own(paths)
         vm.state = .starting
         vm.stateChangedAt = Date()
         vm.pid = nil
