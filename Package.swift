@@ -54,12 +54,14 @@ let package = Package(
         ]),
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
         .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"]),
+        // What the tests share: the prerequisite gate (strict in CI, skip-and-say-why locally).
+        .target(name: "VireoTestSupport", path: "Tests/Support"),
         .testTarget(name: "MemoryTests", dependencies: ["Memory"]),
-        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "Memory"]),
-        .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory"]),
+        .testTarget(name: "X86Tests", dependencies: ["X86", "KVM", "Memory", "VireoTestSupport"]),
+        .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory", "VireoTestSupport"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "Devices"]),
         .testTarget(name: "ManagerTests", dependencies: ["Manager", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "VireoTestSupport"]),
         .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
     ]
 )

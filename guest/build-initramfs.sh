@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Build Vireo's test guest initramfs: an UNCOMPRESSED newc cpio holding Debian's busybox-static as
-# /bin/busybox (plus a few applet symlinks), a /dev/console node, empty /proc /sys /tmp, and
-# guest/init as /init.
+# /bin/busybox (plus applet symlinks for the shell), a /dev/console node, empty /proc /sys /tmp, and
+# guest/init.c compiled (gcc -static) as /init.
 #
 # The archive is written by this script itself (newc headers are plain ASCII), so it needs neither
 # root (for mknod) nor the cpio tool, and it is byte-for-byte reproducible (uid/gid 0, mtime 0).
 #
 # Output is cached outside the repository in
-#   ${VIREO_CACHE:-$HOME/.cache/vireo}/initramfs-<sha256 of (init, this script, busybox-static version)>/initramfs.cpio
+#   ${VIREO_CACHE:-$HOME/.cache/vireo}/initramfs-<sha256 of (init.c, this script, busybox-static and gcc
+#   versions)>/initramfs.cpio, with the compiled init beside it as `init` (the Linux tests put it on
+#   ext4 root disks too).
 # The cpio path is the LAST line on stdout; everything else goes to stderr:
 #   cpio=$(guest/build-initramfs.sh | tail -1)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 self="$here/$(basename "${BASH_SOURCE[0]}")"
-init="$here/init"
+init="$here/init.c"
 cache_root=${VIREO_CACHE:-$HOME/.cache/vireo}
 
 log() { printf 'build-initramfs: %s\n' "$*" >&2; }
@@ -32,10 +34,14 @@ if ! pkg_installed busybox-static; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends busybox-static >&2
 fi
 bb_version=$(dpkg-query -W -f='${Version}' busybox-static)
+command -v gcc >/dev/null || die "gcc not found (scripts/deps installs build-essential)"
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || die "no static libc (libc6-dev) for gcc -static"
+gcc_version=$(gcc --version | head -1)
 
 key=$( {
     printf 'busybox-static %s\n' "$bb_version"
-    printf -- '--- init\n'; cat "$init"
+    printf 'gcc %s\n' "$gcc_version"
+    printf -- '--- init.c\n'; cat "$init"
     printf -- '--- build-initramfs.sh\n'; cat "$self"
 } | sha256sum | cut -c1-64)
 out="$cache_root/initramfs-$key"
@@ -66,6 +72,7 @@ trap 'rm -rf "$stage"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 cpio="$stage/initramfs.cpio"
+gcc -static -O2 -s -Wall -Werror -o "$stage/init" "$init" >&2 || die "compiling $init failed"
 
 # ---------------------------------------------------------------------------------------------
 # newc writer. Each entry: 110-byte ASCII header, NUL-terminated name, pad to 4, data, pad to 4.
@@ -109,13 +116,14 @@ dir tmp
 dir root
 dir bin
 regular bin/busybox 0100755 "$busybox"
-# Applets reachable by name (init itself calls "busybox <applet>" and needs none of these).
-for applet in sh ash cat echo ls mkdir mount umount grep sleep dmesg uname ip ifconfig \
-              reboot poweroff halt sync; do
+# Applets reachable by name in the shell (init itself runs /bin/busybox udhcpc and needs none).
+for applet in sh ash cat echo ls mkdir mount umount grep sleep dmesg uname ip ifconfig route \
+              reboot poweroff halt sync dd free ps top kill cp mv rm ln df du head tail wc hexdump \
+              md5sum sha256sum vi mknod chmod chown date env hostname ping nc wget udhcpc stty; do
     symlink "bin/$applet" busybox
 done
 symlink sbin bin
-regular init 0100755 "$init"
+regular init 0100755 "$stage/init"
 entry TRAILER!!! 0 0 0 0 1
 # The kernel reads the archive in 512-byte blocks historically; pad the end like cpio(1) does.
 n=$(( (512 - offset % 512) % 512 ))
@@ -128,6 +136,7 @@ if command -v cpio >/dev/null; then   # self-check with GNU cpio when it is avai
 fi
 {
     printf 'busybox-static %s\n' "$bb_version"
+    printf 'gcc %s\n' "$gcc_version"
     printf 'bytes %s\n' "$offset"
     printf 'built %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } > "$stage/build-info"

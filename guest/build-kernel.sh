@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build Vireo's tiny Linux 6.1 test guest kernel (vmlinux with a PVH entry note, plus an LZ4 bzImage)
-# from Debian's linux-source-6.1: `make tinyconfig`, then guest/kernel.config merged on top.
+# from Debian's linux-source-6.1: the project's patches (guest/patches/*.patch, applied in name order),
+# `make tinyconfig`, then guest/kernel.config merged on top.
 #
 # Output is cached outside the repository in
-#   ${VIREO_CACHE:-$HOME/.cache/vireo}/kernel-<sha256 of (kernel.config, this script, linux-source-6.1 version)>/
+#   ${VIREO_CACHE:-$HOME/.cache/vireo}/kernel-<sha256 of (kernel.config, patches/*.patch, this script,
+#   linux-source-6.1 version)>/
 # holding vmlinux, bzImage, config, System.map and build-info.
 # The directory path is the LAST line on stdout; everything else goes to stderr:
 #   dir=$(guest/build-kernel.sh | tail -1)
@@ -21,6 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 self="$here/$(basename "${BASH_SOURCE[0]}")"
 fragment="$here/kernel.config"
+patches=("$here"/patches/*.patch)
 cache_root=${VIREO_CACHE:-$HOME/.cache/vireo}
 jobs=${VIREO_JOBS:-2}
 
@@ -31,7 +34,7 @@ die() { printf 'build-kernel: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Dependencies (installed only when something is missing).
-deps=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils lz4)
+deps=(linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils lz4 patch)
 
 pkg_installed() {
     [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]
@@ -54,6 +57,7 @@ src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
 key=$( {
     printf 'linux-source-6.1 %s\n' "$src_version"
     printf -- '--- kernel.config\n'; cat "$fragment"
+    for p in "${patches[@]}"; do printf -- '--- %s\n' "$(basename "$p")"; cat "$p"; done
     printf -- '--- build-kernel.sh\n'; cat "$self"
 } | sha256sum | cut -c1-64)
 out="$cache_root/kernel-$key"
@@ -106,13 +110,41 @@ log "extracting $tarball"
 tar -xJf "$tarball" -C "$work"
 src="$work/linux-source-6.1"
 [ -d "$src" ] || die "unexpected tarball layout (no linux-source-6.1/ directory)"
+for p in "${patches[@]}"; do
+    log "applying $(basename "$p")"
+    patch -p1 -s --forward -d "$src" < "$p" >&2 || die "$(basename "$p") does not apply to linux-source-6.1 $src_version"
+done
 
 kmake() { make -C "$src" ARCH=x86_64 "$@"; }
+# The full make output goes to a log next to the cache entry; stderr gets a progress line every
+# 200 compiled files (a build compiles ~1,400).
+mkdir -p "$cache_root/logs"
+build_log="$cache_root/logs/kernel-$key.log"
+: > "$build_log"
+quiet() {   # quiet WHAT CMD...: run CMD with its output in the log, say what it is doing
+    local what=$1; shift
+    log "$what (full output: $build_log)"
+    if ! "$@" >>"$build_log" 2>&1; then
+        tail -n 30 "$build_log" >&2
+        die "$what failed; the last lines are above, the whole output is in $build_log"
+    fi
+}
+progress() {   # reads make output, writes it to the log, prints a line per 200 files compiled
+    local n=0 t0 line
+    t0=$(date +%s)
+    while IFS= read -r line; do
+        printf '%s\n' "$line" >>"$build_log"
+        case "$line" in
+            "  CC "*|"  AS "*) n=$((n + 1))
+                [ $((n % 200)) -eq 0 ] && log "compiling: $n files, $(( $(date +%s) - t0 )) s" ;;
+        esac
+    done
+}
 
 log "configuring: tinyconfig + $(basename "$fragment")"
-kmake tinyconfig >&2
-"$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" "$fragment" >&2
-kmake olddefconfig >&2
+quiet "make tinyconfig" kmake tinyconfig
+quiet "merging $(basename "$fragment")" "$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" "$fragment"
+quiet "make olddefconfig" kmake olddefconfig
 
 # Every line of the fragment must survive olddefconfig unchanged: a symbol silently dropped
 # because of an unmet dependency (or flipped on by a default) is a hard error, not a warning.
@@ -139,7 +171,14 @@ check_config "$src/.config" || die "the resolved .config does not match $fragmen
 log "config check passed: every symbol in $(basename "$fragment") has its requested value"
 
 log "building vmlinux and bzImage with make -j$jobs"
-kmake -j"$jobs" vmlinux bzImage >&2
+set +e
+kmake -j"$jobs" vmlinux bzImage 2>&1 | progress
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+    grep -E 'error|Error' "$build_log" | tail -n 20 >&2
+    die "make vmlinux bzImage failed (exit $status); the whole output is in $build_log"
+fi
 
 cp "$src/vmlinux" "$stage/vmlinux"
 cp "$src/arch/x86/boot/bzImage" "$stage/bzImage"

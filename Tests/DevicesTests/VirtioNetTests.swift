@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 import Testing
+import VireoTestSupport
 @testable import Devices
 
 /// A backend in memory: frames to deliver, frames sent, and a switch that makes sends block.
@@ -299,7 +300,10 @@ func ethernetFrame(source: UInt8, payload: Int, fill: UInt8 = 0x5A) -> [UInt8] {
 }
 
 /// A real TAP device (needs root and /dev/net/tun; skipped otherwise).
-@Suite(.enabled(if: getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0))
+@Suite(.enabled {
+    try Prerequisites.check((getuid() == 0 ? [] : ["not root"]) + (access("/dev/net/tun", R_OK | W_OK) == 0 ? [] : ["no /dev/net/tun"]),
+                            test: "TapBackendTests")
+})
 struct TapBackendTests {
     @Test func createsSetsUpAndCarriesFrames() throws {
         let name = "vireotest\(getpid() % 10000)"

@@ -61,7 +61,7 @@ import Testing
         try expectOneLineError(["run", "--kernel", path], mentions: "truncated")
     }
 
-    @Test(.enabled(if: TestEnvironment.micro("poweroff") != nil || TestEnvironment.requireGuests))
+    @Test(.enabled { try TestEnvironment.available("BadInputTests", .micro("poweroff")) })
     func initrdLargerThanRAM() throws {
         let kernel = try #require(TestEnvironment.micro("poweroff"))
         let initrd = try tempFile("big.initrd", bytes: [UInt8](repeating: 0xAB, count: 20 << 20))
@@ -79,7 +79,7 @@ import Testing
         try expectOneLineError(["run", "--kernel", "x", "--frobnicate"], mentions: "--frobnicate")
     }
 
-    @Test(.enabled(if: TestEnvironment.micro("poweroff") != nil || TestEnvironment.requireGuests))
+    @Test(.enabled { try TestEnvironment.available("BadInputTests", .micro("poweroff")) })
     func noKVMDevice() throws {
         let kernel = try #require(TestEnvironment.micro("poweroff"))
         try expectOneLineError(["run", "--kernel", kernel], mentions: "/nonexistent/kvm",

@@ -4,7 +4,7 @@ import Testing
 /// The micro-guests bench/compare runs (hello, pio, mmio, touch, idle) under the real `vireo run
 /// --debug-exit`: each ends through the isa-debug-exit port with status (0 << 1) | 1 = 1, except
 /// idle, which halts until it is stopped.
-@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.micro("hello") != nil || TestEnvironment.requireGuests)))
+@Suite(.enabled { try TestEnvironment.available("CompareGuestTests", .kvm, .micro("hello")) })
 struct CompareGuestTests {
     init() { TestEnvironment.log("host: \(TestEnvironment.host)") }
 

@@ -4,7 +4,7 @@ import Testing
 /// `bench/compare --smoke` end to end: Vireo and QEMU on the micro-guests, table written to a
 /// temporary directory (never over the committed bench/results). Needs qemu-system-x86_64; without
 /// it the test logs why and passes, unless VIREO_REQUIRE_GUESTS=1 (scripts/deps installs QEMU then).
-@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.micro("hello") != nil || TestEnvironment.requireGuests)))
+@Suite(.enabled { try TestEnvironment.available("CompareHarnessTests", .kvm, .micro("hello")) })
 struct CompareHarnessTests {
     /// Row labels bench/compare always prints (the Linux row says "not run" in smoke mode).
     static let rows = [

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The VMM control socket (`vireo run --api-socket`): status, pause/resume, console, stop.
-@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.micro("counter") != nil || TestEnvironment.requireGuests)))
+@Suite(.enabled { try TestEnvironment.available("ControlSocketTests", .kvm, .micro("counter")) })
 struct ControlSocketTests {
     private func request(_ path: String, _ line: String) throws -> String {
         let fd = try UnixSocket.connect(path)

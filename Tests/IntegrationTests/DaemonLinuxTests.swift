@@ -4,7 +4,7 @@ import Testing
 
 extension DaemonTests {
     /// The project's Linux test kernel, run as a daemon VM: one boot to `Run /init`.
-    @Suite(.enabled(if: TestEnvironment.path("VIREO_KERNEL") != nil || TestEnvironment.requireGuests))
+    @Suite(.enabled { try TestEnvironment.available("DaemonTests.Linux", .kernel, .initramfs) })
     struct Linux {
         @Test func linuxReachesInitThroughTheDaemon() throws {
             let kernel = try #require(TestEnvironment.path("VIREO_KERNEL"), "VIREO_KERNEL is not set: run scripts/test")

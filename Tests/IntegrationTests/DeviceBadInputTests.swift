@@ -42,12 +42,12 @@ import Testing
         try expectOneLineError(["--net", "user,mac=52:54:00:zz:00:01"], mentions: "is not a MAC address")
     }
 
-    @Test(.enabled(if: TestEnvironment.hasKVM))
+    @Test(.enabled { try TestEnvironment.available("passtNotInstalled", .kvm) })
     func passtNotInstalled() throws {
         try expectOneLineError(["--net", "user"], mentions: "apt-get install passt", environment: ["PATH": "/nonexistent"])
     }
 
-    @Test(.enabled(if: TestEnvironment.hasKVM))
+    @Test(.enabled { try TestEnvironment.available("vsockSocketPathNotCreatable", .kvm) })
     func vsockSocketPathNotCreatable() throws {
         try expectOneLineError(["--vsock", "cid=3,socket=/nonexistent/dir/v.sock"], mentions: "/nonexistent/dir/v.sock")
         // A regular file in the way is not replaced.
@@ -59,8 +59,7 @@ import Testing
     }
 
     /// Root without CAP_NET_ADMIN (dropped from the bounding set by setpriv) cannot create a TAP.
-    @Test(.enabled(if: TestEnvironment.hasKVM && getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
-                   && access("/dev/net/tun", R_OK | W_OK) == 0))
+    @Test(.enabled { try TestEnvironment.available("tapCreationNotPermitted", .kvm, .root, .executable("/usr/bin/setpriv"), .tun) })
     func tapCreationNotPermitted() throws {
         try expectOneLineError(["--net", "tap=vireonoperm0"], mentions: "needs CAP_NET_ADMIN",
                                wrapper: ["/usr/bin/setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"])

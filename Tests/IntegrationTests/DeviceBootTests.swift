@@ -23,7 +23,7 @@ import Testing
 /// hardware hosts init is a small C program (built here with gcc -static) that also exercises user
 /// space: a guest-initiated vsock connection to the host, a vsock echo server for a host-initiated
 /// one, and TCP through passt to a listener on the host. The VM is stopped over the control socket.
-@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.path("VIREO_KERNEL") != nil || TestEnvironment.requireGuests)),
+@Suite(.enabled { try TestEnvironment.available("DeviceBootTests", .kvm, .kernel, .initramfs) },
        .serialized)
 struct DeviceBootTests {
     static let cid = 7

@@ -62,7 +62,7 @@ import Testing
                                environment: ["VIREO_TEST_CGROUP_MOUNTINFO": readOnly])
     }
 
-    @Test(.enabled(if: getuid() == 0))
+    @Test(.enabled { try TestEnvironment.available("jailPathsTheUserCannotWrite", .root) })
     func jailPathsTheUserCannotWrite() throws {
         let dir = "/tmp/vireo-rootonly-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,

@@ -2,8 +2,7 @@ import Foundation
 import Testing
 
 /// The jail: namespaces, pivot_root into a per-VM directory, an unprivileged user, no capabilities.
-@Suite(.enabled(if: TestEnvironment.hasKVM && getuid() == 0
-                && (TestEnvironment.micro("counter") != nil || TestEnvironment.requireGuests)))
+@Suite(.enabled { try TestEnvironment.available("IsolationJailTests", .kvm, .root, .micro("counter")) })
 struct IsolationJailTests {
     static let nobody: UInt32 = 65534
 

@@ -3,8 +3,7 @@ import Testing
 
 /// cgroup limits (v2 where the host offers the controller, else v1) and vCPU affinity, measured
 /// on busy guests: the counter micro-guest spins on rdtsc in user mode.
-@Suite(.serialized, .enabled(if: TestEnvironment.hasKVM && getuid() == 0
-                             && (TestEnvironment.micro("counter") != nil || TestEnvironment.requireGuests)))
+@Suite(.serialized, .enabled { try TestEnvironment.available("IsolationResourceTests", .kvm, .root, .micro("counter")) })
 struct IsolationResourceTests {
     private func startCounter(_ extra: [String]) throws -> GuestProcess {
         let kernel = try #require(TestEnvironment.micro("counter"))

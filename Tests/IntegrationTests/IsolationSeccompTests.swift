@@ -3,7 +3,7 @@ import Testing
 
 /// seccomp in the real `vireo run`: a forbidden syscall after the filters are in place ends the VMM
 /// and the report names it; filters stack per thread role.
-@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.micro("counter") != nil || TestEnvironment.requireGuests)))
+@Suite(.enabled { try TestEnvironment.available("IsolationSeccompTests", .kvm, .micro("counter")) })
 struct IsolationSeccompTests {
     private func runForbidden(_ syscall: String, extra: [String] = []) throws -> (Int32?, String) {
         let kernel = try #require(TestEnvironment.micro("counter"))

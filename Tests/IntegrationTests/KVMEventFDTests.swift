@@ -3,7 +3,7 @@ import KVM
 import Testing
 
 /// irqfd and ioeventfd registration on the real /dev/kvm, as the VMM wires virtio-mmio devices.
-@Suite(.enabled(if: TestEnvironment.hasKVM))
+@Suite(.enabled { try TestEnvironment.available("KVMEventFDTests", .kvm) })
 struct KVMEventFDTests {
     @Test func irqfdRegistersOncePerGSI() throws {
         let vm = try KVMSystem().createVM()

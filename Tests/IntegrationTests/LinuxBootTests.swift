@@ -8,7 +8,7 @@ import Testing
 /// CPUs and reboots (exit 0). On PVM hosts guest user space cannot make system calls
 /// (shared/docs/host-kvm.md), so init dies, the kernel panics and, with panic=-1, resets: Vireo
 /// reports that as a panic (exit 3).
-@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.path("VIREO_KERNEL") != nil || TestEnvironment.requireGuests)),
+@Suite(.enabled { try TestEnvironment.available("LinuxBootTests", .kvm, .kernel, .initramfs) },
        .serialized)
 struct LinuxBootTests {
     @Test func linuxBootsToInit() throws {

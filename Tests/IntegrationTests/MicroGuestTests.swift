@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Micro-guests under the real `vireo run` on the real /dev/kvm: each finishes within seconds.
-@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.micro("poweroff") != nil || TestEnvironment.requireGuests)))
+@Suite(.enabled { try TestEnvironment.available("MicroGuestTests", .kvm, .micro("poweroff")) })
 struct MicroGuestTests {
     init() { TestEnvironment.log("host: \(TestEnvironment.host)") }
 

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Snapshot and restore through the control socket and `vireo run --restore`, with micro-guests.
-@Suite(.enabled(if: TestEnvironment.hasKVM && (TestEnvironment.micro("counter") != nil || TestEnvironment.requireGuests)))
+@Suite(.enabled { try TestEnvironment.available("SnapshotTests", .kvm, .micro("counter")) })
 struct SnapshotTests {
     private let scratch: URL = {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("vireo-snapshots-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")

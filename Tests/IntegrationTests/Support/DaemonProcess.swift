@@ -156,13 +156,13 @@ extension JSONValue {
 
 /// Daemon tests need KVM and the micro-guests (required in CI).
 enum DaemonTestGate {
-    static var enabled: Bool {
-        TestEnvironment.hasKVM && (TestEnvironment.micro("counter") != nil || TestEnvironment.requireGuests)
+    static func enabled() throws -> Bool {
+        try TestEnvironment.available("DaemonTests", .kvm, .micro("counter"))
     }
 }
 
 /// Every daemon test, one at a time: each runs real VMs, and the host has two cores.
-@Suite(.enabled(if: DaemonTestGate.enabled), .serialized)
+@Suite(.enabled { try DaemonTestGate.enabled() }, .serialized)
 struct DaemonTests {}
 
 /// A value shared between threads of a test, behind a lock.

@@ -1,5 +1,6 @@
 import Foundation
 import KVM
+import VireoTestSupport
 
 /// A `vireo` child process with its console captured, for end-to-end tests.
 final class GuestProcess: @unchecked Sendable {
@@ -116,7 +117,33 @@ enum TestEnvironment {
     static var hasKVM: Bool { host != .none && access("/dev/kvm", R_OK | W_OK) == 0 }
 
     /// Guests are required in CI (scripts/test sets VIREO_REQUIRE_GUESTS=1): a missing one fails there.
-    static var requireGuests: Bool { ProcessInfo.processInfo.environment["VIREO_REQUIRE_GUESTS"] == "1" }
+    static var requireGuests: Bool { Prerequisites.strict }
+
+    /// What an integration test needs from the host.
+    enum Need {
+        case kvm, root, kernel, initramfs, tun
+        case micro(String)
+        case executable(String)
+
+        /// Why it is missing, or nil when present.
+        var missing: String? {
+            switch self {
+            case .kvm: return TestEnvironment.hasKVM ? nil : "no usable /dev/kvm (host kind \(TestEnvironment.host))"
+            case .root: return getuid() == 0 ? nil : "not root"
+            case .kernel: return TestEnvironment.path("VIREO_KERNEL") != nil ? nil : "VIREO_KERNEL (run scripts/test)"
+            case .initramfs: return TestEnvironment.path("VIREO_INITRAMFS") != nil ? nil : "VIREO_INITRAMFS (run scripts/test)"
+            case .tun: return access("/dev/net/tun", R_OK | W_OK) == 0 ? nil : "no /dev/net/tun"
+            case .micro(let name): return TestEnvironment.micro(name) != nil ? nil : "micro-guest \(name) (VIREO_MICRO_DIR; run scripts/test)"
+            case .executable(let path): return FileManager.default.isExecutableFile(atPath: path) ? nil : "\(path) not installed"
+            }
+        }
+    }
+
+    /// For `.enabled { try TestEnvironment.available("…", .kvm, …) }`: true when every need is met;
+    /// otherwise the test fails on strict runs (CI, scripts/test) and is skipped, saying why, locally.
+    static func available(_ test: String, _ needs: Need...) throws -> Bool {
+        try Prerequisites.check(needs.compactMap(\.missing), test: test)
+    }
 
     static func path(_ variable: String) -> String? {
         guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty,
