@@ -594,6 +594,12 @@ int main(int argc, char **argv)
 		test_balloon();
 	if (param("test"))
 		say("VIREO-TESTS-DONE seconds=%.1f", now() - start);
+	if (param("hold")) {
+		/* The host inspects the running VM, then stops it (or signals init). */
+		say("VIREO-HOLD");
+		while (!stop_requested)
+			pause();
+	}
 	if (param("shell"))
 		run_shell();
 	say("VIREO-INIT-DONE");

@@ -1,13 +1,13 @@
 import Foundation
 import Testing
 
-/// Hardware virtualisation only (on PVM hosts a Linux guest's user space cannot make system calls):
-/// a booted guest whose init keeps appending to a file on its ext4 disk, reading it back and
-/// connecting to a TCP server on the host through passt is snapshotted while it works, killed, and
-/// restored; the restored guest goes on with the same file (lines written before and after) and
-/// reaches the host server again through a new passt.
-@Suite(.enabled(if: TestEnvironment.hasKVM && TestEnvironment.host == .hardware
-                && TestEnvironment.path("VIREO_KERNEL") != nil))
+/// A guest booted under the daemon whose init keeps appending to a file on its ext4 disk, reading
+/// it back and connecting to a TCP server on the host through passt is snapshotted through the API
+/// while it works and killed; two clones of the snapshot — one `vireo run --restore`, one restored
+/// by the daemon — run side by side on copy-on-write overlays over one base, each goes on with the
+/// same file (lines written before and after) and reaches the host server through its own passt. Runs on every host kind (on PVM hosts the
+/// loop's system calls go through the test kernel's patch, and each iteration is slower).
+@Suite(.enabled { try TestEnvironment.available("SnapshotWorkloadTests", .kvm, .kernel) })
 struct SnapshotWorkloadTests {
     /// `VIREO-LOOP i lines=N tcp=ok|fail` every 100 ms; line i of /work.log is `line i`.
     static let loopInitSource = #"""
@@ -103,10 +103,22 @@ struct SnapshotWorkloadTests {
         }
     }
 
-    @Test func restoredGuestKeepsWritingFilesAndReachingTheHost() throws {
+    /// A loop line at or past `index` whose TCP connection succeeded, within `timeout`.
+    static func waitForLoop(_ output: () -> String, atLeast index: Int, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if loops(output()).contains(where: { $0.index >= index && $0.tcp }) { return true }
+            usleep(200_000)
+        }
+        return false
+    }
+
+    @Test func restoredGuestsKeepWritingFilesAndReachingTheHost() throws {
         let kernel = try #require(TestEnvironment.path("VIREO_KERNEL"))
-        let scratch = try TestEnvironment.freshDirectory("vireo-workload")
-        defer { try? FileManager.default.removeItem(at: scratch) }
+        let hardware = TestEnvironment.host == .hardware
+        let daemon = try DaemonProcess()
+        defer { daemon.stop() }
+        let scratch = URL(fileURLWithPath: daemon.directory)
         func path(_ name: String) -> String { scratch.appendingPathComponent(name).path }
 
         let root = path("root")
@@ -122,41 +134,57 @@ struct SnapshotWorkloadTests {
         let collector = TCPCollector(listener)
         defer { collector.stop() }
         let gateway = try #require(DeviceBootTests.hostNetwork()?.gateway, "no default route: passt needs one")
-        let cmdline = "console=ttyS0 panic=-1 ip=dhcp root=/dev/vda rw init=/loop-init vireo_gw=\(gateway) vireo_port=\(listener.port)"
-        let api = path("api.sock")
-        let guest = try GuestProcess(arguments: [
-            "run", "--kernel", kernel, "--memory", "256M", "--cmdline", cmdline, "--disk", disk, "--net", "user",
-            "--api-socket", api, "--no-stdin",
+        let cmdline = "console=ttyS0 panic=-1 lpj=1000000 ip=dhcp root=/dev/vda rw init=/loop-init vireo_gw=\(gateway) vireo_port=\(listener.port)"
+
+        // The working guest runs under the daemon.
+        try daemon.create("work", kernel: kernel, [
+            ("memoryMiB", .int(256)), ("cmdline", .string(cmdline)),
+            ("disks", .array([.object([("path", .string(disk))])])),
+            ("nets", .array([.object([("mode", .string("user"))])])),
         ])
-        defer { guest.stop() }
-        #expect(guest.waitForOutput("VIREO-LOOP 10 ", timeout: 120), "output: \(guest.output.suffix(3000)) \(guest.errorOutput)")
+        #expect(try daemon.action("work", "start").state == "running")
+        #expect(daemon.waitForLog("work", "VIREO-LOOP 10 ", timeout: hardware ? 120 : 400), "console: \(daemon.logs("work").suffix(3000))")
         #expect(collector.wait(after: -1, timeout: 30) != nil, "the booted guest reaches the host server")
 
-        // Snapshot while the loop runs, then end that VM: the restore is the only one using the disk.
-        #expect(try request(api, "pause").contains("paused"))
+        // Snapshot it while the loop runs (paused for the snapshot and the disk copy), then end it:
+        // from here on the restored clones are the only ones using the disk, each through an overlay.
+        #expect(try daemon.action("work", "pause").state == "paused")
         let snapshot = path("snap")
-        let reply = try request(api, "snapshot \(snapshot)")
-        #expect(reply.contains("\"ok\":true"), "snapshot: \(reply)")
-        let before = SnapshotWorkloadTests.loops(guest.output)
-        let last = try #require(before.last, "no loop line before the snapshot")
-        _ = try? request(api, "kill")
-        _ = guest.waitForExit(timeout: 20)
+        let taken = try daemon.request("POST", "/vms/work/snapshot", json: .object([("path", .string(snapshot))]))
+        #expect(taken.status == 201, "snapshot: \(taken.text)")
+        let base = path("base.img")
+        try FileManager.default.copyItem(atPath: disk, toPath: base)
+        let last = try #require(SnapshotWorkloadTests.loops(daemon.logs("work")).last, "no loop line before the snapshot")
+        _ = try daemon.action("work", "kill")
 
-        let restored = try GuestProcess(arguments: ["run", "--restore", snapshot, "--api-socket", path("api2.sock"), "--no-stdin"])
-        defer { restored.stop() }
-        #expect(restored.waitForOutput("VIREO-LOOP \(last.index + 20) ", timeout: 60),
-                "restored output: \(restored.output.suffix(2000)) \(restored.errorOutput)")
-        let after = SnapshotWorkloadTests.loops(restored.output)
-        #expect(!restored.output.contains("Linux version"), "a restore continues, it does not boot")
-        // The file holds the lines of both runs: every loop reads back one line per iteration so far.
-        let recent = Array(after.suffix(5))
-        for loop in recent {
-            #expect(loop.lines >= loop.index + 1, "line count \(loop.lines) at iteration \(loop.index)")
+        // Two clones side by side: one `vireo run --restore`, one restored through the daemon.
+        let direct = try GuestProcess(arguments: ["run", "--restore", snapshot, "--disk", "\(path("direct.ovl")),backing=\(base)",
+                                                  "--api-socket", path("direct.sock"), "--no-stdin"])
+        defer { direct.stop() }
+        let created = try daemon.request("POST", "/vms", json: .object([
+            ("name", .string("clone")), ("restore", .string(snapshot)),
+            ("disks", .array([.object([("path", .string(path("clone.ovl"))), ("backing", .string(base))])])),
+        ]))
+        #expect(created.status == 201, "\(created.text)")
+        #expect(try daemon.action("clone", "start").state == "running")
+
+        let ahead = last.index + (hardware ? 20 : 4)
+        #expect(SnapshotWorkloadTests.waitForLoop({ direct.output }, atLeast: ahead, timeout: hardware ? 60 : 400),
+                "restored output: \(direct.output.suffix(2000)) \(direct.errorOutput)")
+        #expect(SnapshotWorkloadTests.waitForLoop({ daemon.logs("clone") }, atLeast: ahead, timeout: hardware ? 60 : 400),
+                "clone console: \(daemon.logs("clone").suffix(2000))")
+        #expect(!direct.output.contains("Linux version"), "a restore continues, it does not boot")
+        #expect(collector.wait(after: last.index, timeout: 30) != nil, "the host server hears the restored guests")
+        for (name, output) in [("vireo run --restore", direct.output), ("daemon clone", daemon.logs("clone"))] {
+            let after = SnapshotWorkloadTests.loops(output).filter { $0.index > last.index }
+            #expect(after.first.map { $0.index <= last.index + 2 } == true,
+                    "\(name) continues from the snapshot's iteration \(last.index): \(after.prefix(3))")
+            // The file holds the lines of both runs: every loop reads back one line per iteration so far.
+            for loop in after { #expect(loop.lines >= loop.index + 1, "\(name): line count \(loop.lines) at iteration \(loop.index)") }
+            TestEnvironment.log("workload restore (\(name)): snapshot at iteration \(last.index), reached \(after.last?.index ?? -1)")
         }
-        #expect(!recent.isEmpty && recent.allSatisfy { $0.tcp }, "TCP to the host after restore: \(recent)")
-        #expect(collector.wait(after: last.index, timeout: 30) != nil, "the host server hears the restored guest")
-        _ = try? request(path("api2.sock"), "stop")
-        _ = restored.waitForExit(timeout: 30)
-        TestEnvironment.log("workload restore: snapshot at iteration \(last.index), restored guest reached \(after.last?.index ?? -1)")
+        _ = try? request(path("direct.sock"), "stop")
+        _ = direct.waitForExit(timeout: 30)
+        _ = try? daemon.action("clone", "kill")
     }
 }
