@@ -2,7 +2,7 @@
  * vireo-init: PID 1 of Vireo's Linux test guest (a static binary, /init in the initramfs).
  *
  * It mounts the pseudo-filesystems, prints `VIREO-INIT-OK cpus=N`, runs the device checks the
- * kernel command line asks for (`vireo.test=blk,ext4,net,vsock,rng,balloon`), optionally hands the
+ * kernel command line asks for (`vireo.test=rng,blk,ext4,net,tap,vsock,balloon`), optionally hands the
  * serial console to a busybox shell (`vireo.shell`), prints `VIREO-INIT-DONE` and resets the
  * machine: without ACPI a reset is how a Vireo guest ends (the VMM exits 0).
  *
@@ -359,6 +359,64 @@ static void test_net(void)
 	close(s);
 }
 
+/* Gives `interface` an address and netmask and brings it up. */
+static int configure_interface(const char *interface, const char *ip, const char *netmask)
+{
+	int s = socket(AF_INET, SOCK_DGRAM, 0);
+	struct ifreq request = {0};
+	strncpy(request.ifr_name, interface, IFNAMSIZ - 1);
+	struct sockaddr_in *in = (struct sockaddr_in *)&request.ifr_addr;
+	in->sin_family = AF_INET;
+	int ok = s >= 0 && inet_pton(AF_INET, ip, &in->sin_addr) == 1 && ioctl(s, SIOCSIFADDR, &request) == 0;
+	if (ok && netmask && inet_pton(AF_INET, netmask, &in->sin_addr) == 1)
+		ok = ioctl(s, SIOCSIFNETMASK, &request) == 0;
+	ok = ok && ioctl(s, SIOCGIFFLAGS, &request) == 0;
+	request.ifr_flags |= IFF_UP | IFF_RUNNING;
+	ok = ok && ioctl(s, SIOCSIFFLAGS, &request) == 0;
+	if (s >= 0)
+		close(s);
+	return ok ? 0 : -1;
+}
+
+/* TAP: a static address on a second NIC (`vireo.tap=eth1,10.200.0.2,255.255.255.0,10.200.0.1:PORT`),
+ * then the same exchange with the host's echo server at the given peer. */
+static void test_tap(void)
+{
+	char spec[256], *fields[4] = {0};
+	snprintf(spec, sizeof spec, "%s", param("tap") ? param("tap") : "");
+	char *cursor = spec;
+	for (int i = 0; i < 4; i++)
+		fields[i] = strsep(&cursor, ",");
+	char *peer = fields[3], *colon = peer ? strchr(peer, ':') : NULL;
+	if (!fields[2] || !colon) {
+		say("VIREO-TAP FAIL vireo.tap=IFACE,IP,NETMASK,PEER:PORT expected, got \"%s\"", param("tap") ? param("tap") : "");
+		return;
+	}
+	*colon = 0;
+	if (configure_interface(fields[0], fields[1], fields[2]) != 0) {
+		say("VIREO-TAP FAIL configuring %s: %s", fields[0], strerror(errno));
+		return;
+	}
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+	inet_pton(AF_INET, peer, &address.sin_addr);
+	if (s < 0 || connect(s, (struct sockaddr *)&address, sizeof address) != 0) {
+		say("VIREO-TAP FAIL connect %s:%s: %s", peer, colon + 1, strerror(errno));
+		if (s >= 0)
+			close(s);
+		return;
+	}
+	double mbps = 0, rtt = 0;
+	uint64_t hash = 0;
+	char why[128];
+	if (exchange(s, 65536, param_number("seed", 1) + 3, 20, &mbps, &rtt, &hash, why, sizeof why) == 0)
+		say("VIREO-TAP ok iface=%s ip=%s bytes=65536 fnv=%016llx mbps=%.2f rtt_us=%.0f", fields[0], fields[1],
+		    (unsigned long long)hash, mbps, rtt);
+	else
+		say("VIREO-TAP FAIL tcp: %s", why);
+	close(s);
+}
+
 /* udhcpc's script: `init bound|renew` with ip, subnet, router, mtu in the environment. */
 static int lease_script(const char *event)
 {
@@ -366,23 +424,9 @@ static int lease_script(const char *event)
 		return 0;
 	const char *ip = getenv("ip"), *subnet = getenv("subnet"), *router = getenv("router"),
 		   *interface = getenv("interface");
-	if (!ip || !interface)
+	if (!ip || !interface || configure_interface(interface, ip, subnet) != 0)
 		return 1;
 	int s = socket(AF_INET, SOCK_DGRAM, 0);
-	struct ifreq request = {0};
-	strncpy(request.ifr_name, interface, IFNAMSIZ - 1);
-	struct sockaddr_in *in = (struct sockaddr_in *)&request.ifr_addr;
-	in->sin_family = AF_INET;
-	inet_pton(AF_INET, ip, &in->sin_addr);
-	if (ioctl(s, SIOCSIFADDR, &request) != 0)
-		return 1;
-	if (subnet) {
-		inet_pton(AF_INET, subnet, &in->sin_addr);
-		ioctl(s, SIOCSIFNETMASK, &request);
-	}
-	ioctl(s, SIOCGIFFLAGS, &request);
-	request.ifr_flags |= IFF_UP | IFF_RUNNING;
-	ioctl(s, SIOCSIFFLAGS, &request);
 	char first_router[64] = "";
 	if (router) {
 		sscanf(router, "%63s", first_router);
@@ -588,6 +632,8 @@ int main(int argc, char **argv)
 		test_ext4();
 	if (wants("net"))
 		test_net();
+	if (wants("tap"))
+		test_tap();
 	if (wants("vsock"))
 		test_vsock();
 	if (wants("balloon"))

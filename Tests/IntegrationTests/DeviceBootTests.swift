@@ -11,6 +11,9 @@ import Testing
 ///   the host reads the guest's file with debugfs;
 /// - virtio-net + passt: busybox udhcpc leases the host's address, then 64 KiB over TCP to an echo
 ///   server on the host and back, checksummed on both sides, and 20 one-byte round trips;
+/// - virtio-net + TAP (where root and /dev/net/tun allow, as in CI): a second NIC with a static
+///   address, the same exchange with an echo server at the TAP's host end, which lives in a network
+///   namespace of the test's own;
 /// - virtio-vsock: guest → host (64 KiB echoed by a listener behind `<socket>_6000`) and host →
 ///   guest (the host connects to the guest's listener on port 5000); a CONNECT to a port nobody
 ///   listens on is refused;
@@ -61,8 +64,17 @@ struct DeviceBootTests {
         let tcp = try EchoServer()
         let vsockEcho = try EchoServer(unixPath: "\(vsock)_6000")
         let network = DeviceBootTests.hostNetwork()
-        let cmdline = "console=hvc0 console=ttyS0 panic=-1 lpj=1000000 vireo.test=rng,blk,ext4,net,vsock,balloon "
+        // A second NIC on a TAP where one can be made (root and /dev/net/tun, as in CI).
+        let tap = TapNamespace.possible ? try TapNamespace() : nil
+        if tap == nil {
+            #expect(!TestEnvironment.requireGuests, "a strict run needs root and /dev/net/tun for the TAP check")
+            TestEnvironment.log("no TAP check: needs root and /dev/net/tun")
+        }
+        var cmdline = "console=hvc0 console=ttyS0 panic=-1 lpj=1000000 vireo.test=rng,blk,ext4,net\(tap == nil ? "" : ",tap"),vsock,balloon "
             + "vireo.blk=vda vireo.ext4=vdb vireo.seed=\(DeviceBootTests.seed) vireo.port=\(tcp.port) vireo.balloon=16 vireo.hold"
+        if let tap {
+            cmdline += " vireo.tap=eth1,\(TapNamespace.guestAddress),\(TapNamespace.netmask),\(TapNamespace.hostAddress):\(TapNamespace.echoPort)"
+        }
         TestEnvironment.log("device boot on \(TestEnvironment.host)")
         let started = Date()
         let guest = try GuestProcess(arguments: [
@@ -70,13 +82,15 @@ struct DeviceBootTests {
             "--net", "user", "--rng", "--balloon", "--disk", raw, "--disk", ext4,
             "--vsock", "cid=\(DeviceBootTests.cid),socket=\(vsock)",
             "--virtio-console", "file=\(hvc)", "--api-socket", api, "--no-stdin",
-        ])
+        ] + (tap.map { ["--net", "tap=\($0.tap)"] } ?? []))
         defer { guest.stop() }
         let vmm = guest.process.processIdentifier
 
         try #require(guest.waitForOutput("VIREO-INIT-OK", timeout: 500),
                      "init did not start. Output: \(guest.output.suffix(4000)) stderr: \(guest.errorOutput)")
         TestEnvironment.log("init after \(Int(Date().timeIntervalSince(started))) s")
+        // The VMM holds the TAP by now: its host end moves into the test's namespace.
+        try tap?.moveAndServe()
 
         // While the guest works: a CONNECT to a guest port nobody listens on is refused (RST).
         let refused = try VsockClient.connect(vsock, port: 1234, timeout: 60)
@@ -111,7 +125,7 @@ struct DeviceBootTests {
         #expect(rssBefore - rssAfter >= 8 * 1024, "RSS dropped by at least 8 MiB: \(rssBefore) → \(rssAfter) KiB")
         let status = try statusDevices(api)
         let nets = status["net"] as? [[String: Any]] ?? []
-        #expect(nets.count == 1 && (nets.first?["rx_packets"] as? Int ?? 0) >= 40 && (nets.first?["tx_packets"] as? Int ?? 0) >= 40,
+        #expect((nets.first?["rx_packets"] as? Int ?? 0) >= 40 && (nets.first?["tx_packets"] as? Int ?? 0) >= 40,
                 "DHCP and TCP went both ways: \(nets)")
         let passt = DeviceBootTests.children(of: vmm).filter { $0.name.hasPrefix("passt") }
         #expect(passt.count == 1, "one passt child while the VM runs: \(passt)")
@@ -152,6 +166,15 @@ struct DeviceBootTests {
         #expect(GuestChecks.result(output, "VIREO-NET tcp ok")?["fnv"] == GuestChecks.hex(GuestChecks.fnv(tcpPattern)))
         #expect(tcp.received.contains { $0.bytes == 65556 && $0.fnv == GuestChecks.fnv(tcpPattern + (0..<20).map { UInt8($0) }) },
                 "the host received the guest's bytes: \(tcp.received)")
+
+        // TAP: a static address on the second NIC, the same exchange with the namespace's echo server.
+        if let tap {
+            let tapPattern = GuestChecks.pattern(count: 65536, seed: DeviceBootTests.seed + 3)
+            #expect(GuestChecks.result(output, "VIREO-TAP ok")?["fnv"] == GuestChecks.hex(GuestChecks.fnv(tapPattern)), "\(output.suffix(2000))")
+            #expect(tap.echo?.received.contains { $0.bytes == 65556 && $0.fnv == GuestChecks.fnv(tapPattern + (0..<20).map { UInt8($0) }) } == true,
+                    "the host end of the TAP received the guest's bytes: \(String(describing: tap.echo?.received))")
+            #expect(nets.count == 2, "two NICs: \(nets)")
+        }
 
         // vsock: guest → host echoed and checksummed on both sides; host → guest counted by the guest.
         let vsockPattern = GuestChecks.pattern(count: 65536, seed: DeviceBootTests.seed + 2)

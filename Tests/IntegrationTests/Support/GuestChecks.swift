@@ -69,9 +69,9 @@ final class EchoServer: @unchecked Sendable {
     private var hashes: [(bytes: Int, fnv: UInt64)] = []
 
     /// TCP on an ephemeral port: passt maps the guest's gateway address to the host's loopback.
-    convenience init() throws { try self.init(unixPath: nil) }
+    convenience init(port: UInt16 = 0) throws { try self.init(unixPath: nil, port: port) }
 
-    init(unixPath: String?) throws {
+    init(unixPath: String?, port requested: UInt16 = 0) throws {
         path = unixPath
         let fd: Int32
         if let unixPath {
@@ -90,6 +90,7 @@ final class EchoServer: @unchecked Sendable {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = requested.bigEndian
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             let bound = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0 }
