@@ -94,6 +94,8 @@ public enum SeccompProfiles {
             SyscallRule("renameat2"), SyscallRule("unlink"), SyscallRule("unlinkat"), SyscallRule("mkdir"),
             SyscallRule("mkdirat"), SyscallRule("chmod"), SyscallRule("fchmod"), SyscallRule("mincore"),
             SyscallRule("poll"), SyscallRule("ppoll"), SyscallRule("getrusage"), SyscallRule("getrandom"),
+            // A snapshot target that exists must be an empty directory of the VMM's own user.
+            SyscallRule("getdents64"), SyscallRule("geteuid"),
             // The control socket is a Unix socket; nothing else may be created.
             SyscallRule("socket", when: [[.equals(argument: 0, value: UInt32(AF_UNIX))]]),
             SyscallRule("bind"), SyscallRule("listen"), SyscallRule("accept"), SyscallRule("accept4"),
