@@ -73,8 +73,8 @@ struct VMMLauncher: Sendable {
 
     /// Spawns the shim; returns its pid. Stale pid/exit files are removed first.
     func spawn(_ definition: VMDefinition, paths: VMPaths) throws(APIError) -> Int32 {
-        unlink(paths.pidFile)
-        unlink(paths.exitFile)
+        // The directory is the daemon's alone (VMDirectory); stale records go all the same.
+        for file in [paths.pidFile, paths.exitFile, paths.pidFile + ".tmp", paths.exitFile + ".tmp"] { unlink(file) }
         let argv = ["vireo-shim", "-c", VMMLauncher.shimScript, "vireo-shim", paths.directory, executable]
             + vmmArguments(for: definition)
 
@@ -98,7 +98,7 @@ struct VMMLauncher: Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, paths.vmmLog, O_WRONLY | O_CREAT | O_TRUNC, 0o640)
+        posix_spawn_file_actions_addopen(&actions, 1, paths.vmmLog, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o640)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         VMMLauncher.closeFrom3(&actions)
 

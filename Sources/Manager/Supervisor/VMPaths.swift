@@ -1,4 +1,6 @@
-/// Where a VM's runtime files live: `<state-dir>/vms/<name>/`.
+/// Where a VM's runtime files live: `<state-dir>/vms/<name>/`, written only by the daemon (root):
+/// the files it trusts (pid and exit records, the VMM's log). The VMM's own files (console logs,
+/// control socket) live in `vmm/` below it, the only place the VM's user may write.
 public struct VMPaths: Sendable, Equatable {
     public let directory: String
 
@@ -7,9 +9,11 @@ public struct VMPaths: Sendable, Equatable {
     }
 
     /// The serial console, appended to by the VMM and rotated to `console.log.1` past its limit.
-    public var consoleLog: String { directory + "/" + VMPaths.consoleLogName }
+    public var consoleLog: String { vmmDirectory + "/" + VMPaths.consoleLogFile }
     /// The previous console log after a rotation.
-    public var rotatedConsoleLog: String { consoleLog + ".1" }
+    public var rotatedConsoleLog: String { vmmDirectory + "/" + VMPaths.rotatedConsoleLogFile }
+    /// What the VMM (and the VM's user, where it drops to one) may write.
+    public var vmmDirectory: String { directory + "/" + VMPaths.vmmDirectoryName }
     /// The VMM's control socket.
     public var apiSocket: String { directory + "/" + VMPaths.apiSocketName }
     /// The VMM pid, written by the shim right after it starts the VMM.
@@ -21,6 +25,9 @@ public struct VMPaths: Sendable, Equatable {
 
     // The VMM runs with its VM directory as working directory and gets these relative names, so
     // that no socket path exceeds sun_path's 107 bytes however deep the state directory is.
-    static let consoleLogName = "console.log"
-    static let apiSocketName = "api.sock"
+    static let vmmDirectoryName = "vmm"
+    static let consoleLogFile = "console.log"
+    static let rotatedConsoleLogFile = "console.log.1"
+    static let consoleLogName = "vmm/console.log"
+    static let apiSocketName = "vmm/api.sock"
 }

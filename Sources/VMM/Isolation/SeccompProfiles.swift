@@ -51,7 +51,7 @@ public enum SeccompProfiles {
     static let deviceIoctls = ["KVM_IRQ_LINE"]
 
     /// open(2) flags of the console log's rotation (ConsoleOutput), the only open a vCPU thread does.
-    static var consoleLogReopenFlags: UInt32 { UInt32(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC) }
+    static var consoleLogReopenFlags: UInt32 { UInt32(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC) }
 
     static let protExec = UInt32(PROT_EXEC)
     static let cloneThread: UInt32 = 0x0001_0000  // CLONE_THREAD
