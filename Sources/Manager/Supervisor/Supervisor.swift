@@ -224,6 +224,14 @@ public actor Supervisor {
 
     // MARK: Processes
 
+    /// VMLock.acquire, waiting up to 3 s: an old VMM's shim outlives it by a moment (it writes the
+    /// exit status), and a restart policy acts as soon as the VMM itself is gone.
+    private func acquireLock(_ paths: VMPaths, name: String) async throws -> Int32 {
+        let deadline = Date().addingTimeInterval(3)
+        while Date() < deadline && VMLock.isHeld(paths) { try? await Task.sleep(for: .milliseconds(20)) }
+        return try VMLock.acquire(paths, name: name)
+    }
+
     /// Spawns the VMM and waits until it answers `status`, or ends.
     private func launch(_ record: VMRecord) async throws -> VMRecord {
         var vm = record
@@ -231,6 +239,8 @@ public actor Supervisor {
         let paths = paths(for: name)
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
         try VMDirectory.prepare(paths, owner: try VMOwner(vm.isolation))
+        let lock = try await acquireLock(paths, name: name)
+        defer { close(lock) }  // the shim and the VMM hold it from here on
         vm.state = .starting
         vm.stateChangedAt = Date()
         vm.pid = nil
@@ -241,7 +251,7 @@ public actor Supervisor {
 
         let shim: Int32
         do {
-            shim = try launcher.spawn(vm.definition, paths: paths)
+            shim = try launcher.spawn(vm.definition, paths: paths, lockFD: lock)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error

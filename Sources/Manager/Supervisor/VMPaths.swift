@@ -20,6 +20,8 @@ public struct VMPaths: Sendable, Equatable {
     public var pidFile: String { directory + "/vmm.pid" }
     /// The VMM's exit status, written by the shim when the VMM ends.
     public var exitFile: String { directory + "/vmm.exit" }
+    /// Held (flock) by the running VMM and its shim: one VMM per VM (VMLock).
+    public var lockFile: String { directory + "/vmm.lock" }
     /// The VMM's stdout and stderr for its latest run.
     public var vmmLog: String { directory + "/vmm.log" }
 
