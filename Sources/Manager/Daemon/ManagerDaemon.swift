@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -46,9 +47,12 @@ public enum ManagerDaemon {
         let socketPath = configuration.socketPath
         var serverLogger = logger
         serverLogger.logLevel = max(configuration.logLevel, .notice)  // no line per request
+        let descriptors = DescriptorLimit.raise()
         let app = Application(
             router: api.buildRouter(),
-            configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "vireo/\(version)"),
+            configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "vireo/\(version)",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(
+                                     DescriptorLimit.maximumConnections(forLimit: descriptors), logger: serverLogger)),
             onServerRunning: { _ in
                 if let gid {
                     chown(socketPath, 0, gid)
