@@ -40,6 +40,7 @@ let package = Package(
         // Never imports KVM: it runs VMs as `vireo run` child processes.
         .target(name: "Manager", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),  // the connection cap
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -38,6 +38,11 @@ int clinux_fallocate(int fd, int mode, int64_t offset, int64_t length) {
     return fallocate(fd, mode, (off_t)offset, (off_t)length) < 0 ? -errno : 0;
 }
 
+int clinux_ofd_lock(int fd, int exclusive) {
+    struct flock lock = { .l_type = exclusive ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+    return fcntl(fd, F_OFD_SETLK, &lock) < 0 ? -errno : 0;
+}
+
 int clinux_epoll_create(void) {
     int fd = epoll_create1(EPOLL_CLOEXEC);
     return fd < 0 ? -errno : fd;

@@ -31,8 +31,13 @@ public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
         self.logPath = logPath
         self.logLimit = logLimit
         if let logPath {
-            let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw .file(path: logPath, what: "cannot open the console log", errno: errno) }
+            // Never through a link, never a FIFO: the log's directory may belong to the VM's user.
+            let fd: Int32
+            switch CheckedOpen.open(logPath, flags: O_WRONLY | O_CREAT | O_APPEND, mode: 0o644, noFollow: true) {
+            case let .success(opened): fd = opened
+            case let .failure(.system(error)): throw .file(path: logPath, what: "cannot open the console log", errno: error)
+            case let .failure(refusal): throw .invalidConfiguration("console log \(logPath) \(refusal)")
+            }
             var info = stat()
             fstat(fd, &info)
             state.withLock { $0.logFD = fd; $0.logBytes = UInt64(max(0, info.st_size)) }
@@ -81,7 +86,7 @@ public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
         guard let logPath else { return }
         close(state.logFD)
         rename(logPath, logPath + ".1")
-        state.logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o644)
+        state.logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o644)
         state.logBytes = 0
     }
 

@@ -115,7 +115,7 @@ public struct NetSpec: Sendable, Equatable {
             throw .invalidConfiguration("--net \(text): expected user or tap=NAME")
         }
         // Locally administered default, distinct per device: 52:54:00:12:34:5N (QEMU's convention).
-        var mac: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, UInt8(0x56 + index)]
+        var mac: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, UInt8(truncatingIfNeeded: 0x56 + index)]
         for option in parts.dropFirst() {
             guard option.hasPrefix("mac=") else {
                 throw .invalidConfiguration("--net \(text): unknown option '\(option)' (expected mac=XX:XX:XX:XX:XX:XX)")

@@ -1,3 +1,4 @@
+import Devices
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,15 +7,18 @@ import Glibc
 enum FileLoader {
     static let maximumSize = 1 << 30
 
-    static func read(_ path: String, what: String) throws(VMMError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .file(path: path, what: "cannot open \(what)", errno: errno) }
+    /// Reads `path`; a FIFO, device or directory is refused at once (never opened blocking).
+    /// `noFollow` also refuses a symbolic link (files inside a snapshot directory).
+    static func read(_ path: String, what: String, noFollow: Bool = false) throws(VMMError) -> [UInt8] {
+        let fd: Int32
+        switch CheckedOpen.open(path, flags: O_RDONLY, noFollow: noFollow) {
+        case let .success(opened): fd = opened
+        case let .failure(.system(error)): throw .file(path: path, what: "cannot open \(what)", errno: error)
+        case let .failure(refusal): throw .invalidConfiguration("\(what) \(path) \(refusal)")
+        }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw .file(path: path, what: "cannot stat \(what)", errno: errno) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw .invalidConfiguration("\(what) \(path) is not a regular file")
-        }
         let size = Int(info.st_size)
         guard size > 0 else { throw .boot("\(what) \(path) is empty") }
         guard size <= maximumSize else { throw .boot("\(what) \(path) is larger than 1 GiB") }

@@ -40,9 +40,12 @@ enum OptionalDevices {
             let backend: VirtioConsole.Backend
             switch spec.kind {
             case .file:
-                let fd = open(spec.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-                guard fd >= 0 else { throw .file(path: spec.path, what: "--virtio-console: cannot open", errno: errno) }
-                backend = .file(fd)
+                // Never a FIFO or device (it would block or write somewhere else), never through a link.
+                switch CheckedOpen.open(spec.path, flags: O_WRONLY | O_CREAT | O_APPEND, mode: 0o644, noFollow: true) {
+                case let .success(fd): backend = .file(fd)
+                case let .failure(.system(error)): throw .file(path: spec.path, what: "--virtio-console: cannot open", errno: error)
+                case let .failure(refusal): throw .invalidConfiguration("--virtio-console \(spec.path) \(refusal)")
+                }
             case .socket:
                 do {
                     backend = .socket(listener: try UnixSockets.listen(path: spec.path, backlog: 4))

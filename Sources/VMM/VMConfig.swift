@@ -55,6 +55,13 @@ public struct VMConfig: Sendable {
     /// Guest RAM bounds.
     public static let minimumMemory: UInt64 = 16 << 20
     public static let maximumMemory: UInt64 = 1 << 40
+    /// virtio-mmio slots (windows and GSIs) for disks, NICs, rng, vsock, balloon and console together.
+    public static let virtioSlots = 10
+
+    /// How many virtio slots this configuration needs.
+    public var virtioDeviceCount: Int {
+        disks.count + nets.count + (rng ? 1 : 0) + (vsock != nil ? 1 : 0) + (balloon != nil ? 1 : 0) + (virtioConsole != nil ? 1 : 0)
+    }
 }
 
 /// Parses human sizes: `512M`, `1G`, `1.5G` is refused, a bare number means MiB (like QEMU's -m).

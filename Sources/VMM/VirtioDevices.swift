@@ -17,7 +17,7 @@ final class VirtioDevices: @unchecked Sendable {
     }
 
     /// ISA IRQs free for virtio: 4 is COM1, 1 the i8042, 8 the RTC, 0/2 the timer and cascade, 3 COM2.
-    static let gsis: [UInt32] = [5, 6, 7, 9, 10, 11, 12, 13, 14, 15]
+    static let gsis: [UInt32] = [5, 6, 7, 9, 10, 11, 12, 13, 14, 15]  // VMConfig.virtioSlots of them
 
     private let memory: GuestMemory
     private(set) var slots: [Slot] = []

@@ -128,6 +128,10 @@ package struct RunCommand: ParsableCommand {
         config.memoryBytes = ByteSize.parse(memory)!
         config.bootProtocol = BootProtocol(rawValue: boot)!
         config.consoleLogPath = consoleLog
+        // Before any parsing: a long list must fail with a count, not run into a per-device limit.
+        guard disk.count + net.count <= VMConfig.virtioSlots else {
+            throw ValidationError("\(disk.count) --disk and \(net.count) --net: the VM has \(VMConfig.virtioSlots) virtio device slots")
+        }
         do {
             config.disks = try disk.map { (text) throws(VMMError) in try DiskSpec.parse(text) }
             config.nets = try net.enumerated().map { (index, text) throws(VMMError) in try NetSpec.parse(text, index: index) }
@@ -136,6 +140,9 @@ package struct RunCommand: ParsableCommand {
         }
         config.rng = rng
         try devices.apply(to: &config)
+        guard config.virtioDeviceCount <= VMConfig.virtioSlots else {
+            throw ValidationError("\(config.virtioDeviceCount) virtio devices asked for: the VM has \(VMConfig.virtioSlots) slots")
+        }
         config.consoleLogLimit = consoleLogMax.flatMap(ByteSize.parse)
         config.apiSocketPath = apiSocket
         config.snapshotSignal = snapshotOn.flatMap(RunCommand.snapshotSignal)

@@ -110,25 +110,29 @@ import Testing
     @Test func randomWritesMatchAPlainImage() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let (basePath, base) = try makeBase(blocks: 32)
-        let overlay = try OverlayBlockBackend(path: directory + "/r.ovl", basePath: basePath)
-        var model = base
-        var generator = SystemRandomNumberGenerator()
-        for round in 0..<300 {
-            let offset = Int.random(in: 0..<(model.count - 1), using: &generator)
-            let count = Int.random(in: 1...min(9000, model.count - offset), using: &generator)
-            switch round % 3 {
-            case 0, 1:
-                let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-                try write(overlay, offset, bytes)
-                model.replaceSubrange(offset..<(offset + count), with: bytes)
-            default:
-                try overlay.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: Bool.random(using: &generator))
-                model.replaceSubrange(offset..<(offset + count), with: [UInt8](repeating: 0, count: count))
+        // In a scope of its own: the overlay is write-locked until it is released.
+        let model = try { () throws -> [UInt8] in
+            let overlay = try OverlayBlockBackend(path: directory + "/r.ovl", basePath: basePath)
+            var model = base
+            var generator = SystemRandomNumberGenerator()
+            for round in 0..<300 {
+                let offset = Int.random(in: 0..<(model.count - 1), using: &generator)
+                let count = Int.random(in: 1...min(9000, model.count - offset), using: &generator)
+                switch round % 3 {
+                case 0, 1:
+                    let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                    try write(overlay, offset, bytes)
+                    model.replaceSubrange(offset..<(offset + count), with: bytes)
+                default:
+                    try overlay.writeZeroes(at: UInt64(offset), length: UInt64(count), mayUnmap: Bool.random(using: &generator))
+                    model.replaceSubrange(offset..<(offset + count), with: [UInt8](repeating: 0, count: count))
+                }
+                if round % 50 == 0 { try overlay.flush() }
             }
-            if round % 50 == 0 { try overlay.flush() }
-        }
-        #expect(try read(overlay, 0, model.count) == model)
-        try overlay.flush()
+            #expect(try read(overlay, 0, model.count) == model)
+            try overlay.flush()
+            return model
+        }()
         #expect(try read(try OverlayBlockBackend(path: directory + "/r.ovl", basePath: basePath), 0, model.count) == model)
         #expect(try Data(contentsOf: URL(fileURLWithPath: basePath)) == Data(base))
     }

@@ -64,7 +64,7 @@ import Testing
         #expect(SeccompData("socket", UInt64(AF_UNIX)).run(program) == trap)
         #expect(SeccompData("clone", 0x0001_0000).run(program) == trap)
         // Only the console log's re-open after rotation; reading a host file is not allowed.
-        let rotation = UInt64(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC)
+        let rotation = UInt64(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
         #expect(SeccompData("openat", UInt64(bitPattern: -100), 0, rotation).run(program) == allow)
         #expect(SeccompData("openat", UInt64(bitPattern: -100), 0, UInt64(O_RDONLY)).run(program) == trap)
         #expect(SeccompData("tgkill", UInt64(pid), 7, UInt64(SIGUSR1)).run(program) == allow)

@@ -16,7 +16,7 @@ import Testing
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vireo-log-\(getpid())").path
         try? FileManager.default.removeItem(atPath: directory)
         let paths = VMPaths(stateDirectory: directory, name: "vm")
-        try FileManager.default.createDirectory(atPath: paths.directory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: paths.vmmDirectory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let log = ConsoleLog(paths: paths)
 

@@ -18,7 +18,7 @@ public enum Prerequisites {
         let reasons = missing.joined(separator: ", ")
         if strict { throw Missing(description: "\(test): missing prerequisite(s) on a strict run: \(reasons)") }
         let line = "[prerequisites] skipping \(test): \(reasons)\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
+        _ = line.withCString { write(2, $0, strlen($0)) }  // fd 2, not `stderr`: Swift 6 rejects the global
         return false
     }
 

@@ -13,6 +13,9 @@ int clinux_eventfd(void);
 long clinux_getrandom(void *buffer, size_t length);
 /// fallocate(2); `mode` is a combination of the CLINUX_FALLOC_* flags.
 int clinux_fallocate(int fd, int mode, int64_t offset, int64_t length);
+/// An open-file-description lock on the whole file (F_OFD_SETLK, never waits): exclusive (write)
+/// or shared (read). -EAGAIN or -EACCES when another open file holds a conflicting lock.
+int clinux_ofd_lock(int fd, int exclusive);
 /// An epoll instance, close-on-exec.
 int clinux_epoll_create(void);
 /// Watches `fd` for input (edge-triggered if asked); `token` comes back from clinux_epoll_wait.

@@ -74,6 +74,9 @@ extension I8042 {
 }
 
 extension CMOSRTC {
+    /// The largest guest-time offset from the host clock a snapshot may carry: 20,000 years.
+    static let maximumOffset: Int64 = 20_000 * 366 * 86_400
+
     /// CMOS RAM, index register and the guest's offset from host time.
     public func saveState() -> [UInt8] {
         state.withLock { s in
@@ -96,6 +99,11 @@ extension CMOSRTC {
         guard ram.count == 128 else { throw .invalid(what: "the CMOS RAM") }
         s.ram = ram
         s.offset = try r.i64()
+        // A guest can only set years 0–9999, so a larger offset is corrupt; calendar arithmetic on
+        // it would overflow (trap) on the next time read.
+        guard (-CMOSRTC.maximumOffset...CMOSRTC.maximumOffset).contains(s.offset) else {
+            throw .invalid(what: "the CMOS RTC (time offset \(s.offset) s is out of range)")
+        }
         try r.finish()
         state.withLock { $0 = s }
     }

@@ -37,9 +37,18 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     private let counters = Mutex(Statistics())
     private var client: Int32 = -1
     private var clientReadable = false
+    /// The file backend's size bound: the guest decides how much it writes, so past this its
+    /// output is dropped (and counted) instead of filling the host's disk.
+    private let fileLimit: UInt64
+    private var fileSize: UInt64 = 0
 
-    public init(backend: Backend) throws(EventFDError) {
+    /// What the file backend keeps by default: 64 MiB.
+    public static let defaultFileLimit: UInt64 = 64 << 20
+
+    public init(backend: Backend, fileLimit: UInt64 = VirtioConsole.defaultFileLimit) throws(EventFDError) {
         self.backend = backend
+        self.fileLimit = fileLimit
+        if case let .file(fd) = backend { fileSize = UInt64(max(lseek(fd, 0, SEEK_END), 0)) }
         poller = try EventPoller()
         kick = try EventFD()
         if case let .socket(listener) = backend {
@@ -120,8 +129,10 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
             for segment in chain.readable {
                 let view = try activation.memory.view(segment)
                 var done = 0
-                while target >= 0 && done < view.count {
-                    let result = isFile ? write(target, view.baseAddress! + done, view.count - done)
+                // The file's room left; a socket has none to keep (the client reads it away).
+                let room = isFile ? Int(min(UInt64(view.count), fileLimit - min(fileSize, fileLimit))) : view.count
+                while target >= 0 && done < room {
+                    let result = isFile ? write(target, view.baseAddress! + done, room - done)
                         : send(target, view.baseAddress! + done, view.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                     if result > 0 { done += result; continue }
                     if result < 0 && errno == EINTR { continue }
@@ -129,6 +140,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
                     break
                 }
                 written += done
+                if isFile { fileSize += UInt64(done) }
                 dropped += view.count - done
             }
             counters.withLock {

@@ -276,7 +276,16 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         for notifier in queueNotifiers { notifier.consume() }
     }
 
-    /// Stops the device until the driver resets it: NEEDS_RESET, a config interrupt, one log line.
+    /// Violations logged one line each before the log is thinned out.
+    static let violationsLoggedInFull = 8
+
+    /// Whether the `count`th violation gets a log line: the first few, then powers of two.
+    static func logsViolation(_ count: Int) -> Bool {
+        count <= violationsLoggedInFull || count & (count - 1) == 0
+    }
+
+    /// Stops the device until the driver resets it: NEEDS_RESET, a config interrupt, and a log
+    /// line (rate-limited).
     private func failLocked(_ engine: inout Engine, _ error: VirtioError) {
         engine.activation = nil
         engine.violations += 1
@@ -284,7 +293,13 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
             r.status |= VirtioStatus.needsReset
             return r.status & VirtioStatus.driverOK != 0
         }
-        log("\(name): \(error); device needs reset")
+        // A looping guest can violate the protocol endlessly: log the first few, then only the
+        // 16th, 32nd, 64th… (with the count), so the VMM's log grows logarithmically, not linearly.
+        let count = engine.violations
+        if VirtioMMIOTransport.logsViolation(count) {
+            let suffix = count < VirtioMMIOTransport.violationsLoggedInFull ? "" : " (violation \(count); later ones are logged at powers of two)"
+            log("\(name): \(error); device needs reset\(suffix)")
+        }
         if running { raise(VirtioInterruptBit.configChange) }
     }
 

@@ -39,7 +39,7 @@ extension ManagerAPI {
             guard vm.state == .running || vm.state == .paused else {
                 throw APIError.invalidState("cannot attach to the console of VM '\(vm.name)': it is \(vm.state.rawValue) (the console needs running or paused)", state: vm.state)
             }
-            let relay = try await ConsoleRelay.attach(socketPath: supervisor.paths(for: vm.name).apiSocket)
+            let relay = try await ConsoleRelay.attach(socketPath: supervisor.paths(for: vm.name).apiSocket, expectedPID: vm.pid)
             let channel = context.channel
             return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody { writer in
                 let input = Task {

@@ -6,6 +6,9 @@ import Glibc
 /// `console.log`, and follows new output across rotations.
 struct ConsoleLog: Sendable {
     let paths: VMPaths
+    /// The most one read returns: the files may be links or huge files planted by the VM's user,
+    /// so reads are bounded even though the VMM rotates its log far below this.
+    static let readLimit = 16 << 20
 
     /// Where a follower has read up to: the file (by inode) and the offset in it.
     struct Position: Sendable, Equatable {
@@ -15,11 +18,15 @@ struct ConsoleLog: Sendable {
 
     /// Everything logged so far (at most the last `tailLines` lines), and where it ends.
     func readAll(tailLines: Int? = nil) -> (bytes: [UInt8], position: Position) {
-        var bytes = ConsoleLog.readFile(paths.rotatedConsoleLog, from: 0) ?? []
-        let current = ConsoleLog.identity(paths.consoleLog)
-        let tail = ConsoleLog.readFile(paths.consoleLog, from: 0) ?? []
+        let current = identity(VMPaths.consoleLogFile)
+        let currentSize = current?.size ?? 0
+        let tailStart = max(0, currentSize - Int64(ConsoleLog.readLimit))
+        let tail = readFile(VMPaths.consoleLogFile, from: tailStart) ?? []
+        let rotatedRoom = ConsoleLog.readLimit - tail.count
+        let rotatedSize = identity(VMPaths.rotatedConsoleLogFile)?.size ?? 0
+        var bytes = rotatedRoom > 0 ? readFile(VMPaths.rotatedConsoleLogFile, from: max(0, rotatedSize - Int64(rotatedRoom))) ?? [] : []
         bytes += tail
-        let position = Position(inode: current?.inode ?? 0, offset: Int64(tail.count))
+        let position = Position(inode: current?.inode ?? 0, offset: tailStart + Int64(tail.count))
         guard let tailLines else { return (bytes, position) }
         return (ConsoleLog.lastLines(bytes, tailLines), position)
     }
@@ -27,18 +34,18 @@ struct ConsoleLog: Sendable {
     /// Output written since `position`, which moves past it. After a rotation the rest of the old
     /// file is read from `console.log.1`, then the new file from its start.
     func readNew(since position: inout Position) -> [UInt8] {
-        guard let current = ConsoleLog.identity(paths.consoleLog) else { return [] }
+        guard let current = identity(VMPaths.consoleLogFile) else { return [] }
         var bytes: [UInt8] = []
         if current.inode != position.inode {
-            if let rotated = ConsoleLog.identity(paths.rotatedConsoleLog), rotated.inode == position.inode {
-                bytes += ConsoleLog.readFile(paths.rotatedConsoleLog, from: position.offset) ?? []
+            if let rotated = identity(VMPaths.rotatedConsoleLogFile), rotated.inode == position.inode {
+                bytes += readFile(VMPaths.rotatedConsoleLogFile, from: position.offset) ?? []
             }
             position = Position(inode: current.inode, offset: 0)
         } else if current.size < position.offset {
             position.offset = 0  // truncated in place
         }
         guard current.size > position.offset else { return bytes }
-        let fresh = ConsoleLog.readFile(paths.consoleLog, from: position.offset) ?? []
+        let fresh = readFile(VMPaths.consoleLogFile, from: position.offset) ?? []
         position.offset += Int64(fresh.count)
         return bytes + fresh
     }
@@ -59,26 +66,12 @@ struct ConsoleLog: Sendable {
         return bytes
     }
 
-    private static func identity(_ path: String) -> (inode: UInt64, size: Int64)? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return (UInt64(info.st_ino), Int64(info.st_size))
+    /// Through DirectoryFiles: no links, no FIFOs, only regular files with one link.
+    private func identity(_ name: String) -> (inode: UInt64, size: Int64)? {
+        DirectoryFiles.identity(paths.vmmDirectory, name)
     }
 
-    private static func readFile(_ path: String, from offset: Int64) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        var at = offset
-        while true {
-            let count = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(at)) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
-            result += chunk[0..<count]
-            at += Int64(count)
-        }
-        return result
+    private func readFile(_ name: String, from offset: Int64) -> [UInt8]? {
+        DirectoryFiles.read(paths.vmmDirectory, name, from: offset, limit: ConsoleLog.readLimit)
     }
 }

@@ -37,9 +37,10 @@ final class ConsoleRelay: Sendable {
     }
 
     /// Connects to the VMM at `socketPath` and switches the connection to console mode.
-    static func attach(socketPath: String) async throws -> ConsoleRelay {
+    /// `expectedPID` as for VMMControl: the peer must be this VM's VMM.
+    static func attach(socketPath: String, expectedPID: Int32?) async throws -> ConsoleRelay {
         let (fd, pending) = try await runOnThread { () throws -> (Int32, [UInt8]) in
-            let fd = try UnixSocket.connect(socketPath, timeout: 5)
+            let fd = try VMMControl.connect(socketPath, expecting: expectedPID, timeout: 5)
             do {
                 try UnixSocket.sendAll(fd, Array("console\n".utf8))
                 var rest: [UInt8] = []

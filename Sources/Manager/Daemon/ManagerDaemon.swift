@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -46,9 +47,12 @@ public enum ManagerDaemon {
         let socketPath = configuration.socketPath
         var serverLogger = logger
         serverLogger.logLevel = max(configuration.logLevel, .notice)  // no line per request
+        let descriptors = DescriptorLimit.raise()
         let app = Application(
             router: api.buildRouter(),
-            configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "vireo/\(version)"),
+            configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "vireo/\(version)",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(
+                                     DescriptorLimit.maximumConnections(forLimit: descriptors), logger: serverLogger)),
             onServerRunning: { _ in
                 if let gid {
                     chown(socketPath, 0, gid)
@@ -122,7 +126,13 @@ public enum ManagerDaemon {
                 throw DaemonError("cannot create the socket directory \(directory): \(error.localizedDescription)")
             }
         }
-        guard access(path, F_OK) == 0 else { return }
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        // Only a stale socket is ever removed: `--socket` naming a regular file (a typo, or a
+        // path someone else chose) must not cost that file.
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw DaemonError("\(path) exists and is not a socket; refusing to replace it (remove it or choose another --socket)")
+        }
         if let fd = try? UnixSocket.connect(path, timeout: 1) {
             close(fd)
             throw DaemonError("a daemon already listens on \(path)")

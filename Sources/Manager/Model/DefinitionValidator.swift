@@ -64,6 +64,7 @@ public struct DefinitionValidator: Sendable {
             var definition = VMDefinition(name: name, kernel: info.kernel, cmdline: info.cmdline, cpus: info.cpus,
                                           memoryMiB: info.memoryMiB, restore: directory)
             try apply(members, to: &definition)
+        try checkDeviceSlots(definition)
             try checkDiskCount(definition.disks, against: info)
             return definition
         }
@@ -72,6 +73,7 @@ public struct DefinitionValidator: Sendable {
         }
         var definition = VMDefinition(name: name, kernel: try path(kernelValue, "kernel"))
         try apply(members, to: &definition)
+        try checkDeviceSlots(definition)
         return definition
     }
 
@@ -91,10 +93,19 @@ public struct DefinitionValidator: Sendable {
         if existing.restore != nil { try refuseFixedBySnapshot(members) }
         if let kernelValue = members["kernel"] { definition.kernel = try path(kernelValue, "kernel") }
         try apply(members, to: &definition)
+        try checkDeviceSlots(definition)
         if let directory = existing.restore, members["disks"] != nil {
             try checkDiskCount(definition.disks, against: try snapshot(directory))
         }
         return definition
+    }
+
+    private func checkDeviceSlots(_ definition: VMDefinition) throws(APIError) {
+        let used = definition.disks.count + definition.nets.count + (definition.rng ? 1 : 0)
+        guard used <= VMLimits.virtioSlots else {
+            throw .invalidField(definition.nets.isEmpty ? "disks" : "nets",
+                                "field '\(definition.nets.isEmpty ? "disks" : "nets")': \(definition.disks.count) disk(s), \(definition.nets.count) NIC(s)\(definition.rng ? " and the rng" : "") need \(used) virtio slots; the VMM has \(VMLimits.virtioSlots)")
+        }
     }
 
     private func checkDiskCount(_ disks: [DiskDefinition], against info: SnapshotInfo) throws(APIError) {

@@ -59,9 +59,11 @@ public enum VMLimits {
     public static let cpus = 1...254
     /// 16 MiB (the smallest guest) to 1 TiB (the VMM's limit).
     public static let memoryMiB = 16...(1 << 20)
-    /// virtio-mmio slots the VMM has for disks and NICs together with the other devices.
-    public static let disks = 0...16
-    public static let nets = 0...8
+    /// virtio-mmio slots the VMM has (VMConfig.virtioSlots; DeviceSlotLimitTests keeps them equal),
+    /// shared by disks, NICs and the rng: the API never accepts what the VMM cannot build.
+    public static let virtioSlots = 10
+    public static let disks = 0...virtioSlots
+    public static let nets = 0...virtioSlots
     /// cgroup v2 cpu.weight.
     public static let cpuWeight = 1...10_000
     /// The kernel's CFS bandwidth bounds, in µs.

@@ -16,9 +16,30 @@ enum ProcessProbe {
     }
 
     /// True if `pid` runs and, when `startTime` is known, is the same process that was recorded.
+    /// When /proc cannot tell (no descriptor left: EMFILE, ENFILE, ENOMEM) the answer is true:
+    /// a VM wrongly thought dead gets a second VMM (issue 12, finding 2); one wrongly thought
+    /// alive is only noticed a moment later.
     static func isAlive(_ pid: Int32, startTime recorded: Int64?) -> Bool {
-        guard let current = startTime(of: pid) else { return false }
+        guard let current = startTime(of: pid) else { return livenessUnknown(pid) }
         return recorded == nil || recorded == current
+    }
+
+    /// True when /proc/PID cannot be looked at for lack of resources, not because it is gone.
+    static func livenessUnknown(_ pid: Int32) -> Bool {
+        guard pid > 0 else { return false }
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            close(fd)
+            return false  // readable now: it was a zombie or gone in between
+        }
+        return errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == EAGAIN
+    }
+
+    /// Field 4 of /proc/PID/stat.
+    static func parentPID(of pid: Int32) -> Int32? {
+        guard pid > 0, let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
     }
 
     /// The process's working directory (the VMM runs in its VM's directory).

@@ -74,7 +74,7 @@ public actor Supervisor {
     /// The VMM's own `status` reply (state, exit counts) for a running or paused VM.
     public nonisolated func liveStatus(of vm: VMRecord) async -> JSONValue? {
         guard vm.state == .running || vm.state == .paused else { return nil }
-        return try? await VMMControl(socketPath: paths(for: vm.name).apiSocket).request("status", timeout: 1)
+        return try? await VMMControl(socketPath: paths(for: vm.name).apiSocket, expectedPID: vm.pid).request("status", timeout: 1)
     }
 
     // MARK: Definitions
@@ -138,7 +138,7 @@ public actor Supervisor {
         try commit(vm)
         emit(name, "stopping", .stopping, "stopping VM '\(name)'")
         do {
-            _ = try await VMMControl(socketPath: paths(for: name).apiSocket).request("stop", timeout: 2)
+            _ = try await VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: pid).request("stop", timeout: 2)
         } catch {
             logger.warning("control socket did not take 'stop'; sending SIGTERM", metadata: ["vm": "\(name)", "error": "\(error)"])
             signal(pid, startTime: vm.pidStartTime, SIGTERM)
@@ -182,7 +182,7 @@ public actor Supervisor {
         let vm = try record(name)
         try Lifecycle.check(.snapshot, name: name, state: vm.state)
         try SnapshotTarget.check(directory)
-        let control = VMMControl(socketPath: paths(for: name).apiSocket)
+        let control = VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
         let pausedHere = vm.state == .running
         if pausedHere { _ = try await control.request("pause") }
         let reply: JSONValue
@@ -210,7 +210,7 @@ public actor Supervisor {
     private func control(_ name: String, action: VMAction, command: String, to target: VMState, event: String) async throws -> VMRecord {
         let vm = try record(name)
         try Lifecycle.check(action, name: name, state: vm.state)
-        let reply = try await VMMControl(socketPath: paths(for: name).apiSocket).request(command)
+        let reply = try await VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid).request(command)
         guard var current = vms[name], current.pid == vm.pid, current.state == vm.state else { return try record(name) }
         guard reply["state"]?.stringValue == target.rawValue else {
             throw APIError.vmmUnavailable("the VMM answered '\(command)' with state \(reply["state"]?.serialized() ?? "none")")
@@ -224,18 +224,23 @@ public actor Supervisor {
 
     // MARK: Processes
 
+    /// VMLock.acquire, waiting up to 3 s: an old VMM's shim outlives it by a moment (it writes the
+    /// exit status), and a restart policy acts as soon as the VMM itself is gone.
+    private func acquireLock(_ paths: VMPaths, name: String) async throws -> Int32 {
+        let deadline = Date().addingTimeInterval(3)
+        while Date() < deadline && VMLock.isHeld(paths) { try? await Task.sleep(for: .milliseconds(20)) }
+        return try VMLock.acquire(paths, name: name)
+    }
+
     /// Spawns the VMM and waits until it answers `status`, or ends.
     private func launch(_ record: VMRecord) async throws -> VMRecord {
         var vm = record
         let name = vm.name
         let paths = paths(for: name)
-        do {
-            try FileManager.default.createDirectory(atPath: paths.directory, withIntermediateDirectories: true)
-        } catch {
-            throw APIError.internal("cannot create \(paths.directory): \(error)")
-        }
-        // A VMM that drops to another user must still write its console log and socket there.
-        try VMOwner(vm.isolation)?.own(paths)
+        // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
+        try VMDirectory.prepare(paths, owner: try VMOwner(vm.isolation))
+        let lock = try await acquireLock(paths, name: name)
+        defer { close(lock) }  // the shim and the VMM hold it from here on
         vm.state = .starting
         vm.stateChangedAt = Date()
         vm.pid = nil
@@ -246,7 +251,7 @@ public actor Supervisor {
 
         let shim: Int32
         do {
-            shim = try launcher.spawn(vm.definition, paths: paths)
+            shim = try launcher.spawn(vm.definition, paths: paths, lockFD: lock)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
@@ -278,7 +283,7 @@ public actor Supervisor {
         try commit(current)
 
         // Running once the control socket answers.
-        let control = VMMControl(socketPath: paths.apiSocket)
+        let control = VMMControl(socketPath: paths.apiSocket, expectedPID: pid)
         let readyDeadline = Date().addingTimeInterval(configuration.startTimeout)
         while true {
             guard let now = vms[name], now.pid == pid, now.state == .starting else { return try startResult(name) }
@@ -449,7 +454,7 @@ public actor Supervisor {
 
     private func adopt(_ record: VMRecord, pid: Int32) async {
         var vm = record
-        let status = try? await VMMControl(socketPath: paths(for: vm.name).apiSocket).request("status", timeout: 2)
+        let status = try? await VMMControl(socketPath: paths(for: vm.name).apiSocket, expectedPID: pid).request("status", timeout: 2)
         vm.pid = pid
         vm.pidStartTime = ProcessProbe.startTime(of: pid)
         vm.state = status?["state"]?.stringValue == "paused" ? .paused : .running

@@ -6,13 +6,33 @@ import Foundation
 /// a wedged VMM could otherwise hold a pool thread for the whole timeout.
 struct VMMControl: Sendable {
     let socketPath: String
+    /// The VMM's pid as the shim published it (in the daemon's own directory): the socket's peer
+    /// must be that process or its child (the VMM under a `vireo run` supervisor). The socket lives
+    /// where the VM's user writes, and a link there to another VM's socket must not steer requests.
+    var expectedPID: Int32? = nil
+
+    init(socketPath: String, expectedPID: Int32? = nil) {
+        self.socketPath = socketPath
+        self.expectedPID = expectedPID
+    }
+
+    /// Connects and checks the peer.
+    static func connect(_ path: String, expecting pid: Int32?, timeout: Double) throws -> Int32 {
+        let fd = try UnixSocket.connect(path, timeout: timeout)
+        guard let pid else { return fd }
+        guard let peer = UnixSocket.peerPID(fd), peer == pid || ProcessProbe.parentPID(of: peer) == pid else {
+            close(fd)
+            throw APIError.vmmUnavailable("the control socket \(path) is not served by this VM's VMM (pid \(pid))")
+        }
+        return fd
+    }
 
     /// Sends `command` (`status`, `pause`, `resume`, `stop`, `kill`) and returns the parsed reply.
     /// Throws the VMM's own error text for `{"ok":false,"error":…}`.
     func request(_ command: String, timeout: Double = 5) async throws -> JSONValue {
-        let path = socketPath
+        let path = socketPath, pid = expectedPID
         return try await runOnThread {
-            let fd = try UnixSocket.connect(path, timeout: timeout)
+            let fd = try VMMControl.connect(path, expecting: pid, timeout: timeout)
             defer { close(fd) }
             try UnixSocket.sendAll(fd, Array((command + "\n").utf8))
             var rest: [UInt8] = []
@@ -27,7 +47,7 @@ struct VMMControl: Sendable {
 
     /// True if the VMM answers `status` now.
     func isAnswering() -> Bool {
-        guard let fd = try? UnixSocket.connect(socketPath, timeout: 1) else { return false }
+        guard let fd = try? VMMControl.connect(socketPath, expecting: expectedPID, timeout: 1) else { return false }
         close(fd)
         return true
     }

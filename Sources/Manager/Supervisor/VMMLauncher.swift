@@ -72,9 +72,10 @@ struct VMMLauncher: Sendable {
     }
 
     /// Spawns the shim; returns its pid. Stale pid/exit files are removed first.
-    func spawn(_ definition: VMDefinition, paths: VMPaths) throws(APIError) -> Int32 {
-        unlink(paths.pidFile)
-        unlink(paths.exitFile)
+    /// `lockFD` (VMLock) becomes the shim's and the VMM's descriptor 3.
+    func spawn(_ definition: VMDefinition, paths: VMPaths, lockFD: Int32) throws(APIError) -> Int32 {
+        // The directory is the daemon's alone (VMDirectory); stale records go all the same.
+        for file in [paths.pidFile, paths.exitFile, paths.pidFile + ".tmp", paths.exitFile + ".tmp"] { unlink(file) }
         let argv = ["vireo-shim", "-c", VMMLauncher.shimScript, "vireo-shim", paths.directory, executable]
             + vmmArguments(for: definition)
 
@@ -98,9 +99,10 @@ struct VMMLauncher: Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, paths.vmmLog, O_WRONLY | O_CREAT | O_TRUNC, 0o640)
+        posix_spawn_file_actions_addopen(&actions, 1, paths.vmmLog, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o640)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        VMMLauncher.closeFrom3(&actions)
+        posix_spawn_file_actions_adddup2(&actions, lockFD, VMLock.inheritedFD)  // dup2 clears close-on-exec
+        VMMLauncher.closeFrom(VMLock.inheritedFD + 1, &actions)
 
         var pid: pid_t = 0
         let cArguments = argv.map { strdup($0) } + [nil]
@@ -114,12 +116,12 @@ struct VMMLauncher: Sendable {
 
     /// Keeps the daemon's descriptors (sockets, the database) out of the VMM, even any opened
     /// without O_CLOEXEC, through glibc's posix_spawn_file_actions_addclosefrom_np when present.
-    private static func closeFrom3(_ actions: inout posix_spawn_file_actions_t) {
+    private static func closeFrom(_ first: Int32, _ actions: inout posix_spawn_file_actions_t) {
         typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
         // RTLD_DEFAULT is a null handle in glibc.
         guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return }
         let closeFrom = unsafeBitCast(symbol, to: CloseFrom.self)
-        _ = closeFrom(&actions, 3)
+        _ = closeFrom(&actions, first)
     }
 
     /// Reads the VMM pid the shim publishes; nil until it is there.

@@ -2,8 +2,8 @@
 import Glibc
 #endif
 
-/// The host account a VM's VMM drops to (`isolation.user`/`group`): it owns the VM's directory,
-/// because the VMM keeps writing its console log and control socket there after the drop.
+/// The host account a VM's VMM drops to (`isolation.user`/`group`): it owns the VM's `vmm/`
+/// directory, because the VMM keeps writing its console log and control socket there after the drop.
 struct VMOwner {
     let uid: uid_t
     let gid: gid_t
@@ -31,13 +31,5 @@ struct VMOwner {
             }
         }
         self.gid = gid
-    }
-
-    /// Gives the VM directory and the files the VMM reopens (console logs) to the owner.
-    func own(_ paths: VMPaths) throws(APIError) {
-        guard chown(paths.directory, uid, gid) == 0 else {
-            throw .internal("cannot hand \(paths.directory) to uid \(uid): \(String(cString: strerror(errno)))")
-        }
-        for file in [paths.consoleLog, paths.rotatedConsoleLog] { _ = chown(file, uid, gid) }
     }
 }

@@ -14,6 +14,14 @@ public struct SocketError: Error, Sendable, CustomStringConvertible {
 
 /// Blocking Unix stream sockets: connect (any path length), send all, receive with a timeout.
 public enum UnixSocket {
+    /// The pid of the process at the other end of a connected socket (SO_PEERCRED).
+    public static func peerPID(_ fd: Int32) -> Int32? {
+        var credentials = (pid: Int32(0), uid: UInt32(0), gid: UInt32(0))  // struct ucred
+        var length = socklen_t(MemoryLayout.size(ofValue: credentials))
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.pid > 0 else { return nil }
+        return credentials.pid
+    }
+
     /// Connects to `path`. Paths longer than sun_path (107 bytes) go through `/proc/self/fd/N/`
     /// of a descriptor of their directory, so deep state directories still work.
     public static func connect(_ path: String, timeout: Double = 5) throws(SocketError) -> Int32 {

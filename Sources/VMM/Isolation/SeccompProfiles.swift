@@ -51,7 +51,7 @@ public enum SeccompProfiles {
     static let deviceIoctls = ["KVM_IRQ_LINE"]
 
     /// open(2) flags of the console log's rotation (ConsoleOutput), the only open a vCPU thread does.
-    static var consoleLogReopenFlags: UInt32 { UInt32(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC) }
+    static var consoleLogReopenFlags: UInt32 { UInt32(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC) }
 
     static let protExec = UInt32(PROT_EXEC)
     static let cloneThread: UInt32 = 0x0001_0000  // CLONE_THREAD
@@ -94,6 +94,8 @@ public enum SeccompProfiles {
             SyscallRule("renameat2"), SyscallRule("unlink"), SyscallRule("unlinkat"), SyscallRule("mkdir"),
             SyscallRule("mkdirat"), SyscallRule("chmod"), SyscallRule("fchmod"), SyscallRule("mincore"),
             SyscallRule("poll"), SyscallRule("ppoll"), SyscallRule("getrusage"), SyscallRule("getrandom"),
+            // A snapshot target that exists must be an empty directory of the VMM's own user.
+            SyscallRule("getdents64"), SyscallRule("geteuid"),
             // The control socket is a Unix socket; nothing else may be created.
             SyscallRule("socket", when: [[.equals(argument: 0, value: UInt32(AF_UNIX))]]),
             SyscallRule("bind"), SyscallRule("listen"), SyscallRule("accept"), SyscallRule("accept4"),

@@ -4,7 +4,8 @@ import Glibc
 #endif
 
 /// TEST HOOKS for the isolation integration tests. Each is inert unless its VIREO_TEST_*
-/// environment variable is set; none is reachable from the guest or the control socket.
+/// environment variable is set; none is reachable from the guest or the control socket, and a
+/// release build compiles none of them in (issue 12: no raw-syscall hook in production).
 enum TestHooks {
     /// VIREO_TEST_FORBIDDEN_SYSCALL=name[:a0,a1,...]: vCPU 0 makes this syscall right after its
     /// seccomp filter is installed (e.g. `execve`, `openat`, `mprotect:0,4096,7`).
@@ -17,14 +18,20 @@ enum TestHooks {
     /// /proc/self/mountinfo (to test hosts without a usable cgroup hierarchy).
     static var cgroupMountinfo: String? { environment("VIREO_TEST_CGROUP_MOUNTINFO").flatMap { readSmallFile($0) } }
 
+    /// Only debug builds (what the tests run) read the hooks: a release binary has none.
     private static func environment(_ name: String) -> String? {
+        #if DEBUG
         guard let value = getenv(name) else { return nil }
         let text = String(cString: value)
         return text.isEmpty ? nil : text
+        #else
+        return nil
+        #endif
     }
 
     /// Performs VIREO_TEST_FORBIDDEN_SYSCALL; returns only if the filter let it through.
     static func performForbiddenSyscall() {
+        #if DEBUG
         guard let request = forbiddenSyscall else { return }
         let parts = request.split(separator: ":", maxSplits: 1)
         guard let number = Syscalls.number(String(parts[0])) else {
@@ -37,6 +44,7 @@ enum TestHooks {
         }
         let result = csys_raw_syscall(number, arguments[0], arguments[1], arguments[2], arguments[3], arguments[4], arguments[5])
         report("test hook: \(parts[0]) returned \(result) (not stopped by seccomp)")
+        #endif
     }
 
     /// Performs VIREO_TEST_OPEN_PATH.

@@ -5,18 +5,17 @@ import Glibc
 #endif
 
 extension Machine {
-    /// Writes a snapshot of the paused VM to `directory` (created if needed): `memory.bin`, a sparse
-    /// file holding only pages the guest touched, then `state.bin`; both are fsynced and renamed
-    /// into place so a crash never leaves a half-written snapshot under the final names.
+    /// Writes a snapshot of the paused VM to `directory`, which it creates (an existing one must be
+    /// an empty directory, not a link): `memory.bin`, a sparse file holding only pages the guest
+    /// touched, then `state.bin`; both are created with O_EXCL|O_NOFOLLOW relative to the
+    /// directory's descriptor, fsynced and renamed into place, so a crash never leaves a
+    /// half-written snapshot under the final names and a planted link is never followed.
     public func snapshot(to directory: String) throws(SnapshotError) {
         let paused = pauseState.withLock { $0.paused }
         guard paused else { throw .notPaused }
 
-        mkdir(directory, 0o700)
-        var isDirectory = stat()
-        guard stat(directory, &isDirectory) == 0, (isDirectory.st_mode & S_IFMT) == S_IFDIR else {
-            throw .io("cannot create snapshot directory \(directory)")
-        }
+        let dirFD = try SnapshotDirectory.create(directory)
+        defer { close(dirFD) }
         var regions: [SnapshotState.Region] = []
         var offset: UInt64 = 0
         for region in memory.regions {
@@ -38,16 +37,15 @@ extension Machine {
             vcpus: vcpuStates, vm: vmState, serial: devices.serial.saveState(), i8042: devices.i8042.saveState(),
             rtc: devices.rtc.saveState(), disks: config.disks, rng: config.rng, nets: config.nets,
             virtio: virtio.slots.map { $0.transport.saveState() })
-        try writeMemory(to: directory + "/" + SnapshotState.memoryFile, regions: regions)
-        try writeFile(directory + "/" + SnapshotState.stateFile, state.encoded())
-        let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+        try writeMemory(in: dirFD, directory, regions: regions)
+        try SnapshotDirectory.writeFile(in: dirFD, directory, SnapshotState.stateFile, state.encoded())
+        fsync(dirFD)
     }
 
-    private func writeMemory(to path: String, regions: [SnapshotState.Region]) throws(SnapshotError) {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .io("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+    private func writeMemory(in dirFD: Int32, _ directory: String, regions: [SnapshotState.Region]) throws(SnapshotError) {
+        let name = SnapshotState.memoryFile
+        let temporary = directory + "/" + name + ".tmp"
+        let fd = try SnapshotDirectory.createTemporary(in: dirFD, directory, name)
         defer { close(fd) }
         let total = regions.map { $0.fileOffset + $0.size }.max() ?? 0
         guard ftruncate(fd, off_t(total)) == 0 else { throw .io("cannot size \(temporary): \(String(cString: strerror(errno)))") }
@@ -68,26 +66,13 @@ extension Machine {
                 index += run
             }
         }
-        guard fsync(fd) == 0, rename(temporary, path) == 0 else {
-            throw .io("saving \(path): \(String(cString: strerror(errno)))")
-        }
+        try SnapshotDirectory.commit(fd, in: dirFD, directory, name)
     }
 
     private func isZeroPage(_ pointer: UnsafeMutableRawPointer) -> Bool {
         let words = pointer.assumingMemoryBound(to: UInt64.self)
         for index in 0..<512 where words[index] != 0 { return false }
         return true
-    }
-
-    private func writeFile(_ path: String, _ bytes: [UInt8]) throws(SnapshotError) {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .io("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fsync(fd) == 0, rename(temporary, path) == 0 else {
-            throw .io("saving \(path): \(String(cString: strerror(errno)))")
-        }
     }
 }
 

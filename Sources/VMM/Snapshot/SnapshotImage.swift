@@ -1,3 +1,4 @@
+import Devices
 import Memory
 #if canImport(Glibc)
 import Glibc
@@ -13,16 +14,17 @@ struct SnapshotImage {
         let statePath = directory + "/" + SnapshotState.stateFile
         let bytes: [UInt8]
         do {
-            bytes = try FileLoader.read(statePath, what: "snapshot state")
+            bytes = try FileLoader.read(statePath, what: "snapshot state", noFollow: true)
         } catch {
             throw .io(error.description)
         }
         let state = try SnapshotState.decode(bytes)
         let memoryPath = directory + "/" + SnapshotState.memoryFile
         var info = stat()
-        guard stat(memoryPath, &info) == 0 else {
+        guard lstat(memoryPath, &info) == 0 else {
             throw .memoryFile("\(memoryPath) is missing (\(String(cString: strerror(errno))))")
         }
+        if let refusal = CheckedOpen.refusal(info.st_mode, .regular) { throw .memoryFile("\(memoryPath) \(refusal)") }
         guard UInt64(info.st_size) >= state.memoryFileSize else {
             throw .memoryFile("\(memoryPath) has \(info.st_size) bytes but the snapshot declares \(state.memoryFileSize)")
         }
@@ -36,8 +38,12 @@ struct SnapshotImage {
     /// touch, clones share unmodified pages, and the snapshot file is never written.
     func mapMemory() throws(SnapshotError) -> GuestMemory {
         let path = directory + "/" + SnapshotState.memoryFile
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .memoryFile("cannot open \(path): \(String(cString: strerror(errno)))") }
+        let fd: Int32
+        switch CheckedOpen.open(path, flags: O_RDONLY, noFollow: true) {
+        case let .success(opened): fd = opened
+        case let .failure(.system(error)): throw .memoryFile("cannot open \(path): \(String(cString: strerror(error)))")
+        case let .failure(refusal): throw .memoryFile("\(path) \(refusal)")
+        }
         defer { close(fd) }  // the mappings stay valid after close
         var regions: [GuestMemoryRegion] = []
         for region in state.regions {

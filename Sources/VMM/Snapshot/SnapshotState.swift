@@ -109,6 +109,9 @@ struct SnapshotState: Equatable {
         }
     }
 
+    /// Guest-physical addresses a region may reach (x86-64's 52-bit physical address space).
+    static let maximumGuestAddress: UInt64 = 1 << 52
+
     private static func parse(_ body: [UInt8], version: UInt32) throws(StateError) -> SnapshotState {
         var r = StateReader(body, what: "the snapshot")
         let kernelPath = try r.string(maximum: 4096)
@@ -126,9 +129,13 @@ struct SnapshotState: Equatable {
             let region = Region(guestBase: try r.u64(), size: try r.u64(), fileOffset: try r.u64())
             guard region.size > 0, region.size % 4096 == 0, region.fileOffset % 4096 == 0,
                   region.guestBase % 4096 == 0, region.size <= VMConfig.maximumMemory,
-                  region.fileOffset <= VMConfig.maximumMemory else { throw .invalid(what: "a memory region") }
+                  region.fileOffset <= VMConfig.maximumMemory,
+                  region.guestBase <= SnapshotState.maximumGuestAddress - region.size,
+                  !regions.contains(where: { $0.guestBase < region.guestBase + region.size && region.guestBase < $0.guestBase + $0.size })
+            else { throw .invalid(what: "a memory region") }
             regions.append(region)
         }
+        guard memoryBytes <= VMConfig.maximumMemory else { throw .invalid(what: "the memory size") }
         let tableCount = Int(try r.u32())
         guard tableCount == cpus else { throw .invalid(what: "the CPUID tables") }
         var cpuid: [[CPUIDEntry]] = []

@@ -69,11 +69,6 @@ func withBootBytes<R, E: Error>(_ array: [UInt8], _ body: (UnsafeRawBufferPointe
 /// Formats a number as 0x-prefixed hex.
 func hex<T: BinaryInteger>(_ value: T) -> String { "0x" + String(value, radix: 16) }
 
-/// Formats bytes as space-separated hex pairs ("50 4b 03 04").
-func hexBytes(_ bytes: [UInt8]) -> String {
-    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
-}
-
 /// Rounds up to a power-of-two alignment; nil on overflow.
 func alignUp(_ value: UInt64, _ alignment: UInt64) -> UInt64? {
     let (sum, overflow) = value.addingReportingOverflow(alignment - 1)

@@ -20,10 +20,10 @@ public enum BzImageError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case let .truncated(why):
             return "kernel image is truncated: \(why)"
-        case let .badBootFlag(value):
-            return "not a bzImage: boot flag at 0x1fe is \(hex(value)), expected 0xaa55"
-        case let .badHeaderMagic(value):
-            return "not a bzImage: setup header magic at 0x202 is \(hex(value)), expected \"HdrS\" (0x53726448)"
+        case .badBootFlag:
+            return "not a bzImage: no 0xaa55 boot flag at 0x1fe"
+        case .badHeaderMagic:
+            return "not a bzImage: no \"HdrS\" setup header magic at 0x202"
         case let .protocolTooOld(version):
             return "bzImage boot protocol \(version >> 8).\(String(format2: version & 0xff)) is too old: Vireo needs 2.12 or newer for the 64-bit entry"
         case let .headerTooShort(length, needed):

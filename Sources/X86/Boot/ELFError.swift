@@ -23,8 +23,8 @@ public enum ELFError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .notELF(prefix):
-            return "not an ELF file (starts with \(hexBytes(prefix)))"
+        case .notELF:
+            return "not an ELF file (no ELF magic)"
         case let .truncated(what, needed, fileSize):
             return "ELF kernel is truncated: \(what) needs \(needed) bytes but the file has \(fileSize)"
         case let .unsupportedClass(value):

@@ -59,8 +59,9 @@ public enum KernelImageError: Error, Equatable, Sendable, CustomStringConvertibl
         switch self {
         case let .notAKernel(prefix, size):
             if size == 0 { return "kernel image is empty" }
-            let hint = KernelImageError.hint(prefix).map { ", which looks like \($0)" } ?? ""
-            return "not an ELF or bzImage kernel (starts with \(hexBytes(prefix))\(hint))"
+            // Never the bytes themselves: the file may be one the user could not otherwise read.
+            let hint = KernelImageError.hint(prefix).map { " (it looks like \($0))" } ?? ""
+            return "not an ELF or bzImage kernel\(hint)"
         case let .elf(error):
             return error.description
         case let .bzImage(error):

@@ -12,7 +12,15 @@ public struct BlockBackendError: Error, Equatable, CustomStringConvertible {
         self.errno = errno
     }
 
-    public var description: String { "\(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
+    /// A refusal that is not a failed system call (errno 0): `message` says it all.
+    public init(refusal message: String) {
+        operation = message
+        errno = 0
+    }
+
+    public var description: String {
+        errno == 0 ? operation : "\(operation) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+    }
 }
 
 /// Storage behind a virtio-blk device: byte-addressed, called only from the device's worker thread.

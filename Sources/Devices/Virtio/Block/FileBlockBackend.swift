@@ -3,7 +3,8 @@ internal import CLinux
 import Glibc
 #endif
 
-/// A raw disk image (or host block device) accessed with pread/pwrite, fsync and fallocate.
+/// A raw disk image (or host block device) accessed with pread/pwrite, fsync and fallocate; locked
+/// (OFD lock) for writing, or shared for reading when read-only, while open.
 public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
     public let path: String
     public let size: UInt64
@@ -12,8 +13,24 @@ public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
 
     /// Opens `path` read-write, or read-only when `readOnly`.
     public init(path: String, readOnly: Bool = false) throws(BlockBackendError) {
-        let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
-        guard fd >= 0 else { throw BlockBackendError(operation: "open \(path)", errno: errno) }
+        let fd: Int32
+        switch CheckedOpen.open(path, flags: readOnly ? O_RDONLY : O_RDWR, kinds: .regularOrBlockDevice) {
+        case let .success(opened): fd = opened
+        case let .failure(.system(error)): throw BlockBackendError(operation: "open \(path)", errno: error)
+        case let .failure(refusal): throw BlockBackendError(refusal: "disk \(path) \(refusal)")
+        }
+        // One writer per image, and no writer beside readers (issue 12, finding 6): a lock on the
+        // open file description, held as long as the VMM keeps the image open.
+        let locked = clinux_ofd_lock(fd, readOnly ? 0 : 1)
+        guard locked == 0 else {
+            close(fd)
+            if locked == -EAGAIN || locked == -EACCES {
+                throw BlockBackendError(refusal: readOnly
+                    ? "disk \(path) is open for writing by another VM (or process holding a lock on it)"
+                    : "disk \(path) is in use by another VM (or process holding a lock on it); refusing a second writer")
+            }
+            throw BlockBackendError(operation: "lock \(path)", errno: -locked)
+        }
         // lseek, not fstat: a block device's st_size is 0.
         let end = lseek(fd, 0, SEEK_END)
         guard end >= 0 else {

@@ -34,7 +34,7 @@ public final class OverlayBlockBackend: BlockBackend, @unchecked Sendable {
         }
         let mapPath = path + ".map"
         var info = stat()
-        let fresh = stat(path, &info) != 0
+        let fresh = lstat(path, &info) != 0
         if fresh {
             try OverlayBlockBackend.create(path: path, mapPath: mapPath, size: base.size)
         }
@@ -42,8 +42,12 @@ public final class OverlayBlockBackend: BlockBackend, @unchecked Sendable {
         guard overlay.size == base.size else {
             throw BlockBackendError(operation: "overlay \(path) has \(overlay.size) bytes but its base \(basePath) has \(base.size)", errno: EINVAL)
         }
-        let mapFD = open(mapPath, O_RDWR | O_CLOEXEC)
-        guard mapFD >= 0 else { throw BlockBackendError(operation: "open overlay map \(mapPath)", errno: errno) }
+        let mapFD: Int32
+        switch CheckedOpen.open(mapPath, flags: O_RDWR, noFollow: true) {
+        case let .success(opened): mapFD = opened
+        case let .failure(.system(error)): throw BlockBackendError(operation: "open overlay map \(mapPath)", errno: error)
+        case let .failure(refusal): throw BlockBackendError(refusal: "overlay map \(mapPath) \(refusal)")
+        }
         let blocks = Int(base.size / UInt64(OverlayBlockBackend.blockSize))
         let bitmapBytes = (blocks + 7) / 8
         var header = [UInt8](repeating: 0, count: OverlayBlockBackend.headerSize)
@@ -74,13 +78,14 @@ public final class OverlayBlockBackend: BlockBackend, @unchecked Sendable {
 
     /// A sparse overlay of `size` bytes and an all-clear map, both durable before first use.
     private static func create(path: String, mapPath: String, size: UInt64) throws(BlockBackendError) {
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw BlockBackendError(operation: "create overlay \(path)", errno: errno) }
         defer { close(fd) }
         guard ftruncate(fd, off_t(size)) == 0, fsync(fd) == 0 else {
             throw BlockBackendError(operation: "size overlay \(path)", errno: errno)
         }
-        let map = open(mapPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        // O_EXCL: a map planted next to a new overlay (or a link there) is never truncated or followed.
+        let map = open(mapPath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard map >= 0 else { throw BlockBackendError(operation: "create overlay map \(mapPath)", errno: errno) }
         defer { close(map) }
         let blocks = Int(size / UInt64(blockSize))

@@ -21,6 +21,10 @@ public struct VsockStatistics: Sendable, Equatable {
     public var dropped: UInt64 = 0
     /// Times a packet for the guest waited for a receive buffer.
     public var receiveWaits: UInt64 = 0
+    /// Control packets for the guest not queued because the queue was full (a guest that floods
+    /// requests and posts no receive buffers), and CREDIT_REQUESTs folded into one already queued.
+    public var controlDropped: UInt64 = 0
+    public var creditRequestsCoalesced: UInt64 = 0
 
     public init() {}
 }
@@ -97,6 +101,8 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         var guestStopsSending = false
         var guestStopsReceiving = false
         var handshake: [UInt8] = []
+        /// A CREDIT_UPDATE for this connection waits in the control queue: more requests fold into it.
+        var creditUpdateQueued = false
 
         init(id: UInt64, fd: Int32, hostInitiated: Bool, state: State) {
             self.id = id
@@ -448,8 +454,12 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         case .creditUpdate:
             if connection.hostReadable { markReady(connection) }
         case .creditRequest:
-            enqueue(Control(op: .creditUpdate, localPort: connection.localPort, peerPort: connection.peerPort,
-                            connection: connection.id))
+            guard !connection.creditUpdateQueued else {
+                counters.withLock { $0.creditRequestsCoalesced += 1 }
+                break
+            }
+            connection.creditUpdateQueued = enqueue(Control(op: .creditUpdate, localPort: connection.localPort,
+                                                            peerPort: connection.peerPort, connection: connection.id))
         case .request, .invalid:
             break
         }
@@ -513,8 +523,10 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         }
         if written < length {
             let rest = try chain.readBytes(from: memory, offset: VsockHeader.size + written, count: length - written)
-            if connection.pendingSent > 0 && connection.pendingSent == connection.pending.count {
-                connection.pending = []
+            // Drop what was already sent once it is half the buffer, so `pending` stays within
+            // twice the credit we give instead of growing while the host drains it slowly.
+            if connection.pendingSent > 0 && connection.pendingSent * 2 >= connection.pending.count {
+                connection.pending.removeFirst(connection.pendingSent)
                 connection.pendingSent = 0
             }
             connection.pending += rest
@@ -524,10 +536,25 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
 
     // MARK: host → guest (receive queue)
 
-    private func enqueue(_ packet: Control) {
-        if packet.op == .reset && control.count - controlStart >= VirtioVsock.maxQueuedControl { return }
+    /// Queues a control packet unless `maxQueuedControl` already wait (the guest posts no receive
+    /// buffers yet keeps asking): then it is dropped and counted, so memory stays bounded.
+    @discardableResult
+    private func enqueue(_ packet: Control) -> Bool {
+        guard control.count - controlStart < VirtioVsock.maxQueuedControl else {
+            counters.withLock { $0.controlDropped += 1 }
+            return false
+        }
+        if controlStart >= VirtioVsock.maxQueuedControl {
+            // Never fully drained (one buffer at a time): drop the delivered prefix.
+            control.removeFirst(controlStart)
+            controlStart = 0
+        }
         control.append(packet)
+        return true
     }
+
+    /// Control packets waiting for receive buffers (bounded by `maxQueuedControl`).
+    var queuedControlPackets: Int { control.count - controlStart }
 
     private func queueReset(_ connection: Connection) {
         enqueue(Control(op: .reset, localPort: connection.localPort, peerPort: connection.peerPort))
@@ -576,6 +603,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
                 controlStart += 1
                 if controlStart == control.count { control = []; controlStart = 0 }
                 let connection = packet.connection.flatMap { connections[$0] }
+                if packet.op == .creditUpdate { connection?.creditUpdateQueued = false }
                 if packet.connection != nil && connection == nil && packet.op != .reset {
                     heldChain = chain  // its connection is gone meanwhile
                     continue
