@@ -72,10 +72,11 @@ static uint64_t fnv(uint64_t hash, const unsigned char *data, size_t length)
 }
 #define FNV_START 0xcbf29ce484222325ULL
 
-/* The pattern the guest writes: xorshift64 from a seed, so the host can recompute it too. */
+/* The pattern the guest writes: xorshift64 from 2·seed + 1 (odd, distinct per seed), so the host can
+ * recompute it. */
 static void pattern(unsigned char *buffer, size_t length, uint64_t seed)
 {
-	uint64_t x = seed | 1;
+	uint64_t x = seed * 2 + 1;
 	for (size_t i = 0; i < length; i += 8) {
 		x ^= x << 13;
 		x ^= x >> 7;

@@ -15,9 +15,9 @@ enum GuestChecks {
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 
-    /// The guest's pattern: xorshift64 from `seed | 1`, little-endian words.
+    /// The guest's pattern: xorshift64 from `2·seed + 1` (odd, distinct per seed), little-endian words.
     static func pattern(count: Int, seed: UInt64) -> [UInt8] {
-        var x = seed | 1
+        var x = seed &* 2 &+ 1
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count + 8)
         while bytes.count < count {
