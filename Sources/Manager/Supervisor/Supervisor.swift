@@ -178,10 +178,10 @@ public actor Supervisor {
 
     /// Writes a snapshot of the VM to `directory` (absolute; absent or an empty directory). A running
     /// VM is paused for it and resumed after; a paused one stays paused. Returns the VMM's reply.
-    public func snapshot(_ name: String, to directory: String) async throws -> (vm: VMRecord, milliseconds: Int) {
+    public func snapshot(_ name: String, to given: String) async throws -> (vm: VMRecord, milliseconds: Int) {
         let vm = try record(name)
         try Lifecycle.check(.snapshot, name: name, state: vm.state)
-        try SnapshotTarget.check(directory)
+        let directory = try SnapshotTarget.check(given, roots: validator.imageRoots)
         let control = VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
         let pausedHere = vm.state == .running
         if pausedHere { _ = try await control.request("pause") }
