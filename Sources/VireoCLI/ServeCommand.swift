@@ -34,7 +34,7 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("socket-group"), help: ArgumentHelp("Let this group use the socket (mode 0660; default 0600, root only).", valueName: "group"))
     var socketGroup: String?
 
-    @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate each VM's console log past this size (default 1M).", valueName: "size"))
+    @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate each VM's console log and vmm.log past this size (default 1M).", valueName: "size"))
     var consoleLogMax: String = "1M"
 
     @Option(name: .customLong("vmm-binary"), help: ArgumentHelp("Executable that runs each VM as '<binary> run …' (default: vireo-vmm next to this vireo, else this vireo).", valueName: "path"))

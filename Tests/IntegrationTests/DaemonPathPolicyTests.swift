@@ -77,6 +77,23 @@ extension DaemonTests {
             _ = try? daemon.request("POST", "/vms/p/kill")
         }
 
+        @Test func aLinkPlantedAfterCreateIsRefusedAtStart() throws {
+            let counter = try #require(TestEnvironment.micro("counter"))
+            let daemon = try DaemonProcess()
+            defer { daemon.stop() }
+            let (outside, _) = try outsideFiles()
+            defer { try? FileManager.default.removeItem(atPath: outside) }
+            let sub = daemon.directory + "/sub"
+            try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: counter, toPath: sub + "/kernel")
+            try FileManager.default.copyItem(atPath: counter, toPath: outside + "/kernel")
+            try daemon.create("late", kernel: sub + "/kernel", [("memoryMiB", .int(32))])
+            try FileManager.default.removeItem(atPath: sub)
+            symlink(outside, sub)
+            expectRefused(try daemon.request("POST", "/vms/late/start"), field: "kernel", path: sub + "/kernel")
+            #expect(try daemon.request("GET", "/info").status == 200)
+        }
+
         @Test func rootSlashAllowsAnyPath() throws {
             let counter = try #require(TestEnvironment.micro("counter"))
             let daemon = try DaemonProcess(extraArguments: ["--image-root", "/"])

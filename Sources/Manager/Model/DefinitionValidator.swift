@@ -426,6 +426,18 @@ public struct DefinitionValidator: Sendable {
         return path
     }
 
+    /// A stored definition's paths against the roots again, before each start: the roots may have
+    /// changed since it was created, or a link been planted since.
+    public func checkPaths(_ definition: VMDefinition) throws(APIError) {
+        _ = try confine(definition.kernel, "kernel")
+        if let initrd = definition.initrd { _ = try confine(initrd, "initrd") }
+        for (index, disk) in definition.disks.enumerated() {
+            _ = try confine(disk.path, "disks[\(index)].path")
+            if let backing = disk.backing { _ = try confine(backing, "disks[\(index)].backing") }
+        }
+        if let restore = definition.restore { _ = try confine(restore, "restore") }
+    }
+
     /// `path` resolved under the image roots, or the refusal naming the field and the path.
     func confine(_ path: String, _ field: String) throws(APIError) -> String {
         do {

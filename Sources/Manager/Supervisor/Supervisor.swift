@@ -236,6 +236,7 @@ public actor Supervisor {
     private func launch(_ record: VMRecord) async throws -> VMRecord {
         var vm = record
         let name = vm.name
+        try validator.checkPaths(vm.definition)
         let paths = paths(for: name)
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
         try VMDirectory.prepare(paths, owner: try VMOwner(vm.isolation))
@@ -486,6 +487,9 @@ public actor Supervisor {
         }
         for vm in ended {
             if let pid = vm.pid { await handleExit(vm.name, pid: pid) }
+        }
+        for vm in vms.values where vm.pid != nil {
+            VMMLog.rotateIfNeeded(paths(for: vm.name), limit: configuration.consoleLogMaxBytes)
         }
     }
 
