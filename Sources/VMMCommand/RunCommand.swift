@@ -170,6 +170,10 @@ package struct RunCommand: ParsableCommand {
         if verbose {
             printError("vireo: host: \(machine.hostKind); \(machine.config.cpus) vCPU(s), \(ByteSize.format(machine.config.memoryBytes)); cmdline: \(machine.commandLine)\n")
         }
+        // Printed only once the VM is built, so that a refused run still fails with exactly one line.
+        if geteuid() == 0 && isolation.uid == nil && !isolation.jail && isolation.jailDir == nil {
+            printError("vireo: running the VMM as root without --uid or --jail; see docs/security.md\n")
+        }
         for line in isolationPlan.warnings + (verbose ? isolationPlan.summary : []) { printError("vireo: \(line)\n") }
         let terminal = RawTerminal(fd: 0)
         if config.consoleInputFD != nil { terminal.enter() }

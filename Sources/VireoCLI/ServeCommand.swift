@@ -19,7 +19,7 @@ struct ServeCommand: ParsableCommand {
         re-adopts them. The API is described at GET /openapi.json (docs/api.md).
 
         Example:
-          vireo serve --socket /run/vireo/vireo.sock --state-dir /var/lib/vireo
+          vireo serve --socket /run/vireo/vireo.sock --state-dir /var/lib/vireo --image-root /srv/vms
         """)
 
     @Option(name: .long, help: ArgumentHelp("Unix socket of the API.", valueName: "path"))
@@ -28,10 +28,13 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Store (SQLite) and per-VM files.", valueName: "dir"))
     var stateDirectory: String = DaemonConfiguration.defaultStateDirectory
 
+    @Option(name: .customLong("image-root"), help: ArgumentHelp("Accept kernels, initrds, disks and snapshots only under this directory (repeatable; default <state-dir>/images; '/' allows any path, making socket access root-equivalent).", valueName: "dir"))
+    var imageRoots: [String] = []
+
     @Option(name: .customLong("socket-group"), help: ArgumentHelp("Let this group use the socket (mode 0660; default 0600, root only).", valueName: "group"))
     var socketGroup: String?
 
-    @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate each VM's console log past this size (default 1M).", valueName: "size"))
+    @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate each VM's console log and vmm.log past this size (default 1M).", valueName: "size"))
     var consoleLogMax: String = "1M"
 
     @Option(name: .customLong("vmm-binary"), help: ArgumentHelp("Executable that runs each VM as '<binary> run …' (default: vireo-vmm next to this vireo, else this vireo).", valueName: "path"))
@@ -61,6 +64,7 @@ struct ServeCommand: ParsableCommand {
     func run() throws {
         var configuration = DaemonConfiguration(socketPath: absolute(socket), stateDirectory: absolute(stateDirectory))
         configuration.socketGroup = socketGroup
+        configuration.imageRoots = imageRoots.map(absolute)
         configuration.vmmExecutable = vmmBinary.map(absolute)
         configuration.consoleLogMaxBytes = Int(ByteSize.parse(consoleLogMax)!)
         configuration.logLevel = Logger.Level(rawValue: logLevel)!

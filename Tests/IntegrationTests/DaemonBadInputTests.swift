@@ -72,10 +72,10 @@ extension DaemonTests {
             expectError(try create(fields(",\"cmdline\":\"\(String(repeating: "x", count: 3000))\"")), 422, "invalid_field", field: "cmdline")
 
             // Kernel and initrd paths that are not usable files.
-            expectError(try create("{\"name\":\"ok\",\"kernel\":\"/nonexistent/vmlinux\"}"), 422, "invalid_field", field: "kernel", mentions: "no such file")
+            expectError(try create("{\"name\":\"ok\",\"kernel\":\"\(daemon.directory)/nonexistent/vmlinux\"}"), 422, "invalid_field", field: "kernel", mentions: "no such file")
             expectError(try create("{\"name\":\"ok\",\"kernel\":\"vmlinux\"}"), 422, "invalid_field", field: "kernel", mentions: "absolute")
-            expectError(try create("{\"name\":\"ok\",\"kernel\":\"/tmp\"}"), 422, "invalid_field", field: "kernel", mentions: "not a regular file")
-            expectError(try create(fields(",\"initrd\":\"/nonexistent/initrd\"")), 422, "invalid_field", field: "initrd", mentions: "no such file")
+            expectError(try create("{\"name\":\"ok\",\"kernel\":\"\(daemon.directory)\"}"), 422, "invalid_field", field: "kernel", mentions: "not a regular file")
+            expectError(try create(fields(",\"initrd\":\"\(daemon.directory)/nonexistent/initrd\"")), 422, "invalid_field", field: "initrd", mentions: "no such file")
             expectError(try create("{\"name\":\"ok\"}"), 422, "missing_field", field: "kernel")
             expectError(try create("{\"kernel\":\"\(counter)\"}"), 422, "missing_field", field: "name")
 
@@ -158,7 +158,7 @@ extension DaemonTests {
             defer { daemon.stop() }
             var (status, out, err) = try daemon.cli(["create", "Bad_Name", "--kernel", counter])
             #expect(status == 2 && err.split(separator: "\n").count == 1 && err.contains("name"), "\(status as Any) \(err)")
-            (status, _, err) = try daemon.cli(["create", "x", "--kernel", "/nonexistent"])
+            (status, _, err) = try daemon.cli(["create", "x", "--kernel", daemon.directory + "/nonexistent"])
             #expect(status == 2 && err.contains("kernel") && err.contains("no such file"), "\(err)")
             (status, _, err) = try daemon.cli(["create", "x", "--kernel", counter, "--memory", "lots"])
             #expect(status == 2 && err.contains("--memory"), "\(err)")

@@ -99,7 +99,7 @@ extension DaemonTests {
             }
             try refused(.object([]), 422, "'path' is required")
             try refused(.object([("path", .string("relative"))]), 422, "absolute")
-            try refused(.object([("path", .string("/no/such/parent/s"))]), 422, "does not exist")
+            try refused(.object([("path", .string(daemon.directory + "/no/such/parent/s"))]), 422, "does not exist")
             try refused(.object([("path", .string(daemon.stateDirectory))]), 422, "not empty")
             try refused(.object([("path", .int(3))]), 422, "must be a string")
             try refused(.object([("path", .string(daemon.directory + "/x")), ("force", .bool(true))]), 422, "unknown field 'force'")

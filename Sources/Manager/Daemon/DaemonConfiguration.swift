@@ -8,6 +8,8 @@ public struct DaemonConfiguration: Sendable {
     public var stateDirectory: String
     /// Group that may use the socket (mode 0660); nil keeps it 0600, root only.
     public var socketGroup: String?
+    /// Directories whose files VMs may use (`--image-root`); empty means `<state-dir>/images`.
+    public var imageRoots: [String] = []
     /// The `vireo` executable that runs VMMs; nil means this process's own executable.
     public var vmmExecutable: String?
     /// Each VM's console log is rotated past this size (one old generation is kept).

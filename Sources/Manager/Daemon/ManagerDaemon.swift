@@ -36,7 +36,9 @@ public enum ManagerDaemon {
         var supervisorConfiguration = Supervisor.Configuration(stateDirectory: stateDirectory, vmmExecutable: executable)
         supervisorConfiguration.consoleLogMaxBytes = configuration.consoleLogMaxBytes
         let events = EventBus()
-        let validator = DefinitionValidator(readSnapshot: configuration.readSnapshot)
+        var validator = DefinitionValidator(readSnapshot: configuration.readSnapshot)
+        let imageRoots = try prepareImageRoots(configuration.imageRoots, stateDirectory: stateDirectory)
+        validator.imageRoots = imageRoots
         let supervisor = Supervisor(configuration: supervisorConfiguration, store: store, events: events, logger: logger,
                                     validator: validator)
         try await supervisor.recover()
@@ -60,7 +62,8 @@ public enum ManagerDaemon {
                 } else {
                     chmod(socketPath, 0o600)
                 }
-                logger.notice("listening", metadata: ["socket": "\(socketPath)", "state": "\(stateDirectory)", "pid": "\(getpid())"])
+                logger.notice("listening", metadata: ["socket": "\(socketPath)", "state": "\(stateDirectory)", "pid": "\(getpid())",
+                                                      "imageRoots": "\(imageRoots.directories.joined(separator: ","))"])
             },
             logger: serverLogger
         )
@@ -97,6 +100,27 @@ public enum ManagerDaemon {
         }
         defer { free(resolved) }
         return String(cString: resolved)
+    }
+
+    /// The image roots, resolved; with none given, `<state-dir>/images` (created 0700).
+    static func prepareImageRoots(_ given: [String], stateDirectory: String) throws -> ImageRoots {
+        var roots = given
+        if roots.isEmpty {
+            roots = [stateDirectory + "/images"]
+            mkdir(roots[0], 0o700)
+        }
+        return ImageRoots(try roots.map { root in
+            var info = stat()
+            guard let resolved = realpath(root, nil) else {
+                throw DaemonError("--image-root \(root): \(String(cString: strerror(errno)))")
+            }
+            defer { free(resolved) }
+            let path = String(cString: resolved)
+            guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                throw DaemonError("--image-root \(root) is not a directory")
+            }
+            return path
+        })
     }
 
     /// One daemon per state directory: two would start every VM twice.

@@ -18,6 +18,8 @@ public struct DefinitionValidator: Sendable {
     public var readSnapshot: (@Sendable (String) throws -> SnapshotInfo)?
     /// Host CPUs that `resources.cpuAffinity` may name: 0..<hostCPUs.
     public var hostCPUs: Int
+    /// Where kernels, initrds, disks and snapshots may be; `/` (the default here) allows any path.
+    public var imageRoots = ImageRoots(["/"])
 
     public init(checkFile: @escaping @Sendable (String) -> FileCheck = DefinitionValidator.checkOnDisk,
                 readSnapshot: (@Sendable (String) throws -> SnapshotInfo)? = nil,
@@ -61,6 +63,8 @@ public struct DefinitionValidator: Sendable {
             try refuseFixedBySnapshot(members)
             let directory = try snapshotDirectory(restoreValue)
             let info = try snapshot(directory)
+            // The snapshot names its kernel: it must be under the roots like a given one.
+            _ = try confine(info.kernel, "restore")
             var definition = VMDefinition(name: name, kernel: info.kernel, cmdline: info.cmdline, cpus: info.cpus,
                                           memoryMiB: info.memoryMiB, restore: directory)
             try apply(members, to: &definition)
@@ -121,7 +125,7 @@ public struct DefinitionValidator: Sendable {
     }
 
     private func snapshotDirectory(_ value: JSONValue) throws(APIError) -> String {
-        let directory = try absolutePath(value, "restore")
+        let directory = try confine(try absolutePath(value, "restore"), "restore")
         var info = stat()
         guard stat(directory, &info) == 0 else { throw .invalidField("restore", "field 'restore': no such directory '\(directory)'") }
         guard info.st_mode & S_IFMT == S_IFDIR else {
@@ -422,10 +426,31 @@ public struct DefinitionValidator: Sendable {
         return path
     }
 
+    /// A stored definition's paths against the roots again, before each start: the roots may have
+    /// changed since it was created, or a link been planted since.
+    public func checkPaths(_ definition: VMDefinition) throws(APIError) {
+        _ = try confine(definition.kernel, "kernel")
+        if let initrd = definition.initrd { _ = try confine(initrd, "initrd") }
+        for (index, disk) in definition.disks.enumerated() {
+            _ = try confine(disk.path, "disks[\(index)].path")
+            if let backing = disk.backing { _ = try confine(backing, "disks[\(index)].backing") }
+        }
+        if let restore = definition.restore { _ = try confine(restore, "restore") }
+    }
+
+    /// `path` resolved under the image roots, or the refusal naming the field and the path.
+    func confine(_ path: String, _ field: String) throws(APIError) -> String {
+        do {
+            return try imageRoots.resolve(path)
+        } catch {
+            throw .invalidField(field, "field '\(field)': '\(path)' \(error)")
+        }
+    }
+
     /// A readable regular file; with `creatable`, also a missing one whose directory exists (an
     /// overlay the VMM creates).
     private func path(_ value: JSONValue, _ field: String, creatable: Bool = false) throws(APIError) -> String {
-        let path = try absolutePath(value, field)
+        let path = try confine(try absolutePath(value, field), field)
         switch checkFile(path) {
         case .regularFile: return path
         case .missing where creatable:

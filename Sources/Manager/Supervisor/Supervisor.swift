@@ -178,10 +178,10 @@ public actor Supervisor {
 
     /// Writes a snapshot of the VM to `directory` (absolute; absent or an empty directory). A running
     /// VM is paused for it and resumed after; a paused one stays paused. Returns the VMM's reply.
-    public func snapshot(_ name: String, to directory: String) async throws -> (vm: VMRecord, milliseconds: Int) {
+    public func snapshot(_ name: String, to given: String) async throws -> (vm: VMRecord, milliseconds: Int) {
         let vm = try record(name)
         try Lifecycle.check(.snapshot, name: name, state: vm.state)
-        try SnapshotTarget.check(directory)
+        let directory = try SnapshotTarget.check(given, roots: validator.imageRoots)
         let control = VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
         let pausedHere = vm.state == .running
         if pausedHere { _ = try await control.request("pause") }
@@ -236,6 +236,7 @@ public actor Supervisor {
     private func launch(_ record: VMRecord) async throws -> VMRecord {
         var vm = record
         let name = vm.name
+        try validator.checkPaths(vm.definition)
         let paths = paths(for: name)
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
         try VMDirectory.prepare(paths, owner: try VMOwner(vm.isolation))
@@ -486,6 +487,9 @@ public actor Supervisor {
         }
         for vm in ended {
             if let pid = vm.pid { await handleExit(vm.name, pid: pid) }
+        }
+        for vm in vms.values where vm.pid != nil {
+            VMMLog.rotateIfNeeded(paths(for: vm.name), limit: configuration.consoleLogMaxBytes)
         }
     }
 

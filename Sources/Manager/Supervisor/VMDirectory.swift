@@ -6,9 +6,10 @@ import Foundation
 /// through directory descriptors without following links, so files the VM's user planted in an
 /// older layout, or in `vmm/`, are removed or refused instead of being followed as root.
 enum VMDirectory {
-    /// Names the VMM or its user could write in the VM directory itself in the older layout.
+    /// Names the VMM or its user could write in the VM directory itself in the older layout (and the
+    /// previous run's rotated vmm.log).
     static let untrustedLegacyNames = ["console.log", "console.log.1", "api.sock", "vmm.pid.tmp", "vmm.exit.tmp",
-                                       "vmm.pid", "vmm.exit", "vmm.log"]
+                                       "vmm.pid", "vmm.exit", "vmm.log", "vmm.log.1"]
 
     static func prepare(_ paths: VMPaths, owner: VMOwner?) throws(APIError) {
         let parent = (paths.directory as NSString).deletingLastPathComponent

@@ -99,7 +99,8 @@ struct VMMLauncher: Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, paths.vmmLog, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o640)
+        // O_APPEND: after VMMLog empties the file, writes go to its new end (not past a hole).
+        posix_spawn_file_actions_addopen(&actions, 1, paths.vmmLog, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW, 0o640)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_adddup2(&actions, lockFD, VMLock.inheritedFD)  // dup2 clears close-on-exec
         VMMLauncher.closeFrom(VMLock.inheritedFD + 1, &actions)

@@ -24,6 +24,8 @@ public struct VMPaths: Sendable, Equatable {
     public var lockFile: String { directory + "/vmm.lock" }
     /// The VMM's stdout and stderr for its latest run.
     public var vmmLog: String { directory + "/vmm.log" }
+    /// The older part of `vmm.log` once it passed its limit (VMMLog).
+    public var rotatedVMMLog: String { directory + "/vmm.log.1" }
 
     // The VMM runs with its VM directory as working directory and gets these relative names, so
     // that no socket path exceeds sun_path's 107 bytes however deep the state directory is.

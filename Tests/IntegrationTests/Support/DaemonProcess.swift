@@ -10,6 +10,7 @@ final class DaemonProcess: @unchecked Sendable {
     let stateDirectory: String
     private(set) var process: GuestProcess
     let client: UnixHTTPClient
+    private let extraArguments: [String]
     private static let counter = NSLock()
     nonisolated(unsafe) private static var next = 0
 
@@ -22,12 +23,33 @@ final class DaemonProcess: @unchecked Sendable {
         socket = directory + "/api.sock"
         stateDirectory = directory + "/state"
         client = UnixHTTPClient(socketPath: socket)
+        self.extraArguments = extraArguments
         process = try DaemonProcess.launch(socket: socket, state: stateDirectory, extra: extraArguments)
         try waitUntilListening()
     }
 
     private static func launch(socket: String, state: String, extra: [String]) throws -> GuestProcess {
-        try GuestProcess(arguments: ["serve", "--socket", socket, "--state-dir", state] + extra)
+        let roots = extra.contains("--image-root") ? [] : imageRoots(for: (state as NSString).deletingLastPathComponent)
+        return try GuestProcess(arguments: ["serve", "--socket", socket, "--state-dir", state] + roots + extra)
+    }
+
+    /// `--image-root` flags covering the test's scratch directory and the guest cache (micro-guests,
+    /// the test kernel and initramfs), where daemon tests take their kernels and disks from.
+    /// A test that passes `--image-root` itself chooses its own roots.
+    static func imageRoots(for scratch: String) -> [String] {
+        var roots = [scratch]
+        let environment = ProcessInfo.processInfo.environment
+        for key in ["VIREO_MICRO_DIR", "VIREO_BOOT_TEST_KERNEL_DIR"] {
+            if let dir = environment[key], !dir.isEmpty { roots.append(dir) }
+        }
+        for key in ["VIREO_KERNEL", "VIREO_INITRAMFS", "VIREO_BZIMAGE"] {
+            if let file = environment[key], !file.isEmpty { roots.append((file as NSString).deletingLastPathComponent) }
+        }
+        let cache = NSHomeDirectory() + "/.cache/vireo"
+        if FileManager.default.fileExists(atPath: cache) { roots.append(cache) }
+        var seen = Set<String>()
+        return roots.filter { FileManager.default.fileExists(atPath: $0) && seen.insert($0).inserted }
+            .flatMap { ["--image-root", $0] }
     }
 
     /// Waits for the daemon to answer `GET /info`.
@@ -45,7 +67,7 @@ final class DaemonProcess: @unchecked Sendable {
     func crashAndRestart() throws {
         kill(process.process.processIdentifier, SIGKILL)
         _ = process.waitForExit(timeout: 10)
-        process = try DaemonProcess.launch(socket: socket, state: stateDirectory, extra: [])
+        process = try DaemonProcess.launch(socket: socket, state: stateDirectory, extra: extraArguments)
         try waitUntilListening()
     }
 
