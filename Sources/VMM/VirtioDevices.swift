@@ -84,6 +84,19 @@ final class VirtioDevices: @unchecked Sendable {
         for cleanup in pending.reversed() { cleanup() }
     }
 
+    /// Pauses every device (each returns once its request in progress finished).
+    func pauseDevices() {
+        for slot in slots { slot.transport.pauseDevice() }
+    }
+
+    /// Resumes every device; each worker services what arrived meanwhile.
+    func resumeDevices() {
+        for slot in slots { slot.transport.resumeDevice() }
+    }
+
+    /// Each slot's device, as recorded in a snapshot.
+    var identities: [VirtioSlotIdentity] { slots.map { VirtioSlotIdentity(slotName: $0.name, device: $0.device) } }
+
     /// Registers work for `stopWorkers` (e.g. stopping passt, removing a socket file).
     func addCleanup(_ body: @escaping () -> Void) { cleanups.append(body) }
 

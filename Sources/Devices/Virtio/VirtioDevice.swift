@@ -54,6 +54,9 @@ public protocol VirtioDevice: AnyObject, Sendable {
     /// `eventSources[source]` became readable; `activation` is nil while the driver is not running it.
     func handleEvent(source: Int, activation: VirtioActivation?) throws(VirtioError)
 
+    /// The configuration a restored guest depends on (e.g. vsock's CID), recorded in a snapshot so a
+    /// restore with a different one is refused.
+    var snapshotConfiguration: String { get }
     /// Device-specific snapshot state beyond the transport and queues.
     func snapshotState() -> [UInt8]
     /// Loads what `snapshotState` saved (after the transport re-activated the device).
@@ -61,6 +64,7 @@ public protocol VirtioDevice: AnyObject, Sendable {
 }
 
 extension VirtioDevice {
+    public var snapshotConfiguration: String { "" }
     /// Device-specific snapshot state beyond the transport and queues (none by default).
     public func snapshotState() -> [UInt8] { [] }
     /// Loads what `snapshotState` saved.

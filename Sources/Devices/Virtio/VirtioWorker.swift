@@ -14,6 +14,7 @@ public struct VirtioWorkerError: Error, Equatable, CustomStringConvertible {
 /// and a stop eventfd, so queue processing and backend I/O never run on a vCPU thread.
 final class VirtioWorker: @unchecked Sendable {
     private static let stopToken = UInt64.max
+    private static let resumeToken = UInt64.max - 1
     private static let sourceBase: UInt64 = 1 << 32
 
     private let epoll: Int32
@@ -33,7 +34,7 @@ final class VirtioWorker: @unchecked Sendable {
         self.epoll = epoll
         // Notifiers are level-triggered (consumed each wake); backends are edge-triggered so a device
         // with no buffers for a readable socket is not woken again until something changes.
-        var watches: [(fd: Int32, edge: Int32, token: UInt64)] = [(stopFD.fd, 0, VirtioWorker.stopToken)]
+        var watches: [(fd: Int32, edge: Int32, token: UInt64)] = [(stopFD.fd, 0, VirtioWorker.stopToken), (transport.resumeNotifier.fd, 0, VirtioWorker.resumeToken)]
         for (index, notifier) in transport.queueNotifiers.enumerated() { watches.append((notifier.fd, 0, UInt64(index))) }
         for (index, fd) in transport.device.eventSources.enumerated() {
             watches.append((fd, 1, VirtioWorker.sourceBase + UInt64(index)))
@@ -93,6 +94,11 @@ final class VirtioWorker: @unchecked Sendable {
             }
             for token in tokens[0..<Int(count)] {
                 if token == stopToken { return }
+                if token == resumeToken {
+                    _ = transport.resumeNotifier.consume()
+                    transport.serviceDeferred()
+                    continue
+                }
                 if token < sourceBase {
                     transport.queueNotifiers[Int(token)].consume()
                     transport.serviceQueue(Int(token))

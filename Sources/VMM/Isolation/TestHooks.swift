@@ -18,6 +18,20 @@ enum TestHooks {
     /// /proc/self/mountinfo (to test hosts without a usable cgroup hierarchy).
     static var cgroupMountinfo: String? { environment("VIREO_TEST_CGROUP_MOUNTINFO").flatMap { readSmallFile($0) } }
 
+    /// VIREO_TEST_VCPU_REFUSES_PARK=N: vCPU N never parks on a pause (a vCPU stuck in the host), so
+    /// the pause and snapshot requests must fail and leave the VM running.
+    static let refusingVCPU: UInt32? = environment("VIREO_TEST_VCPU_REFUSES_PARK").flatMap { UInt32($0) }
+
+    /// True when VIREO_TEST_VCPU_REFUSES_PARK names vCPU `id` (always false in a release build).
+    @inline(__always)
+    static func vcpuRefusesToPark(_ id: UInt32) -> Bool {
+        #if DEBUG
+        return refusingVCPU == id
+        #else
+        return false
+        #endif
+    }
+
     /// Only debug builds (what the tests run) read the hooks: a release binary has none.
     private static func environment(_ name: String) -> String? {
         #if DEBUG

@@ -145,6 +145,8 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
 
     /// `listener` is a listening, non-blocking Unix socket at `socketPath` (see `UnixSockets.listen`),
     /// owned by the device from now on.
+    public var snapshotConfiguration: String { "cid=\(guestCID)" }
+
     public init(guestCID: UInt64, socketPath: String, listener: Int32) throws(EventFDError) {
         self.guestCID = guestCID
         self.socketPath = socketPath
