@@ -70,7 +70,7 @@ final class VirtioDevices: @unchecked Sendable {
     func startWorkers() throws(VMMError) {
         for slot in slots {
             do {
-                try slot.transport.startWorker()
+                try slot.transport.startWorker { name in ThreadRole.device(name).enter() }
             } catch {
                 throw .invalidConfiguration("\(slot.name): cannot start its worker: \(error)")
             }

@@ -373,11 +373,12 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
 
     // MARK: worker
 
-    /// Starts the device's worker thread (epoll over the queue notifiers and the device's event sources).
-    public func startWorker() throws(VirtioWorkerError) {
+    /// Starts the device's worker thread (epoll over the queue notifiers and the device's event
+    /// sources); `threadStart` runs first on it, given the device's name.
+    public func startWorker(threadStart: (@Sendable (String) -> Void)? = nil) throws(VirtioWorkerError) {
         try worker.withLock { (current) throws(VirtioWorkerError) in
             guard current == nil else { return }
-            current = try VirtioWorker(transport: self)
+            current = try VirtioWorker(transport: self, threadStart: threadStart)
         }
     }
 

@@ -22,7 +22,8 @@ final class VirtioWorker: @unchecked Sendable {
     private var thread = pthread_t()
     private var joined = false
 
-    init(transport: VirtioMMIOTransport) throws(VirtioWorkerError) {
+    /// `threadStart` runs first on the new thread (the VMM's sandbox for device threads).
+    init(transport: VirtioMMIOTransport, threadStart: (@Sendable (String) -> Void)?) throws(VirtioWorkerError) {
         let epoll = clinux_epoll_create()
         guard epoll >= 0 else { throw VirtioWorkerError(operation: "epoll_create1", errno: -epoll) }
         do {
@@ -51,14 +52,18 @@ final class VirtioWorker: @unchecked Sendable {
         let name = "vireo-\(transport.name)"
         let body = WorkerBody {
             clinux_set_thread_name(name)
+            threadStart?(transport.name)
             _ = stop  // kept alive for as long as the thread polls it
             VirtioWorker.loop(epoll: epoll, transport: transport)
         }
         let context = Unmanaged.passRetained(body).toOpaque()
         // The worker blocks every signal: process-directed ones (SIGINT, SIGTERM) belong to the VMM's
         // signal thread and must neither interrupt nor kill a device thread.
+        // Synchronous signals stay deliverable: a blocked SIGSYS from the seccomp filter would kill
+        // the VMM without the reporter naming the syscall.
         var all = sigset_t(), previous = sigset_t()
         sigfillset(&all)
+        for synchronous in [SIGSYS, SIGSEGV, SIGBUS, SIGILL, SIGFPE] { sigdelset(&all, synchronous) }
         pthread_sigmask(SIG_SETMASK, &all, &previous)
         let result = pthread_create(&thread, nil, { argument in
             Unmanaged<WorkerBody>.fromOpaque(argument!).takeRetainedValue().run()

@@ -140,6 +140,24 @@ public enum SeccompProfiles {
         return SeccompPolicy(role: "vCPU", rules: rules, defaultAction: deny)
     }
 
+    /// A virtio device worker, the thread that parses guest-controlled rings: I/O on descriptors
+    /// opened before the guest ran (disk images, TAP, passt's socket, eventfds, epoll), accepting on
+    /// the vsock / console listeners it owns, balloon page release. Nothing that opens a path, creates
+    /// a socket or a thread, or touches KVM: a vsock connect to the host goes to the connector thread.
+    public static func device(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+        let rules: [SyscallRule] = [
+            SyscallRule("read"), SyscallRule("write"), SyscallRule("readv"), SyscallRule("writev"),
+            SyscallRule("pread64"), SyscallRule("pwrite64"), SyscallRule("preadv"), SyscallRule("pwritev"),
+            SyscallRule("fsync"), SyscallRule("fdatasync"), SyscallRule("fallocate"), SyscallRule("ftruncate"),
+            SyscallRule("lseek"), SyscallRule("fstat"), SyscallRule("close"), SyscallRule("fcntl"),
+            SyscallRule("epoll_wait"), SyscallRule("epoll_pwait"), SyscallRule("epoll_ctl"), SyscallRule("poll"),
+            SyscallRule("recvfrom"), SyscallRule("recvmsg"), SyscallRule("sendto"), SyscallRule("sendmsg"),
+            SyscallRule("shutdown"), SyscallRule("accept"), SyscallRule("accept4"), SyscallRule("getrandom"),
+            SyscallRule("set_robust_list"), SyscallRule("rseq"), SyscallRule("sigaltstack"),
+        ] + memory + runtime(pid: pid)
+        return SeccompPolicy(role: "device", rules: rules, defaultAction: deny)
+    }
+
     /// The console input thread: read the input, hand bytes to the UART, raise its interrupt.
     public static func deviceIO(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
         let rules: [SyscallRule] = [

@@ -62,6 +62,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     static let firstLocalPort: UInt32 = 1 << 30
 
     public let guestCID: UInt64
+    private let connectHost: @Sendable (String) -> Int32?
     public let socketPath: String
     private let listener: Int32
     private let poller: EventPoller
@@ -143,12 +144,15 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     private var heldChain: DescriptorChain?
     private var active = false
 
-    /// `listener` is a listening, non-blocking Unix socket at `socketPath` (see `UnixSockets.listen`),
-    /// owned by the device from now on.
     public var snapshotConfiguration: String { "cid=\(guestCID)" }
 
-    public init(guestCID: UInt64, socketPath: String, listener: Int32) throws(EventFDError) {
+    /// `listener` is a listening, non-blocking Unix socket at `socketPath` (see `UnixSockets.listen`),
+    /// owned by the device from now on. `connect` opens a guest-initiated connection to a host path;
+    /// the VMM passes one that runs on a thread allowed to make sockets (the worker is not).
+    public init(guestCID: UInt64, socketPath: String, listener: Int32,
+                connect: @escaping @Sendable (String) -> Int32? = { try? UnixSockets.connect(path: $0) }) throws(EventFDError) {
         self.guestCID = guestCID
+        self.connectHost = connect
         self.socketPath = socketPath
         self.listener = listener
         _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
@@ -471,7 +475,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     /// A guest REQUEST to host port P: connect to `<socketPath>_P`.
     private func openGuestConnection(_ header: VsockHeader) {
         guard connections.count < VirtioVsock.maxConnections,
-              let fd = try? UnixSockets.connect(path: "\(socketPath)_\(header.destinationPort)") else {
+              let fd = connectHost("\(socketPath)_\(header.destinationPort)") else {
             replyReset(to: header)
             return
         }
