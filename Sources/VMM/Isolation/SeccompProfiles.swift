@@ -50,9 +50,6 @@ public enum SeccompProfiles {
     /// The console input thread only raises the UART's interrupt.
     static let deviceIoctls = ["KVM_IRQ_LINE"]
 
-    /// open(2) flags of the console log's rotation (ConsoleOutput), the only open a vCPU thread does.
-    static var consoleLogReopenFlags: UInt32 { UInt32(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC) }
-
     static let protExec = UInt32(PROT_EXEC)
     static let cloneThread: UInt32 = 0x0001_0000  // CLONE_THREAD
     static let prSetName: UInt32 = 15             // PR_SET_NAME
@@ -125,14 +122,13 @@ public enum SeccompProfiles {
     }
 
     /// A vCPU thread: KVM_RUN and the exit handlers (port/MMIO devices, console output to the
-    /// terminal, log and attached API clients, the log's rotation).
+    /// terminal, log and attached API clients). The log's rotation runs on its own thread.
     public static func vcpu(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
         let rules: [SyscallRule] = [
             SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(vcpuIoctls))]]),
             SyscallRule("write"), SyscallRule("sendto"),
         ] + memory + runtime(pid: pid) + [
-            SyscallRule("openat", when: [[.equals(argument: 2, value: consoleLogReopenFlags)]]),
-            SyscallRule("rename"), SyscallRule("close"),
+            SyscallRule("close"),
             // A guest's virtio reset, on the trapping vCPU, drains the queue notifiers (eventfd reads)
             // and closes the device's vsock connections.
             SyscallRule("read"), SyscallRule("shutdown"),
