@@ -47,14 +47,17 @@ public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
             var info = stat()
             fstat(fd, &info)
             state.withLock { $0.logFD = fd; $0.logBytes = UInt64(max(0, info.st_size)) }
-            if logLimit != nil {
-                // Started before the sandbox: it inherits the control filter (which allows the re-open).
-                rotator = OSThread(name: "vireo-log-rotate") { [weak self] in
-                    while let self {
-                        self.rotationWanted.wait(seconds: 3600)
-                        self.state.withLock { if $0.rotationRequested { self.rotate(&$0) } }
-                    }
-                }
+        }
+    }
+
+    /// Starts the rotator thread when the log is bounded. Called by `Machine.run` on the main thread
+    /// after isolation is in place, so the thread inherits its control filter and CPU affinity.
+    func startRotator() {
+        guard logPath != nil, logLimit != nil, rotator == nil else { return }
+        rotator = OSThread(name: "vireo-log-rotate") { [weak self] in
+            while let self {
+                self.rotationWanted.wait(seconds: 3600)
+                self.state.withLock { if $0.rotationRequested { self.rotate(&$0) } }
             }
         }
     }

@@ -17,7 +17,12 @@ final class HostConnector: @unchecked Sendable {
     private let answerPosted = Wakeup()
     private var thread: OSThread?
 
-    init() {
+    init() {}
+
+    /// Starts the thread; called on the main thread once isolation is in place (it inherits the
+    /// control filter and CPU affinity).
+    func start() {
+        guard thread == nil else { return }
         thread = OSThread(name: "vireo-vsock-conn") { [self] in serve() }
     }
 
@@ -39,6 +44,7 @@ final class HostConnector: @unchecked Sendable {
     func stop() {
         exchange.withLock { $0.stopping = true }
         requestPosted.post()
+        if thread != nil { requestPosted.post() }
         thread?.join()
     }
 

@@ -259,6 +259,7 @@ public final class Machine: @unchecked Sendable {
             }
         }
         defer { server?.remove() }
+        console.startRotator()
         do {
             try virtio.startWorkers()
         } catch {

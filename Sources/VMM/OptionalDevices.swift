@@ -18,6 +18,7 @@ enum OptionalDevices {
             let path = spec.socketPath
             virtio.addCleanup { unlink(path) }
             let connector = HostConnector()
+            virtio.addStartup { connector.start() }
             virtio.addCleanup { connector.stop() }
             do {
                 try virtio.add(VirtioVsock(guestCID: spec.cid, socketPath: spec.socketPath, listener: listener,

@@ -68,6 +68,9 @@ final class VirtioDevices: @unchecked Sendable {
     }
 
     func startWorkers() throws(VMMError) {
+        let pending = startups
+        startups = []
+        for startup in pending { startup() }
         for slot in slots {
             do {
                 try slot.transport.startWorker { name in ThreadRole.device(name).enter() }
@@ -96,6 +99,10 @@ final class VirtioDevices: @unchecked Sendable {
 
     /// Each slot's device, as recorded in a snapshot.
     var identities: [VirtioSlotIdentity] { slots.map { VirtioSlotIdentity(slotName: $0.name, device: $0.device) } }
+
+    /// Threads the devices need besides their workers, started with them (after isolation is in place).
+    private var startups: [() -> Void] = []
+    func addStartup(_ body: @escaping () -> Void) { startups.append(body) }
 
     /// Registers work for `stopWorkers` (e.g. stopping passt, removing a socket file).
     func addCleanup(_ body: @escaping () -> Void) { cleanups.append(body) }

@@ -66,7 +66,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     public let socketPath: String
     private let listener: Int32
     private let poller: EventPoller
-    private let kick: EventFD
+    let kick: EventFD
     private let counters = Mutex(VsockStatistics())
 
     enum State {
@@ -132,7 +132,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     }
 
     // Worker-thread state (serialised by the transport).
-    private var connections: [UInt64: Connection] = [:]
+    var connections: [UInt64: Connection] = [:]
     private var byKey: [Key: UInt64] = [:]
     private var nextID: UInt64 = 1
     private var nextLocalPort = VirtioVsock.firstLocalPort
@@ -141,7 +141,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     /// Connections that may have data for the guest, in service order.
     private var ready: [UInt64] = []
     private var readySet: Set<UInt64> = []
-    private var heldChain: DescriptorChain?
+    var heldChain: DescriptorChain?
     private var active = false
 
     public var snapshotConfiguration: String { "cid=\(guestCID)" }
@@ -545,7 +545,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     /// Queues a control packet unless `maxQueuedControl` already wait (the guest posts no receive
     /// buffers yet keeps asking): then it is dropped and counted, so memory stays bounded.
     @discardableResult
-    private func enqueue(_ packet: Control) -> Bool {
+    func enqueue(_ packet: Control) -> Bool {
         guard control.count - controlStart < VirtioVsock.maxQueuedControl else {
             counters.withLock { $0.controlDropped += 1 }
             return false
