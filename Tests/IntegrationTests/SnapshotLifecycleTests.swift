@@ -1,4 +1,5 @@
 import Foundation
+import Manager
 import Testing
 
 /// Issue 11's snapshot sequence with micro-guests: a pause that cannot park a vCPU fails and leaves
@@ -79,5 +80,28 @@ struct SnapshotLifecycleTests {
                                                 "--vsock", "cid=7,socket=\(scratch.appendingPathComponent("x.sock").path)"])
         defer { same.stop() }
         #expect(same.waitForOutput("count=", timeout: 20), "stderr: \(same.errorOutput)")
+    }
+}
+
+extension SnapshotLifecycleTests {
+    @Test func daemonRefusesASnapshotWithADeviceItCannotConfigure() throws {
+        let kernel = try #require(TestEnvironment.micro("counter"))
+        let socket = scratch.appendingPathComponent("daemon-src.sock").path
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--api-socket", socket,
+                                                 "--vsock", "cid=9,socket=\(scratch.appendingPathComponent("d.sock").path)"])
+        defer { guest.stop() }
+        #expect(guest.waitForOutput("count=2", timeout: 20))
+        waitForSocket(socket)
+        #expect(try request(socket, "pause").contains("\"state\":\"paused\""))
+        let directory = scratch.appendingPathComponent("daemon-vsock").path
+        #expect(try request(socket, "snapshot \(directory)").contains("\"ok\":true"))
+        _ = try? request(socket, "kill")
+        _ = guest.waitForExit(timeout: 10)
+
+        let daemon = try DaemonProcess()
+        defer { daemon.stop() }
+        let reply = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(directory))]))
+        #expect(reply.status == 422 && reply.errorMessage.contains("virtio-vsock (type 19, cid=9)"), "\(reply.status) \(reply.text)")
+        #expect(try daemon.request("GET", "/vms/clone").status == 404, "nothing half-created")
     }
 }
