@@ -25,9 +25,9 @@ public enum SeccompMode: String, CaseIterable, Sendable {
     }
 }
 
-/// The three thread roles' allowlists (issue 6): control (main, signal, API threads: the
-/// process-wide base every thread inherits), vCPU (exit loop and in-line device emulation),
-/// and device I/O (console input). A thread's effective policy is the intersection of the base
+/// The thread roles' allowlists (issues 6 and 11): control (main, signal, API, log-rotation and
+/// vsock-connector threads: the process-wide base every thread inherits), vCPU (exit loop and
+/// in-line device emulation), device (virtio workers) and device I/O (console input). A thread's effective policy is the intersection of the base
 /// and its own, because seccomp filters stack.
 ///
 /// The lists were found by running the test suite (micro-guests, Linux boots, snapshots, the
