@@ -5,7 +5,8 @@ import Testing
 /// through `--net user`, a vsock stream to the host — is snapshotted several times while it works
 /// (pause → snapshot → copy the disk → resume); every snapshot then restores on its own disk copy,
 /// and the restored guest verifies every block written before the snapshot and keeps both streams
-/// going (reconnecting the vsock stream, whose host end was the old process).
+/// going (reconnecting the vsock stream, whose host end was the old process); two clones of the
+/// last snapshot then run side by side on copy-on-write overlays.
 @Suite(.enabled { try TestEnvironment.available("BusySnapshotTests", .kvm, .kernel) })
 struct BusySnapshotTests {
     /// `BUSY i verified=N bad=B tcp=ok|fail vsock=ok|fail` per iteration; block i of /dev/vdb holds pattern(i).
@@ -264,6 +265,28 @@ struct BusySnapshotTests {
             TestEnvironment.log("busy snapshot \(number + 1): taken at iteration \(snapshot.index), restored guest reached \(after.last?.index ?? -1)")
             kill(restored.process.processIdentifier, SIGKILL)
             _ = restored.waitForExit(timeout: 10)
+        }
+
+        // Two clones of the last snapshot side by side, each on copy-on-write overlays over its disk
+        // copies (never written): both verify the blocks and keep writing their own.
+        let last = try #require(taken.last)
+        var clones: [(GuestProcess, StreamSink)] = []
+        defer { for (clone, cloneSink) in clones { clone.stop(); cloneSink.stop() } }
+        for name in ["a", "b"] {
+            let base = path("clone-\(name).sock")
+            let cloneSink = StreamSink(try listen("\(base)_\(vsockPort)"))
+            let clone = try GuestProcess(arguments: ["run", "--restore", last.directory, "--no-stdin",
+                                                     "--disk", "\(path("clone-\(name)-root.ovl")),backing=\(last.root)",
+                                                     "--disk", "\(path("clone-\(name)-data.ovl")),backing=\(last.data)",
+                                                     "--vsock", "cid=3,socket=\(base)"])
+            clones.append((clone, cloneSink))
+        }
+        for (name, (clone, cloneSink)) in zip(["a", "b"], clones) {
+            #expect(BusySnapshotTests.waitForLoop({ clone.output }, atLeast: last.index + 3, timeout: hardware ? 60 : 300),
+                    "clone \(name): \(clone.output.suffix(1500)) \(clone.errorOutput)")
+            let loops = BusySnapshotTests.loops(clone.output)
+            #expect(!loops.isEmpty && loops.allSatisfy { $0.bad == 0 && $0.verified == $0.index + 1 }, "clone \(name) verifies its blocks")
+            #expect(cloneSink.wait("vsock", above: last.index, timeout: 60), "clone \(name): its vsock stream reconnects")
         }
     }
 }
