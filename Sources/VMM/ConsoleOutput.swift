@@ -16,12 +16,18 @@ public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
         var logFD: Int32 = -1
         var logBytes: UInt64 = 0
         var attached: [Int32] = []
+        /// Set when the log passed its limit, cleared by the rotator once the new file is open.
+        var rotationRequested = false
     }
 
     private let terminalFD: Int32?
     private let logPath: String?
     private let logLimit: UInt64?
     private let state = Mutex(State())
+    /// Posted by the writer (a vCPU thread) when the log is full: the rotator thread, not the vCPU,
+    /// renames and re-opens, so the vCPU seccomp role needs neither openat nor rename.
+    private let rotationWanted = Wakeup()
+    private var rotator: OSThread?
     private static let panicBanner = Array("Kernel panic - not syncing".utf8)
 
     /// `terminalFD` is usually 1 (stdout); `logPath` is opened for append and created if missing;
@@ -44,6 +50,18 @@ public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
         }
     }
 
+    /// Starts the rotator thread when the log is bounded. Called by `Machine.run` on the main thread
+    /// after isolation is in place, so the thread inherits its control filter and CPU affinity.
+    func startRotator() {
+        guard logPath != nil, logLimit != nil, rotator == nil else { return }
+        rotator = OSThread(name: "vireo-log-rotate") { [weak self] in
+            while let self {
+                self.rotationWanted.wait(seconds: 3600)
+                self.state.withLock { if $0.rotationRequested { self.rotate(&$0) } }
+            }
+        }
+    }
+
     deinit {
         state.withLock { if $0.logFD >= 0 { close($0.logFD) } }
     }
@@ -63,7 +81,10 @@ public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
             if state.logFD >= 0 {
                 ConsoleOutput.writeAll(state.logFD, bytes)
                 state.logBytes += UInt64(bytes.count)
-                if let logLimit, state.logBytes > logLimit { rotate(&state) }
+                if let logLimit, state.logBytes > logLimit, !state.rotationRequested {
+                    state.rotationRequested = true
+                    rotationWanted.post()
+                }
             }
             // A client that cannot take output (gone, or not reading) is dropped, never waited for.
             state.attached.removeAll { !ConsoleOutput.writeAll($0, bytes, nonBlocking: true) }
@@ -88,6 +109,7 @@ public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
         rename(logPath, logPath + ".1")
         state.logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o644)
         state.logBytes = 0
+        state.rotationRequested = false
     }
 
     /// Writes everything; returns false when the descriptor failed (closed peer, full and non-blocking).

@@ -87,7 +87,11 @@ final class ControlServer: @unchecked Sendable {
         case "status":
             return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json),\"devices\":\(machine.deviceStatusJSON),\"isolation\":\(IsolationPlan.currentStatusJSON)}"
         case "pause":
-            machine.pause()
+            do {
+                try machine.pause()
+            } catch {
+                return "{\"ok\":false,\"error\":\"\(jsonEscaped(error.description))\",\"state\":\"\(machine.stateName)\"}"
+            }
             return "{\"ok\":true,\"state\":\"\(machine.stateName)\"}"
         case "resume":
             machine.resume()

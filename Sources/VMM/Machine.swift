@@ -226,6 +226,9 @@ public final class Machine: @unchecked Sendable {
         }
         vcpus = created
         cpuidTables = tables
+        if let snapshot, snapshot.state.formatIdentifiesDevices {
+            try VirtioSlotIdentity.check(saved: snapshot.state.virtioIdentities, configured: virtio.identities)
+        }
         if let snapshot {
             do {
                 try devices.serial.restoreState(snapshot.state.serial)
@@ -256,6 +259,7 @@ public final class Machine: @unchecked Sendable {
             }
         }
         defer { server?.remove() }
+        console.startRotator()
         do {
             try virtio.startWorkers()
         } catch {
@@ -310,10 +314,14 @@ extension Machine {
 
     /// Parks every vCPU outside KVM_RUN and freezes the guest's kvmclock, so that after `resume()`
     /// the guest continues where it stopped without seeing the pause as lost time.
-    public func pause() {
-        pauseState.withLock { state in
+    /// Then every virtio device stops taking requests and finishes the one in progress, so guest
+    /// memory, rings and device state all describe one moment. If a vCPU does not park in time the
+    /// pause fails and the VM keeps running.
+    public func pause() throws(PauseError) {
+        try pauseState.withLock { (state) throws(PauseError) in
             guard !state.paused else { return }
-            control.pause()
+            try control.pause()
+            virtio.pauseDevices()
             state.clock = try? vm.clock()
             state.paused = true
         }
@@ -325,6 +333,7 @@ extension Machine {
             guard state.paused else { return }
             if let clock = state.clock { try? vm.setClock(clock) }
             state.paused = false
+            virtio.resumeDevices()
             control.resume()
         }
     }

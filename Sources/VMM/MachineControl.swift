@@ -38,13 +38,24 @@ public final class MachineControl: @unchecked Sendable {
     /// Number of vCPU threads still running their loop.
     var liveVCPUCount: Int { state.withLock { $0.vcpus.filter { $0.thread?.isFinished != true }.count } }
 
-    /// Asks every vCPU to leave KVM_RUN and park; returns once all have (or the VM stopped).
-    public func pause() {
+    /// How long every vCPU gets to leave KVM_RUN and park before a pause fails.
+    static let parkDeadlineSeconds = 5.0
+
+    /// Asks every vCPU to leave KVM_RUN and park; returns once all have. If one has not parked by
+    /// the deadline the pause is undone (the parked ones continue) and it throws: a VM marked
+    /// paused with a vCPU still running would give an inconsistent snapshot.
+    public func pause() throws(PauseError) {
         pauseGate.close()
         pausing.store(true, ordering: .releasing)
         kickAll()
-        let deadline = MonotonicClock.now() + 5
-        while pauseGate.parkedCount < liveVCPUCount && !isStopping && MonotonicClock.now() < deadline {
+        let deadline = MonotonicClock.now() + MachineControl.parkDeadlineSeconds
+        while pauseGate.parkedCount < liveVCPUCount {
+            if isStopping { resume(); throw .stopping }
+            if MonotonicClock.now() >= deadline {
+                let running = liveVCPUCount - pauseGate.parkedCount
+                resume()
+                throw .vcpusDidNotPark(running: running, of: liveVCPUCount, seconds: MachineControl.parkDeadlineSeconds)
+            }
             kickAll()
             usleep(1_000)
         }

@@ -11,7 +11,9 @@ final class OSThread: @unchecked Sendable {
     }
 
     private var handle = pthread_t()
-    private var joined = false
+    /// Whether the thread was joined; `signal` holds the same lock, so a kick can never reach a
+    /// thread id that `join` already released (and the system may have reused).
+    private let joined = Mutex(false)
     private let finishedFlag = Atomic<Bool>(false)
 
     /// True once the thread's body has returned.
@@ -31,40 +33,66 @@ final class OSThread: @unchecked Sendable {
         precondition(result == 0, "pthread_create failed: \(result)")
     }
 
-    /// Waits for the thread to finish.
+    /// Waits for the thread to finish (once; later calls return at once).
     func join() {
-        guard !joined else { return }
-        joined = true
+        let first = joined.withLock { joined -> Bool in
+            defer { joined = true }
+            return !joined
+        }
+        guard first else { return }
         pthread_join(handle, nil)
     }
 
-    /// Sends `signal` to this thread (used to kick a vCPU out of KVM_RUN).
+    /// Sends `signal` to this thread (used to kick a vCPU out of KVM_RUN); nothing once it was joined.
     func signal(_ signal: Int32) {
-        if !joined { pthread_kill(handle, signal) }
+        joined.withLock { joined in
+            if !joined { pthread_kill(handle, signal) }
+        }
     }
 }
 
-/// A counting semaphore: threads `post` when they finish so a waiter wakes at once instead of
-/// at its next poll.
+/// Counts posts so a waiter wakes at once instead of at its next poll: threads `post` when they
+/// finish. Deadlines use CLOCK_MONOTONIC, so a wall-clock step neither shortens nor stretches a wait.
 final class Wakeup: @unchecked Sendable {
-    private let semaphore = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var posts = 0
 
-    init() { sem_init(semaphore, 0, 0) }
-
-    deinit {
-        sem_destroy(semaphore)
-        semaphore.deallocate()
+    init() {
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
     }
 
-    func post() { sem_post(semaphore) }
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        condition.deallocate()
+    }
 
-    /// Waits for a post, at most `seconds`.
+    func post() {
+        pthread_mutex_lock(mutex)
+        posts += 1
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Waits for a post (consuming it), at most `seconds`.
     func wait(seconds: Double) {
         var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
         let nanoseconds = Int(deadline.tv_nsec) + Int(seconds * 1e9)
         deadline.tv_sec += nanoseconds / 1_000_000_000
         deadline.tv_nsec = nanoseconds % 1_000_000_000
-        while sem_timedwait(semaphore, &deadline) != 0 && errno == EINTR {}
+        pthread_mutex_lock(mutex)
+        while posts == 0 {
+            if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT { break }
+        }
+        if posts > 0 { posts -= 1 }
+        pthread_mutex_unlock(mutex)
     }
 }

@@ -17,8 +17,12 @@ enum OptionalDevices {
             }
             let path = spec.socketPath
             virtio.addCleanup { unlink(path) }
+            let connector = HostConnector()
+            virtio.addStartup { connector.start() }
+            virtio.addCleanup { connector.stop() }
             do {
-                try virtio.add(VirtioVsock(guestCID: spec.cid, socketPath: spec.socketPath, listener: listener), name: "virtio-vsock")
+                try virtio.add(VirtioVsock(guestCID: spec.cid, socketPath: spec.socketPath, listener: listener,
+                                           connect: { connector.connect($0) }), name: "virtio-vsock")
             } catch let error as VMMError {
                 throw error
             } catch {

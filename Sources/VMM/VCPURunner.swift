@@ -39,7 +39,7 @@ final class VCPURunner: @unchecked Sendable {
             switch result {
             case .interrupted, .again:
                 counters.interrupted.add(1, ordering: .relaxed)
-                if control.isPausing && !control.isStopping {
+                if control.isPausing && !control.isStopping && !TestHooks.vcpuRefusesToPark(vcpu.id) {
                     control.pauseGate.pass()
                 }
                 // Clear the kick only after checking the flags: a stop sets its flag before kicking.

@@ -68,9 +68,12 @@ final class VirtioDevices: @unchecked Sendable {
     }
 
     func startWorkers() throws(VMMError) {
+        let pending = startups
+        startups = []
+        for startup in pending { startup() }
         for slot in slots {
             do {
-                try slot.transport.startWorker()
+                try slot.transport.startWorker { name in ThreadRole.device(name).enter() }
             } catch {
                 throw .invalidConfiguration("\(slot.name): cannot start its worker: \(error)")
             }
@@ -83,6 +86,23 @@ final class VirtioDevices: @unchecked Sendable {
         cleanups = []
         for cleanup in pending.reversed() { cleanup() }
     }
+
+    /// Pauses every device (each returns once its request in progress finished).
+    func pauseDevices() {
+        for slot in slots { slot.transport.pauseDevice() }
+    }
+
+    /// Resumes every device; each worker services what arrived meanwhile.
+    func resumeDevices() {
+        for slot in slots { slot.transport.resumeDevice() }
+    }
+
+    /// Each slot's device, as recorded in a snapshot.
+    var identities: [VirtioSlotIdentity] { slots.map { VirtioSlotIdentity(slotName: $0.name, device: $0.device) } }
+
+    /// Threads the devices need besides their workers, started with them (after isolation is in place).
+    private var startups: [() -> Void] = []
+    func addStartup(_ body: @escaping () -> Void) { startups.append(body) }
 
     /// Registers work for `stopWorkers` (e.g. stopping passt, removing a socket file).
     func addCleanup(_ body: @escaping () -> Void) { cleanups.append(body) }

@@ -71,6 +71,11 @@ struct ServeCommand: ParsableCommand {
         configuration.readSnapshot = { directory throws in
             do {
                 let summary = try SnapshotSummary.read(directory)
+                // A daemon VM configures only disks, NICs and rng: a snapshot with any other device
+                // would be refused by the VMM at start, so refuse it now, naming the device.
+                if let device = summary.optionalDevices.first {
+                    throw DaemonError("snapshot \(directory) holds \(device), which a daemon VM cannot configure; restore it with 'vireo run --restore' and the same device options")
+                }
                 return SnapshotInfo(kernel: summary.kernelPath, cmdline: summary.commandLine, cpus: summary.cpus,
                                     memoryMiB: Int(summary.memoryBytes >> 20), diskCount: summary.diskCount)
             } catch {

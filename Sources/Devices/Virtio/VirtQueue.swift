@@ -122,6 +122,13 @@ public final class VirtQueue: @unchecked Sendable {
         return chain
     }
 
+    /// The chain at `head` again, validated as when it was popped: a descriptor chain a device held
+    /// at snapshot time (the head comes from the snapshot file, so it is checked like a ring entry).
+    public func heldChain(head: UInt16) throws(VirtioError) -> DescriptorChain {
+        guard head < size else { throw .headOutOfRange(queue: index, head: head, size: size) }
+        return try walk(head: head)
+    }
+
     /// Follows the chain from `head`, validating each descriptor as it is copied out.
     private func walk(head: UInt16) throws(VirtioError) -> DescriptorChain {
         var readable: [GuestSegment] = [], writable: [GuestSegment] = []

@@ -54,17 +54,23 @@ public protocol VirtioDevice: AnyObject, Sendable {
     /// `eventSources[source]` became readable; `activation` is nil while the driver is not running it.
     func handleEvent(source: Int, activation: VirtioActivation?) throws(VirtioError)
 
-    /// Device-specific snapshot state beyond the transport and queues.
+    /// The configuration a restored guest depends on (e.g. vsock's CID), recorded in a snapshot so a
+    /// restore with a different one is refused.
+    var snapshotConfiguration: String { get }
+    /// Device-specific snapshot state beyond the transport and queues (held descriptor chains,
+    /// pending packets, connection tables); taken only while the device is paused.
     func snapshotState() -> [UInt8]
-    /// Loads what `snapshotState` saved (after the transport re-activated the device).
-    func restoreSnapshotState(_ bytes: [UInt8]) throws(StateError)
+    /// Loads what `snapshotState` saved, after the transport re-activated the device with
+    /// `activation` (nil when the driver was not running it).
+    func restoreSnapshotState(_ bytes: [UInt8], activation: VirtioActivation?) throws(StateError)
 }
 
 extension VirtioDevice {
+    public var snapshotConfiguration: String { "" }
     /// Device-specific snapshot state beyond the transport and queues (none by default).
     public func snapshotState() -> [UInt8] { [] }
     /// Loads what `snapshotState` saved.
-    public func restoreSnapshotState(_ bytes: [UInt8]) throws(StateError) {
+    public func restoreSnapshotState(_ bytes: [UInt8], activation: VirtioActivation?) throws(StateError) {
         guard bytes.isEmpty else { throw .invalid(what: "\(deviceType) device state") }
     }
     public func writeConfig(offset: UInt64, from data: UnsafeRawBufferPointer) {}

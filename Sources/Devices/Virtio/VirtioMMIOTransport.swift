@@ -30,6 +30,8 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     public let interrupt: any VirtioInterrupt
     /// One doorbell per queue, signalled when the driver notifies that queue.
     public let queueNotifiers: [EventFD]
+    /// Signalled by `resumeDevice` so the worker services what arrived while the device was paused.
+    let resumeNotifier: EventFD
     /// DeviceFeatures as the driver sees them.
     public let offeredFeatures: UInt64
     /// Used in log lines and the worker thread's name.
@@ -57,6 +59,10 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     struct Engine {
         var activation: VirtioActivation?
         var violations = 0
+        /// Set by `pauseDevice`: work that arrives is only recorded (bit per queue / event source).
+        var paused = false
+        var deferredQueues: UInt64 = 0
+        var deferredEvents: UInt64 = 0
     }
 
     let queueMaxSizes: [UInt16]
@@ -78,6 +84,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
         var notifiers: [EventFD] = []
         for _ in queueMaxSizes { notifiers.append(try EventFD()) }
         queueNotifiers = notifiers
+        resumeNotifier = try EventFD()
         offeredFeatures = device.deviceFeatures | VirtioMMIOTransport.transportFeatures
         registers = Mutex(Registers(queueCount: queueMaxSizes.count))
     }
@@ -324,6 +331,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     /// Lets the device consume queue `index`, then interrupts if the driver wants it.
     func serviceQueue(_ index: Int) {
         engine.withLock { engine in
+            if engine.paused { engine.deferredQueues |= 1 << UInt64(index & 63); return }
             guard let activation = engine.activation, activation.queue(index) != nil else { return }
             do throws(VirtioError) {
                 try device.processQueue(index, activation: activation)
@@ -337,6 +345,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     /// Lets the device react to one of its `eventSources`.
     func serviceEvent(_ source: Int) {
         engine.withLock { engine in
+            if engine.paused { engine.deferredEvents |= 1 << UInt64(source & 63); return }
             let activation = engine.activation
             do throws(VirtioError) {
                 try device.handleEvent(source: source, activation: activation)
@@ -364,11 +373,12 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
 
     // MARK: worker
 
-    /// Starts the device's worker thread (epoll over the queue notifiers and the device's event sources).
-    public func startWorker() throws(VirtioWorkerError) {
+    /// Starts the device's worker thread (epoll over the queue notifiers and the device's event
+    /// sources); `threadStart` runs first on it, given the device's name.
+    public func startWorker(threadStart: (@Sendable (String) -> Void)? = nil) throws(VirtioWorkerError) {
         try worker.withLock { (current) throws(VirtioWorkerError) in
             guard current == nil else { return }
-            current = try VirtioWorker(transport: self)
+            current = try VirtioWorker(transport: self, threadStart: threadStart)
         }
     }
 

@@ -104,7 +104,7 @@ extension VirtioMMIOTransport {
                 e.activation = activation
             }
         }
-        try device.restoreSnapshotState(deviceState)
+        try device.restoreSnapshotState(deviceState, activation: activation)
         interruptState.withLock { $0 = interrupts }
     }
 }

@@ -14,6 +14,7 @@ public struct VirtioWorkerError: Error, Equatable, CustomStringConvertible {
 /// and a stop eventfd, so queue processing and backend I/O never run on a vCPU thread.
 final class VirtioWorker: @unchecked Sendable {
     private static let stopToken = UInt64.max
+    private static let resumeToken = UInt64.max - 1
     private static let sourceBase: UInt64 = 1 << 32
 
     private let epoll: Int32
@@ -21,7 +22,8 @@ final class VirtioWorker: @unchecked Sendable {
     private var thread = pthread_t()
     private var joined = false
 
-    init(transport: VirtioMMIOTransport) throws(VirtioWorkerError) {
+    /// `threadStart` runs first on the new thread (the VMM's sandbox for device threads).
+    init(transport: VirtioMMIOTransport, threadStart: (@Sendable (String) -> Void)?) throws(VirtioWorkerError) {
         let epoll = clinux_epoll_create()
         guard epoll >= 0 else { throw VirtioWorkerError(operation: "epoll_create1", errno: -epoll) }
         do {
@@ -33,7 +35,7 @@ final class VirtioWorker: @unchecked Sendable {
         self.epoll = epoll
         // Notifiers are level-triggered (consumed each wake); backends are edge-triggered so a device
         // with no buffers for a readable socket is not woken again until something changes.
-        var watches: [(fd: Int32, edge: Int32, token: UInt64)] = [(stopFD.fd, 0, VirtioWorker.stopToken)]
+        var watches: [(fd: Int32, edge: Int32, token: UInt64)] = [(stopFD.fd, 0, VirtioWorker.stopToken), (transport.resumeNotifier.fd, 0, VirtioWorker.resumeToken)]
         for (index, notifier) in transport.queueNotifiers.enumerated() { watches.append((notifier.fd, 0, UInt64(index))) }
         for (index, fd) in transport.device.eventSources.enumerated() {
             watches.append((fd, 1, VirtioWorker.sourceBase + UInt64(index)))
@@ -50,14 +52,18 @@ final class VirtioWorker: @unchecked Sendable {
         let name = "vireo-\(transport.name)"
         let body = WorkerBody {
             clinux_set_thread_name(name)
+            threadStart?(transport.name)
             _ = stop  // kept alive for as long as the thread polls it
             VirtioWorker.loop(epoll: epoll, transport: transport)
         }
         let context = Unmanaged.passRetained(body).toOpaque()
         // The worker blocks every signal: process-directed ones (SIGINT, SIGTERM) belong to the VMM's
         // signal thread and must neither interrupt nor kill a device thread.
+        // Synchronous signals stay deliverable: a blocked SIGSYS from the seccomp filter would kill
+        // the VMM without the reporter naming the syscall.
         var all = sigset_t(), previous = sigset_t()
         sigfillset(&all)
+        for synchronous in [SIGSYS, SIGSEGV, SIGBUS, SIGILL, SIGFPE] { sigdelset(&all, synchronous) }
         pthread_sigmask(SIG_SETMASK, &all, &previous)
         let result = pthread_create(&thread, nil, { argument in
             Unmanaged<WorkerBody>.fromOpaque(argument!).takeRetainedValue().run()
@@ -93,6 +99,11 @@ final class VirtioWorker: @unchecked Sendable {
             }
             for token in tokens[0..<Int(count)] {
                 if token == stopToken { return }
+                if token == resumeToken {
+                    _ = transport.resumeNotifier.consume()
+                    transport.serviceDeferred()
+                    continue
+                }
                 if token < sourceBase {
                     transport.queueNotifiers[Int(token)].consume()
                     transport.serviceQueue(Int(token))

@@ -168,6 +168,10 @@ public actor Supervisor {
         return try record(name)
     }
 
+    /// Longer than the VMM's own park deadline (5 s), so a vCPU that does not park comes back as
+    /// the VMM's error ("did not park … the VM keeps running"), not as a timeout.
+    static let pauseTimeout = 15.0
+
     public func pause(_ name: String) async throws -> VMRecord {
         try await control(name, action: .pause, command: "pause", to: .paused, event: "paused")
     }
@@ -184,7 +188,7 @@ public actor Supervisor {
         let directory = try SnapshotTarget.check(given, roots: validator.imageRoots)
         let control = VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
         let pausedHere = vm.state == .running
-        if pausedHere { _ = try await control.request("pause") }
+        if pausedHere { _ = try await control.request("pause", timeout: Supervisor.pauseTimeout) }
         let reply: JSONValue
         do {
             // Writing guest RAM takes a while for big guests.
@@ -210,7 +214,8 @@ public actor Supervisor {
     private func control(_ name: String, action: VMAction, command: String, to target: VMState, event: String) async throws -> VMRecord {
         let vm = try record(name)
         try Lifecycle.check(action, name: name, state: vm.state)
-        let reply = try await VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid).request(command)
+        let reply = try await VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
+            .request(command, timeout: action == .pause ? Supervisor.pauseTimeout : 5)
         guard var current = vms[name], current.pid == vm.pid, current.state == vm.state else { return try record(name) }
         guard reply["state"]?.stringValue == target.rawValue else {
             throw APIError.vmmUnavailable("the VMM answered '\(command)' with state \(reply["state"]?.serialized() ?? "none")")

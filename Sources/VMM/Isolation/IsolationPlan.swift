@@ -198,12 +198,12 @@ public final class IsolationPlan: @unchecked Sendable {
         // Read now: the control filter does not allow capget, getuid or prctl(PR_GET_*).
         capabilitiesAfterDrop = Privileges.effectiveCapabilities
         identityAfterDrop = (getuid(), getgid(), csys_no_new_privs() == 1)
-        for role in ["control", "vCPU", "device I/O"] { roleNames[role] = strdup(role) }
+        for role in ["control", "vCPU", "device I/O", "device"] { roleNames[role] = strdup(role) }
         if let deny = settings.seccomp.denyAction {
             let pid = getpid()
             do {
                 let all = [try SeccompProfiles.control(pid: pid, helpers: helpers, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
-                           try SeccompProfiles.deviceIO(pid: pid, deny: deny)]
+                           try SeccompProfiles.deviceIO(pid: pid, deny: deny), try SeccompProfiles.device(pid: pid, deny: deny)]
                 for policy in all {
                     policies[policy.role] = policy
                     programs[policy.role] = try policy.compile()
@@ -251,6 +251,15 @@ public final class IsolationPlan: @unchecked Sendable {
                 if result != 0 { fatal("cannot install the vCPU seccomp filter: \(String(cString: strerror(-result)))") }
             }
             if index == 0 { TestHooks.performForbiddenSyscall() }
+        case let .device(name):
+            // The reporter names the device: "… in the virtio-rng device thread" (the string lives
+            // as long as the thread, so it is never freed).
+            csys_set_thread_role(strdup("\(name) device"))
+            if let program = programs["device"] {
+                let result = install(program, synchronizeThreads: false)
+                if result != 0 { fatal("cannot install the device seccomp filter for \(name): \(String(cString: strerror(-result)))") }
+            }
+            TestHooks.performDeviceSyscall(device: name)
         case .deviceIO:
             csys_set_thread_role(roleNames["device I/O"])
             if let program = programs["device I/O"] {
@@ -348,6 +357,8 @@ public enum ThreadRole: Sendable {
     case vcpu(UInt32)
     /// Console input: the device I/O filter.
     case deviceIO
+    /// The worker of virtio device `name` (e.g. "virtio-blk0"): the device filter.
+    case device(String)
 
     /// Call first in the thread's body; does nothing when no isolation plan is in force.
     public func enter() {

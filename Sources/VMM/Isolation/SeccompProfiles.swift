@@ -25,9 +25,9 @@ public enum SeccompMode: String, CaseIterable, Sendable {
     }
 }
 
-/// The three thread roles' allowlists (issue 6): control (main, signal, API threads: the
-/// process-wide base every thread inherits), vCPU (exit loop and in-line device emulation),
-/// and device I/O (console input). A thread's effective policy is the intersection of the base
+/// The thread roles' allowlists (issues 6 and 11): control (main, signal, API, log-rotation and
+/// vsock-connector threads: the process-wide base every thread inherits), vCPU (exit loop and
+/// in-line device emulation), device (virtio workers) and device I/O (console input). A thread's effective policy is the intersection of the base
 /// and its own, because seccomp filters stack.
 ///
 /// The lists were found by running the test suite (micro-guests, Linux boots, snapshots, the
@@ -49,9 +49,6 @@ public enum SeccompProfiles {
     ]
     /// The console input thread only raises the UART's interrupt.
     static let deviceIoctls = ["KVM_IRQ_LINE"]
-
-    /// open(2) flags of the console log's rotation (ConsoleOutput), the only open a vCPU thread does.
-    static var consoleLogReopenFlags: UInt32 { UInt32(O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW | O_CLOEXEC) }
 
     static let protExec = UInt32(PROT_EXEC)
     static let cloneThread: UInt32 = 0x0001_0000  // CLONE_THREAD
@@ -125,19 +122,36 @@ public enum SeccompProfiles {
     }
 
     /// A vCPU thread: KVM_RUN and the exit handlers (port/MMIO devices, console output to the
-    /// terminal, log and attached API clients, the log's rotation).
+    /// terminal, log and attached API clients). The log's rotation runs on its own thread.
     public static func vcpu(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
         let rules: [SyscallRule] = [
             SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(vcpuIoctls))]]),
             SyscallRule("write"), SyscallRule("sendto"),
         ] + memory + runtime(pid: pid) + [
-            SyscallRule("openat", when: [[.equals(argument: 2, value: consoleLogReopenFlags)]]),
-            SyscallRule("rename"), SyscallRule("close"),
+            SyscallRule("close"),
             // A guest's virtio reset, on the trapping vCPU, drains the queue notifiers (eventfd reads)
             // and closes the device's vsock connections.
             SyscallRule("read"), SyscallRule("shutdown"),
         ]
         return SeccompPolicy(role: "vCPU", rules: rules, defaultAction: deny)
+    }
+
+    /// A virtio device worker, the thread that parses guest-controlled rings: I/O on descriptors
+    /// opened before the guest ran (disk images, TAP, passt's socket, eventfds, epoll), accepting on
+    /// the vsock / console listeners it owns, balloon page release. Nothing that opens a path, creates
+    /// a socket or a thread, or touches KVM: a vsock connect to the host goes to the connector thread.
+    public static func device(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+        let rules: [SyscallRule] = [
+            SyscallRule("read"), SyscallRule("write"), SyscallRule("readv"), SyscallRule("writev"),
+            SyscallRule("pread64"), SyscallRule("pwrite64"), SyscallRule("preadv"), SyscallRule("pwritev"),
+            SyscallRule("fsync"), SyscallRule("fdatasync"), SyscallRule("fallocate"), SyscallRule("ftruncate"),
+            SyscallRule("lseek"), SyscallRule("fstat"), SyscallRule("close"), SyscallRule("fcntl"),
+            SyscallRule("epoll_wait"), SyscallRule("epoll_pwait"), SyscallRule("epoll_ctl"), SyscallRule("poll"),
+            SyscallRule("recvfrom"), SyscallRule("recvmsg"), SyscallRule("sendto"), SyscallRule("sendmsg"),
+            SyscallRule("shutdown"), SyscallRule("accept"), SyscallRule("accept4"), SyscallRule("getrandom"),
+            SyscallRule("set_robust_list"), SyscallRule("rseq"), SyscallRule("sigaltstack"),
+        ] + memory + runtime(pid: pid)
+        return SeccompPolicy(role: "device", rules: rules, defaultAction: deny)
     }
 
     /// The console input thread: read the input, hand bytes to the UART, raise its interrupt.

@@ -36,7 +36,7 @@ extension Machine {
             debugExitPort: config.debugExitPort, hostKind: hostKind.rawValue, regions: regions, cpuid: cpuidTables,
             vcpus: vcpuStates, vm: vmState, serial: devices.serial.saveState(), i8042: devices.i8042.saveState(),
             rtc: devices.rtc.saveState(), disks: config.disks, rng: config.rng, nets: config.nets,
-            virtio: virtio.slots.map { $0.transport.saveState() })
+            virtio: virtio.slots.map { $0.transport.saveState() }, virtioIdentities: virtio.identities)
         try writeMemory(in: dirFD, directory, regions: regions)
         try SnapshotDirectory.writeFile(in: dirFD, directory, SnapshotState.stateFile, state.encoded())
         fsync(dirFD)
@@ -88,9 +88,9 @@ extension Machine {
         let directory = "\(base)/snapshot-\(index)"
         let started = MonotonicClock.now()
         let wasPaused = pauseState.withLock { $0.paused }
-        pause()
         let message: String
         do {
+            try pause()
             try snapshot(to: directory)
             message = "snapshot written to \(directory) in \(Int((MonotonicClock.now() - started) * 1000)) ms"
         } catch {

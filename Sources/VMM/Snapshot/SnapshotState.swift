@@ -8,9 +8,11 @@ import KVM
 /// `fileOffset`; only pages the guest ever touched are written.
 struct SnapshotState: Equatable {
     static let magic = Array("VIREOSNP".utf8)
-    /// 3: disks carry their overlay's base image. Version 2 snapshots (no overlays) still restore.
-    static let formatVersion: UInt32 = 3
-    static let readableVersions: ClosedRange<UInt32> = 2...3
+    /// 3: disks carry their overlay's base image. 4: each virtio slot names its device (type, name,
+    /// configuration) so a restore binding a different device is refused. Versions 2 and 3 still
+    /// restore, checked only by device count (they recorded no identities).
+    static let formatVersion: UInt32 = 4
+    static let readableVersions: ClosedRange<UInt32> = 2...4
     static let stateFile = "state.bin"
     static let memoryFile = "memory.bin"
 
@@ -38,6 +40,11 @@ struct SnapshotState: Equatable {
     var rng = false
     var nets: [NetSpec] = []
     var virtio: [[UInt8]] = []
+    /// Which device each entry of `virtio` belongs to; empty for snapshots before version 4.
+    var virtioIdentities: [VirtioSlotIdentity] = []
+
+    /// Version 4 and later name each virtio slot's device; older snapshots only count them.
+    var formatIdentifiesDevices: Bool { !virtio.isEmpty ? !virtioIdentities.isEmpty : true }
 
     var memoryFileSize: UInt64 { regions.map { $0.fileOffset + $0.size }.max() ?? 0 }
 
@@ -77,6 +84,8 @@ struct SnapshotState: Equatable {
         }
         w.u32(UInt32(virtio.count))
         for state in virtio { w.blob(state) }
+        w.u32(UInt32(virtioIdentities.count))
+        for identity in virtioIdentities { w.u32(identity.type); w.string(identity.name); w.string(identity.configuration) }
         let body = w.bytes
         var file = SnapshotState.magic
         var header = StateWriter()
@@ -194,11 +203,20 @@ struct SnapshotState: Equatable {
         guard virtioCount <= 16 else { throw .invalid(what: "the virtio devices") }
         var virtio: [[UInt8]] = []
         for _ in 0..<virtioCount { virtio.append(try r.blob(maximum: 1 << 22)) }
+        var identities: [VirtioSlotIdentity] = []
+        if version >= 4 {
+            guard Int(try r.u32()) == virtioCount else { throw .invalid(what: "the virtio device identities") }
+            for _ in 0..<virtioCount {
+                identities.append(VirtioSlotIdentity(type: try r.u32(), name: try r.string(maximum: 64),
+                                                     configuration: try r.string(maximum: 256)))
+            }
+        }
         try r.finish()
         return SnapshotState(kernelPath: kernelPath, commandLine: commandLine, cpus: cpus, memoryBytes: memoryBytes,
                              debugExitPort: hasDebugExit ? debugExitPort : nil, hostKind: hostKind, regions: regions,
                              cpuid: cpuid, vcpus: vcpus, vm: VMState(blobs: vmBlobs),
-                             serial: serial, i8042: i8042, rtc: rtc, disks: disks, rng: rng, nets: nets, virtio: virtio)
+                             serial: serial, i8042: i8042, rtc: rtc, disks: disks, rng: rng, nets: nets, virtio: virtio,
+                             virtioIdentities: identities)
     }
 }
 

@@ -60,16 +60,16 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public let mtu: UInt16
     public let backend: any NetBackend
     private let poller: EventPoller
-    private let kick: EventFD
+    let kick: EventFD
     private let log: @Sendable (String) -> Void
     private let counters = Mutex(VirtioNetStatistics())
 
     // Worker-thread state (serialised by the transport).
-    private let frame: UnsafeMutableRawBufferPointer
-    private var frameLength: Int?
-    private var heldChain: DescriptorChain?
-    private let txFrame: UnsafeMutableRawBufferPointer
-    private var txHeldLength: Int?
+    let frame: UnsafeMutableRawBufferPointer
+    var frameLength: Int?
+    var heldChain: DescriptorChain?
+    let txFrame: UnsafeMutableRawBufferPointer
+    var txHeldLength: Int?
     private var writableArmed = false
     private var closedLogged = false
 

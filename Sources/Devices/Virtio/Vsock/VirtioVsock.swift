@@ -62,10 +62,11 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     static let firstLocalPort: UInt32 = 1 << 30
 
     public let guestCID: UInt64
+    private let connectHost: @Sendable (String) -> Int32?
     public let socketPath: String
     private let listener: Int32
     private let poller: EventPoller
-    private let kick: EventFD
+    let kick: EventFD
     private let counters = Mutex(VsockStatistics())
 
     enum State {
@@ -131,7 +132,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     }
 
     // Worker-thread state (serialised by the transport).
-    private var connections: [UInt64: Connection] = [:]
+    var connections: [UInt64: Connection] = [:]
     private var byKey: [Key: UInt64] = [:]
     private var nextID: UInt64 = 1
     private var nextLocalPort = VirtioVsock.firstLocalPort
@@ -140,13 +141,18 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     /// Connections that may have data for the guest, in service order.
     private var ready: [UInt64] = []
     private var readySet: Set<UInt64> = []
-    private var heldChain: DescriptorChain?
+    var heldChain: DescriptorChain?
     private var active = false
 
+    public var snapshotConfiguration: String { "cid=\(guestCID)" }
+
     /// `listener` is a listening, non-blocking Unix socket at `socketPath` (see `UnixSockets.listen`),
-    /// owned by the device from now on.
-    public init(guestCID: UInt64, socketPath: String, listener: Int32) throws(EventFDError) {
+    /// owned by the device from now on. `connect` opens a guest-initiated connection to a host path;
+    /// the VMM passes one that runs on a thread allowed to make sockets (the worker is not).
+    public init(guestCID: UInt64, socketPath: String, listener: Int32,
+                connect: @escaping @Sendable (String) -> Int32? = { try? UnixSockets.connect(path: $0) }) throws(EventFDError) {
         self.guestCID = guestCID
+        self.connectHost = connect
         self.socketPath = socketPath
         self.listener = listener
         _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
@@ -469,7 +475,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     /// A guest REQUEST to host port P: connect to `<socketPath>_P`.
     private func openGuestConnection(_ header: VsockHeader) {
         guard connections.count < VirtioVsock.maxConnections,
-              let fd = try? UnixSockets.connect(path: "\(socketPath)_\(header.destinationPort)") else {
+              let fd = connectHost("\(socketPath)_\(header.destinationPort)") else {
             replyReset(to: header)
             return
         }
@@ -539,7 +545,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     /// Queues a control packet unless `maxQueuedControl` already wait (the guest posts no receive
     /// buffers yet keeps asking): then it is dropped and counted, so memory stays bounded.
     @discardableResult
-    private func enqueue(_ packet: Control) -> Bool {
+    func enqueue(_ packet: Control) -> Bool {
         guard control.count - controlStart < VirtioVsock.maxQueuedControl else {
             counters.withLock { $0.controlDropped += 1 }
             return false
