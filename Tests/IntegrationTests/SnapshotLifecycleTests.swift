@@ -86,6 +86,9 @@ struct SnapshotLifecycleTests {
 extension SnapshotLifecycleTests {
     @Test func daemonRefusesASnapshotWithADeviceItCannotConfigure() throws {
         let kernel = try #require(TestEnvironment.micro("counter"))
+        // The snapshot goes under the daemon's directory: one of its image roots.
+        let daemon = try DaemonProcess()
+        defer { daemon.stop() }
         let socket = scratch.appendingPathComponent("daemon-src.sock").path
         let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--api-socket", socket,
                                                  "--vsock", "cid=9,socket=\(scratch.appendingPathComponent("d.sock").path)"])
@@ -93,13 +96,11 @@ extension SnapshotLifecycleTests {
         #expect(guest.waitForOutput("count=2", timeout: 20))
         waitForSocket(socket)
         #expect(try request(socket, "pause").contains("\"state\":\"paused\""))
-        let directory = scratch.appendingPathComponent("daemon-vsock").path
+        let directory = daemon.directory + "/daemon-vsock"
         #expect(try request(socket, "snapshot \(directory)").contains("\"ok\":true"))
         _ = try? request(socket, "kill")
         _ = guest.waitForExit(timeout: 10)
 
-        let daemon = try DaemonProcess()
-        defer { daemon.stop() }
         let reply = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(directory))]))
         #expect(reply.status == 422 && reply.errorMessage.contains("virtio-vsock (type 19, cid=9)"), "\(reply.status) \(reply.text)")
         #expect(try daemon.request("GET", "/vms/clone").status == 404, "nothing half-created")
