@@ -160,13 +160,6 @@ struct BusySnapshotTests {
         return false
     }
 
-    private func request(_ socket: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(socket)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 120)
-    }
-
     @Test func busyGuestSnapshotsRestoreAndVerifyTheirBytes() throws {
         let kernel = try #require(TestEnvironment.path("VIREO_KERNEL"))
         let hardware = TestEnvironment.host == .hardware
@@ -192,22 +185,9 @@ struct BusySnapshotTests {
         let gateway = try #require(DeviceBootTests.hostNetwork()?.gateway, "no default route: passt needs one")
         let cmdline = "console=ttyS0 panic=-1 lpj=1000000 ip=dhcp root=/dev/vda rw init=/busy-init vireo_gw=\(gateway) vireo_port=\(tcp.port) vireo_vport=\(vsockPort)"
 
-        func listen(_ path: String) throws -> Int32 {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                for (index, byte) in path.utf8.enumerated() where index < raw.count - 1 { raw[index] = byte }
-            }
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
-            }
-            try #require(bound && Glibc.listen(fd, 8) == 0, "listen \(path)")
-            return fd
-        }
 
         let vsockBase = path("v.sock")
-        let vsockSink = StreamSink(try listen("\(vsockBase)_\(vsockPort)"))
+        let vsockSink = StreamSink(try UnixSocket.listen("\(vsockBase)_\(vsockPort)"))
         defer { vsockSink.stop() }
         let api = path("api.sock")
         let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "256M", "--cmdline", cmdline, "--no-stdin",
@@ -221,29 +201,29 @@ struct BusySnapshotTests {
         var taken: [(directory: String, root: String, data: String, index: Int)] = []
         for number in 1...5 {
             let directory = path("snap\(number)")
-            #expect(try request(api, "pause").contains("\"state\":\"paused\""))
-            let reply = try request(api, "snapshot \(directory)")
+            #expect(try UnixSocket.request(api, "pause", timeout: 120).contains("\"state\":\"paused\""))
+            let reply = try UnixSocket.request(api, "snapshot \(directory)", timeout: 120)
             #expect(reply.contains("\"ok\":true"), "snapshot \(number): \(reply)")
             let rootCopy = path("root\(number).img"), dataCopy = path("data\(number).img")
             try FileManager.default.copyItem(atPath: rootDisk, toPath: rootCopy)
             try FileManager.default.copyItem(atPath: dataDisk, toPath: dataCopy)
             let index = BusySnapshotTests.loops(guest.output).last?.index ?? -1
             taken.append((directory, rootCopy, dataCopy, index))
-            #expect(try request(api, "resume").contains("\"state\":\"running\""))
+            #expect(try UnixSocket.request(api, "resume", timeout: 120).contains("\"state\":\"running\""))
             #expect(BusySnapshotTests.waitForLoop({ guest.output }, atLeast: index + 2, timeout: hardware ? 60 : 300),
                     "the guest keeps working after snapshot \(number)")
         }
         let before = BusySnapshotTests.loops(guest.output)
         #expect(before.allSatisfy { $0.bad == 0 && $0.verified == $0.index + 1 }, "the original guest verified its blocks")
         #expect(sink.highest("tcp") >= 0 && vsockSink.highest("vsock") >= 0, "both streams reached the host")
-        _ = try? request(api, "kill")
+        _ = try? UnixSocket.request(api, "kill", timeout: 120)
         _ = guest.waitForExit(timeout: 10)
 
         // Each snapshot restores on its own copies; the restored guest verifies every block written
         // before the snapshot, and its streams go on (vsock reconnects to the new process's socket).
         for (number, snapshot) in taken.enumerated() {
             let base = path("rv\(number).sock")
-            let restoredSink = StreamSink(try listen("\(base)_\(vsockPort)"))
+            let restoredSink = StreamSink(try UnixSocket.listen("\(base)_\(vsockPort)"))
             defer { restoredSink.stop() }
             let tcpBefore = sink.count("tcp")
             let restored = try GuestProcess(arguments: ["run", "--restore", snapshot.directory, "--no-stdin",
@@ -274,7 +254,7 @@ struct BusySnapshotTests {
         defer { for (clone, cloneSink) in clones { clone.stop(); cloneSink.stop() } }
         for name in ["a", "b"] {
             let base = path("clone-\(name).sock")
-            let cloneSink = StreamSink(try listen("\(base)_\(vsockPort)"))
+            let cloneSink = StreamSink(try UnixSocket.listen("\(base)_\(vsockPort)"))
             let clone = try GuestProcess(arguments: ["run", "--restore", last.directory, "--no-stdin",
                                                      "--disk", "\(path("clone-\(name)-root.ovl")),backing=\(last.root)",
                                                      "--disk", "\(path("clone-\(name)-data.ovl")),backing=\(last.data)",

@@ -4,12 +4,6 @@ import Testing
 /// The VMM control socket (`vireo run --api-socket`): status, pause/resume, console, stop.
 @Suite(.enabled { try TestEnvironment.available("ControlSocketTests", .kvm, .micro("counter")) })
 struct ControlSocketTests {
-    private func request(_ path: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(path)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 10)
-    }
 
     private func counts(_ logPath: String) -> [Int] {
         ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").split(separator: "\n")
@@ -29,16 +23,16 @@ struct ControlSocketTests {
         while counts(log).count < 3 && Date() < deadline { usleep(50_000) }
         #expect(counts(log).count >= 3, "counter did not start: \(guest.errorOutput)")
 
-        let status = try request(socket, "status")
+        let status = try UnixSocket.request(socket, "status", timeout: 10)
         #expect(status.contains("\"state\":\"running\"") && status.contains("\"io\":"), "status: \(status)")
 
-        #expect(try request(socket, "pause").contains("\"paused\""))
+        #expect(try UnixSocket.request(socket, "pause", timeout: 10).contains("\"paused\""))
         let frozen = counts(log).count
         usleep(600_000)
         #expect(counts(log).count == frozen, "the counter kept counting while paused")
-        #expect(try request(socket, "status").contains("\"state\":\"paused\""))
+        #expect(try UnixSocket.request(socket, "status", timeout: 10).contains("\"state\":\"paused\""))
 
-        #expect(try request(socket, "resume").contains("\"running\""))
+        #expect(try UnixSocket.request(socket, "resume", timeout: 10).contains("\"running\""))
         let resumedDeadline = Date().addingTimeInterval(10)
         while counts(log).count <= frozen && Date() < resumedDeadline { usleep(50_000) }
         let afterResume = counts(log)
@@ -54,8 +48,8 @@ struct ControlSocketTests {
         #expect(streamed.contains { $0.hasPrefix("count=") }, "console stream: \(streamed)")
         close(console)
 
-        #expect(try request(socket, "bogus").contains("\"ok\":false"))
-        #expect(try request(socket, "stop").contains("\"ok\":true"))
+        #expect(try UnixSocket.request(socket, "bogus", timeout: 10).contains("\"ok\":false"))
+        #expect(try UnixSocket.request(socket, "stop", timeout: 10).contains("\"ok\":true"))
         #expect(guest.waitForExit(timeout: 10) == 0)
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed when the VM ends")
     }
@@ -105,6 +99,38 @@ enum UnixSocket {
         guard Glibc.send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
             throw Failure(description: "send failed: errno \(errno)")
         }
+    }
+
+    /// One control-socket exchange: a request line out, the reply line back.
+    static func request(_ path: String, _ line: String, timeout: Double = 60) throws -> String {
+        let fd = try connect(path)
+        defer { close(fd) }
+        try send(fd, line + "\n")
+        return try readLine(fd, timeout: timeout)
+    }
+
+    /// Waits up to `timeout` seconds for a socket file to appear.
+    static func waitForSocket(_ path: String, timeout: Double = 20) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !FileManager.default.fileExists(atPath: path) && Date() < deadline { usleep(20_000) }
+    }
+
+    /// A listening Unix socket bound at `path`.
+    static func listen(_ path: String, backlog: Int32 = 8) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.enumerated() where index < raw.count - 1 { raw[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+        guard bound, Glibc.listen(fd, backlog) == 0 else {
+            close(fd)
+            throw Failure(description: "listen \(path): errno \(errno)")
+        }
+        return fd
     }
 
     /// Reads byte by byte up to a newline (fine for tests).

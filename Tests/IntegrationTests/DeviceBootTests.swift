@@ -110,7 +110,7 @@ struct DeviceBootTests {
         #expect(freeKiB > 48 << 10, "the guest reports its free memory: \(freeKiB) KiB")
         let rssBefore = DeviceBootTests.residentKiB(vmm)
         let targetMiB = max(16, freeKiB / 1024 - 8)
-        #expect(try request(api, "balloon \(targetMiB)").contains("\"ok\":true"))
+        #expect(try UnixSocket.request(api, "balloon \(targetMiB)").contains("\"ok\":true"))
         var balloon: [String: Any] = [:]
         let inflateStarted = Date()
         while Date().timeIntervalSince(inflateStarted) < 300 {
@@ -132,7 +132,7 @@ struct DeviceBootTests {
 
         // The guest finishes its checks and holds; stopped over the control socket: exit 0.
         #expect(guest.waitForOutput("VIREO-HOLD", timeout: 300), "output: \(guest.output.suffix(3000))")
-        _ = try? request(api, "stop")
+        _ = try? UnixSocket.request(api, "stop")
         let exitStatus = guest.waitForExit(timeout: 60)
         let output = guest.output
         TestEnvironment.log("device boot done after \(Int(Date().timeIntervalSince(started))) s")
@@ -196,15 +196,8 @@ struct DeviceBootTests {
 
     // MARK: control socket
 
-    private func request(_ socket: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(socket)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 60)
-    }
-
     private func statusDevices(_ socket: String) throws -> [String: Any] {
-        let reply = try request(socket, "status")
+        let reply = try UnixSocket.request(socket, "status")
         let object = try JSONSerialization.jsonObject(with: Data(reply.utf8)) as? [String: Any]
         return object?["devices"] as? [String: Any] ?? [:]
     }

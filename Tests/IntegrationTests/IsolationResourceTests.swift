@@ -10,13 +10,6 @@ struct IsolationResourceTests {
         return try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--no-console"] + extra)
     }
 
-    private func request(_ socket: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(socket)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 10)
-    }
-
     private func waitForSocket(_ path: String) {
         let deadline = Date().addingTimeInterval(20)
         while access(path, F_OK) != 0 && Date() < deadline { usleep(20_000) }
@@ -73,7 +66,7 @@ struct IsolationResourceTests {
             #expect(HostProcess.status(guest.process.processIdentifier, "Cpus_allowed_list") == HostProcess.allowedCPUList)
         }
         waitForSocket(socket)
-        let status = try request(socket, "status")
+        let status = try UnixSocket.request(socket, "status", timeout: 10)
         #expect(status.contains("\"cpu_affinity\":\"\(cpu)\"") && status.contains("\"vcpu\":0,\"tid\":\(vcpus[0]),\"cpus\":\"\(cpu)\""),
                 "status: \(status)")
     }
@@ -85,7 +78,7 @@ struct IsolationResourceTests {
         defer { HostProcess.stopGently(guest) }
         let vmm = try #require(HostProcess.vmm(of: guest.process.processIdentifier), "stderr: \(guest.errorOutput)")
         waitForSocket(socket)
-        let status = try request(socket, "status")
+        let status = try UnixSocket.request(socket, "status", timeout: 10)
         #expect(status.contains("\"cpu_weight\":300") && status.contains("\"cpu_max\":\"50000 100000\"")
                 && status.contains("\"memory_max\":134217728"), "status: \(status)")
         // Every cgroup the API names exists, holds the VMM, and says what was asked.
@@ -102,7 +95,7 @@ struct IsolationResourceTests {
             if let limit = HostProcess.read(path + "/memory.max") { #expect(limit == "134217728\n") }
         }
         #expect(guest.errorOutput.contains("isolation: cgroup cpu: v"), "stderr: \(guest.errorOutput)")
-        _ = try request(socket, "stop")
+        _ = try UnixSocket.request(socket, "stop", timeout: 10)
         #expect(guest.waitForExit(timeout: 20) == 0, "stderr: \(guest.errorOutput)")
         for path in paths {
             #expect(!FileManager.default.fileExists(atPath: path), "\(path) was left behind")

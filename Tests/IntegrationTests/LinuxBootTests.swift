@@ -39,14 +39,14 @@ struct LinuxBootTests {
         var snapshotTaken = false
         var coldRSS: Int?
         if midBoot {
-            #expect(try request(socket, "pause").contains("paused"))
-            let reply = try request(socket, "snapshot \(snapshot)")
+            #expect(try UnixSocket.request(socket, "pause").contains("paused"))
+            let reply = try UnixSocket.request(socket, "snapshot \(snapshot)")
             snapshotTaken = reply.contains("\"ok\":true")
             #expect(snapshotTaken, "snapshot: \(reply)")
             // The disk as it was at the snapshot: the base every restored copy gets an overlay on.
             try FileManager.default.copyItem(atPath: disk, toPath: disk + ".at-snapshot")
             coldRSS = ProcessMemory.rssKiB(guest.process.processIdentifier)
-            #expect(try request(socket, "resume").contains("running"))
+            #expect(try UnixSocket.request(socket, "resume").contains("running"))
         }
 
         let reachedInit = guest.waitForOutput("Run /sbin/init as init process", timeout: 400)
@@ -111,13 +111,6 @@ struct LinuxBootTests {
         #expect(output.contains("VIREO-INIT-DONE"), "output: \(output.suffix(2000))", sourceLocation: sourceLocation)
         #expect(!output.contains("Kernel panic"), "output: \(output.suffix(2000))", sourceLocation: sourceLocation)
         #expect(status == 0, "exit status \(String(describing: status)); stderr: \(stderr)", sourceLocation: sourceLocation)
-    }
-
-    private func request(_ socket: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(socket)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 60)
     }
 
     /// The same kernel as a bzImage, entered through its 64-bit entry: its decompressor runs and the

@@ -8,13 +8,6 @@ import Testing
 struct SnapshotHostileTests {
     private let scratch = "/tmp/vireo-snaphostile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
 
-    private func request(_ socket: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(socket)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 30)
-    }
-
     /// Runs the counter paused behind a control socket, calls `body`, then kills it.
     private func withPausedCounter(_ body: (_ socket: String) throws -> Void) throws {
         let kernel = try #require(TestEnvironment.micro("counter"))
@@ -25,9 +18,9 @@ struct SnapshotHostileTests {
         #expect(guest.waitForOutput("count=2", timeout: 20))
         let deadline = Date().addingTimeInterval(20)
         while !FileManager.default.fileExists(atPath: socket) && Date() < deadline { usleep(20_000) }
-        #expect(try request(socket, "pause").contains("paused"))
+        #expect(try UnixSocket.request(socket, "pause", timeout: 30).contains("paused"))
         try body(socket)
-        _ = try? request(socket, "kill")
+        _ = try? UnixSocket.request(socket, "kill", timeout: 30)
         _ = guest.waitForExit(timeout: 10)
     }
 
@@ -43,7 +36,7 @@ struct SnapshotHostileTests {
             // The target itself a link to another directory.
             let linked = scratch + "/linked"
             symlink(victimDir, linked)
-            let linkReply = try request(socket, "snapshot \(linked)")
+            let linkReply = try UnixSocket.request(socket, "snapshot \(linked)", timeout: 30)
             #expect(!linkReply.contains("\"ok\":true") && linkReply.contains("symbolic link"), "\(linkReply)")
             #expect(try FileManager.default.contentsOfDirectory(atPath: victimDir).isEmpty)
 
@@ -51,13 +44,13 @@ struct SnapshotHostileTests {
             let planted = scratch + "/planted"
             try FileManager.default.createDirectory(atPath: planted, withIntermediateDirectories: true)
             symlink(victim, planted + "/memory.bin.tmp")
-            let plantedReply = try request(socket, "snapshot \(planted)")
+            let plantedReply = try UnixSocket.request(socket, "snapshot \(planted)", timeout: 30)
             #expect(!plantedReply.contains("\"ok\":true") && plantedReply.contains("not empty"), "\(plantedReply)")
             #expect(try Data(contentsOf: URL(fileURLWithPath: victim)) == original, "the victim was written through the link")
 
             // A fresh target still works.
             let fresh = scratch + "/fresh"
-            #expect(try request(socket, "snapshot \(fresh)").contains("\"ok\":true"))
+            #expect(try UnixSocket.request(socket, "snapshot \(fresh)", timeout: 30).contains("\"ok\":true"))
             #expect(FileManager.default.fileExists(atPath: fresh + "/state.bin"))
         }
     }
@@ -66,7 +59,7 @@ struct SnapshotHostileTests {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let good = scratch + "/good"
         try withPausedCounter { (socket: String) throws in
-            #expect(try request(socket, "snapshot \(good)").contains("\"ok\":true"))
+            #expect(try UnixSocket.request(socket, "snapshot \(good)", timeout: 30).contains("\"ok\":true"))
         }
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: good + "/state.bin")))
         var state = try SnapshotState.decode(bytes)

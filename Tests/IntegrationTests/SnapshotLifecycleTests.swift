@@ -12,18 +12,6 @@ struct SnapshotLifecycleTests {
         return url
     }()
 
-    private func request(_ socket: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(socket)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 30)
-    }
-
-    private func waitForSocket(_ path: String) {
-        let deadline = Date().addingTimeInterval(20)
-        while !FileManager.default.fileExists(atPath: path) && Date() < deadline { usleep(20_000) }
-    }
-
     private func lastCount(_ text: String) -> Int {
         text.split(whereSeparator: \.isNewline).compactMap { $0.hasPrefix("count=") ? Int($0.dropFirst(6)) : nil }.last ?? -1
     }
@@ -35,16 +23,16 @@ struct SnapshotLifecycleTests {
                                      environment: ["VIREO_TEST_VCPU_REFUSES_PARK": "0"])
         defer { guest.stop() }
         #expect(guest.waitForOutput("count=3", timeout: 20))
-        waitForSocket(socket)
-        let pause = try request(socket, "pause")
+        UnixSocket.waitForSocket(socket)
+        let pause = try UnixSocket.request(socket, "pause", timeout: 30)
         #expect(pause.contains("\"ok\":false") && pause.contains("did not park") && pause.contains("\"state\":\"running\""), "pause: \(pause)")
-        let status = try request(socket, "status")
+        let status = try UnixSocket.request(socket, "status", timeout: 30)
         #expect(status.contains("\"state\":\"running\""), "status: \(status)")
-        let snapshot = try request(socket, "snapshot \(scratch.appendingPathComponent("never").path)")
+        let snapshot = try UnixSocket.request(socket, "snapshot \(scratch.appendingPathComponent("never").path)")
         #expect(snapshot.contains("\"ok\":false"), "snapshot: \(snapshot)")
         let before = lastCount(guest.output)
         #expect(guest.waitForOutput("count=\(before + 2)", timeout: 20), "the guest stopped counting after the failed pause")
-        _ = try? request(socket, "kill")
+        _ = try? UnixSocket.request(socket, "kill", timeout: 30)
         _ = guest.waitForExit(timeout: 10)
     }
 
@@ -56,12 +44,12 @@ struct SnapshotLifecycleTests {
                                                  "--vsock", "cid=7,socket=\(vsock)"])
         defer { guest.stop() }
         #expect(guest.waitForOutput("count=3", timeout: 20))
-        waitForSocket(socket)
-        #expect(try request(socket, "pause").contains("\"state\":\"paused\""))
+        UnixSocket.waitForSocket(socket)
+        #expect(try UnixSocket.request(socket, "pause", timeout: 30).contains("\"state\":\"paused\""))
         let directory = scratch.appendingPathComponent("with-vsock").path
-        let reply = try request(socket, "snapshot \(directory)")
+        let reply = try UnixSocket.request(socket, "snapshot \(directory)", timeout: 30)
         #expect(reply.contains("\"ok\":true"), "snapshot: \(reply)")
-        _ = try? request(socket, "kill")
+        _ = try? UnixSocket.request(socket, "kill", timeout: 30)
         _ = guest.waitForExit(timeout: 10)
 
         let balloon = try GuestProcess(arguments: ["run", "--restore", directory, "--no-stdin", "--balloon"])
@@ -94,11 +82,11 @@ extension SnapshotLifecycleTests {
                                                  "--vsock", "cid=9,socket=\(scratch.appendingPathComponent("d.sock").path)"])
         defer { guest.stop() }
         #expect(guest.waitForOutput("count=2", timeout: 20))
-        waitForSocket(socket)
-        #expect(try request(socket, "pause").contains("\"state\":\"paused\""))
+        UnixSocket.waitForSocket(socket)
+        #expect(try UnixSocket.request(socket, "pause", timeout: 30).contains("\"state\":\"paused\""))
         let directory = daemon.directory + "/daemon-vsock"
-        #expect(try request(socket, "snapshot \(directory)").contains("\"ok\":true"))
-        _ = try? request(socket, "kill")
+        #expect(try UnixSocket.request(socket, "snapshot \(directory)", timeout: 30).contains("\"ok\":true"))
+        _ = try? UnixSocket.request(socket, "kill", timeout: 30)
         _ = guest.waitForExit(timeout: 10)
 
         let reply = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(directory))]))

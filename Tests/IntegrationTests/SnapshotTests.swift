@@ -10,18 +10,6 @@ struct SnapshotTests {
         return url
     }()
 
-    private func request(_ socket: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(socket)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 30)
-    }
-
-    private func waitForSocket(_ path: String) {
-        let deadline = Date().addingTimeInterval(20)
-        while !FileManager.default.fileExists(atPath: path) && Date() < deadline { usleep(20_000) }
-    }
-
     private func counts(_ text: String) -> [Int] {
         text.split(whereSeparator: \.isNewline).compactMap { $0.hasPrefix("count=") ? Int($0.dropFirst(6)) : nil }
     }
@@ -33,13 +21,13 @@ struct SnapshotTests {
         let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--api-socket", socket])
         defer { guest.stop() }
         #expect(guest.waitForOutput("count=3", timeout: 20))
-        waitForSocket(socket)
-        #expect(try request(socket, "pause").contains("paused"))
+        UnixSocket.waitForSocket(socket)
+        #expect(try UnixSocket.request(socket, "pause", timeout: 30).contains("paused"))
         let directory = scratch.appendingPathComponent(name).path
-        let reply = try request(socket, "snapshot \(directory)")
+        let reply = try UnixSocket.request(socket, "snapshot \(directory)", timeout: 30)
         #expect(reply.contains("\"ok\":true"), "snapshot: \(reply)")
         let last = counts(guest.output).last ?? -1
-        _ = try? request(socket, "kill")
+        _ = try? UnixSocket.request(socket, "kill", timeout: 30)
         _ = guest.waitForExit(timeout: 10)
         return (directory, last)
     }
@@ -67,11 +55,11 @@ struct SnapshotTests {
         #expect(guest.waitForOutput("echo ready", timeout: 20))
         guest.send("before\n")
         #expect(guest.waitForOutput("before", timeout: 10))
-        waitForSocket(socket)
-        _ = try request(socket, "pause")
+        UnixSocket.waitForSocket(socket)
+        _ = try UnixSocket.request(socket, "pause", timeout: 30)
         let directory = scratch.appendingPathComponent("echo").path
-        #expect(try request(socket, "snapshot \(directory)").contains("\"ok\":true"))
-        _ = try? request(socket, "kill")
+        #expect(try UnixSocket.request(socket, "snapshot \(directory)", timeout: 30).contains("\"ok\":true"))
+        _ = try? UnixSocket.request(socket, "kill", timeout: 30)
         _ = guest.waitForExit(timeout: 10)
 
         let restored = try GuestProcess(arguments: ["run", "--restore", directory])

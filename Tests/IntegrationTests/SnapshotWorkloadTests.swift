@@ -66,13 +66,6 @@ struct SnapshotWorkloadTests {
         }
     }
 
-    private func request(_ socket: String, _ line: String) throws -> String {
-        let fd = try UnixSocket.connect(socket)
-        defer { close(fd) }
-        try UnixSocket.send(fd, line + "\n")
-        return try UnixSocket.readLine(fd, timeout: 60)
-    }
-
     /// Accepts the guest's connections all the time (a full backlog would stall its loop in
     /// connect) and keeps the iteration numbers they carried.
     final class TCPCollector: @unchecked Sendable {
@@ -183,7 +176,7 @@ struct SnapshotWorkloadTests {
             for loop in after { #expect(loop.lines >= loop.index + 1, "\(name): line count \(loop.lines) at iteration \(loop.index)") }
             TestEnvironment.log("workload restore (\(name)): snapshot at iteration \(last.index), reached \(after.last?.index ?? -1)")
         }
-        _ = try? request(path("direct.sock"), "stop")
+        _ = try? UnixSocket.request(path("direct.sock"), "stop")
         _ = direct.waitForExit(timeout: 30)
         _ = try? daemon.action("clone", "kill")
     }

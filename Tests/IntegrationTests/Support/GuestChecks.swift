@@ -75,16 +75,7 @@ final class EchoServer: @unchecked Sendable {
         path = unixPath
         let fd: Int32
         if let unixPath {
-            fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                for (index, byte) in unixPath.utf8.enumerated() where index < raw.count - 1 { raw[index] = byte }
-            }
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
-            }
-            guard bound, listen(fd, 8) == 0 else { close(fd); throw UnixSocket.Failure(description: "listen \(unixPath): errno \(errno)") }
+            fd = try UnixSocket.listen(unixPath)
             port = 0
         } else {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
