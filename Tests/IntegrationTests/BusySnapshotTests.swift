@@ -2,11 +2,11 @@ import Foundation
 import Testing
 
 /// Issue 11: a busy Linux guest — O_DIRECT block writes it verifies byte for byte, a TCP stream
-/// through `--net user`, a vsock stream to the host — is snapshotted several times while it works
+/// through `--net user`, a vsock stream to the host, the balloon inflating — is snapshotted several times while it works
 /// (pause → snapshot → copy the disk → resume); every snapshot then restores on its own disk copy,
 /// and the restored guest verifies every block written before the snapshot and keeps both streams
 /// going (reconnecting the vsock stream, whose host end was the old process); two clones of the
-/// last snapshot then run side by side on copy-on-write overlays.
+/// last snapshot then run side by side on copy-on-write overlays, each with its balloon at the target.
 @Suite(.enabled { try TestEnvironment.available("BusySnapshotTests", .kvm, .kernel) })
 struct BusySnapshotTests {
     /// `BUSY i verified=N bad=B tcp=ok|fail vsock=ok|fail` per iteration; block i of /dev/vdb holds pattern(i).
@@ -185,17 +185,19 @@ struct BusySnapshotTests {
         let gateway = try #require(DeviceBootTests.hostNetwork()?.gateway, "no default route: passt needs one")
         let cmdline = "console=ttyS0 panic=-1 lpj=1000000 ip=dhcp root=/dev/vda rw init=/busy-init vireo_gw=\(gateway) vireo_port=\(tcp.port) vireo_vport=\(vsockPort)"
 
-
         let vsockBase = path("v.sock")
         let vsockSink = StreamSink(try UnixSocket.listen("\(vsockBase)_\(vsockPort)"))
         defer { vsockSink.stop() }
         let api = path("api.sock")
         let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "256M", "--cmdline", cmdline, "--no-stdin",
-                                                 "--disk", rootDisk, "--disk", dataDisk, "--net", "user",
+                                                 "--disk", rootDisk, "--disk", dataDisk, "--net", "user", "--balloon",
                                                  "--vsock", "cid=3,socket=\(vsockBase)", "--api-socket", api])
         defer { guest.stop() }
         #expect(BusySnapshotTests.waitForLoop({ guest.output }, atLeast: 3, timeout: hardware ? 120 : 400),
                 "console: \(guest.output.suffix(3000)) \(guest.errorOutput)")
+        // Balloon activity too: the driver inflates while the snapshots below are taken.
+        let balloonMiB = 48
+        #expect(try UnixSocket.request(api, "balloon \(balloonMiB)", timeout: 120).contains("\"ok\":true"))
 
         // Five snapshots while it works; each pauses, snapshots, copies both disks, resumes.
         var taken: [(directory: String, root: String, data: String, index: Int)] = []
@@ -228,7 +230,7 @@ struct BusySnapshotTests {
             let tcpBefore = sink.count("tcp")
             let restored = try GuestProcess(arguments: ["run", "--restore", snapshot.directory, "--no-stdin",
                                                         "--disk", snapshot.root, "--disk", snapshot.data,
-                                                        "--vsock", "cid=3,socket=\(base)"])
+                                                        "--balloon", "--vsock", "cid=3,socket=\(base)"])
             defer { restored.stop() }
             let ahead = snapshot.index + 3
             #expect(BusySnapshotTests.waitForLoop({ restored.output }, atLeast: ahead, timeout: hardware ? 60 : 300),
@@ -258,7 +260,7 @@ struct BusySnapshotTests {
             let clone = try GuestProcess(arguments: ["run", "--restore", last.directory, "--no-stdin",
                                                      "--disk", "\(path("clone-\(name)-root.ovl")),backing=\(last.root)",
                                                      "--disk", "\(path("clone-\(name)-data.ovl")),backing=\(last.data)",
-                                                     "--vsock", "cid=3,socket=\(base)"])
+                                                     "--balloon", "--vsock", "cid=3,socket=\(base)", "--api-socket", path("clone-\(name).api")])
             clones.append((clone, cloneSink))
         }
         for (name, (clone, cloneSink)) in zip(["a", "b"], clones) {
@@ -267,6 +269,19 @@ struct BusySnapshotTests {
             let loops = BusySnapshotTests.loops(clone.output)
             #expect(!loops.isEmpty && loops.allSatisfy { $0.bad == 0 && $0.verified == $0.index + 1 }, "clone \(name) verifies its blocks")
             #expect(cloneSink.wait("vsock", above: last.index, timeout: 60), "clone \(name): its vsock stream reconnects")
+            // The balloon restored with the guest's driver: the clone's balloon reaches the target the
+            // original set (whether inflation was done at the snapshot or goes on after the restore).
+            var actual = -1
+            let deadline = Date().addingTimeInterval(hardware ? 60 : 300)
+            while Date() < deadline {
+                let reply = (try? UnixSocket.request(path("clone-\(name).api"), "status", timeout: 60)) ?? ""
+                let status = (try? JSONSerialization.jsonObject(with: Data(reply.utf8))) as? [String: Any]
+                let balloon = (status?["devices"] as? [String: Any])?["balloon"] as? [String: Any]
+                actual = balloon?["actual_pages"] as? Int ?? -1
+                if actual == balloonMiB * 256 { break }
+                usleep(500_000)
+            }
+            #expect(actual == balloonMiB * 256, "clone \(name): balloon at \(actual) pages, target \(balloonMiB * 256)")
         }
     }
 }

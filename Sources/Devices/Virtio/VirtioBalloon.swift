@@ -63,6 +63,16 @@ public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
 
     public var statistics: BalloonStatistics { state.withLock { $0 } }
 
+    /// Sets the saved target, size and counters of a snapshot (VirtioBalloon+Snapshot).
+    func restoreCounters(target: UInt32, actual: UInt32, inflated: UInt64, released: UInt64) {
+        state.withLock {
+            $0.targetPages = target
+            $0.actualPages = actual
+            $0.inflatedPages = inflated
+            $0.releasedPages = released
+        }
+    }
+
     /// Sets the balloon's target size in 4 KiB pages; false when it exceeds guest RAM. The caller
     /// then tells the driver (`VirtioMMIOTransport.signalConfigChange`).
     @discardableResult
