@@ -18,6 +18,8 @@ let package = Package(
         // Already in the graph through Hummingbird; named for the products the Manager uses directly.
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        // SHA-256 of image blobs (BoringSSL's assembly; already in the graph through Hummingbird's deps).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
     targets: [
         // C shim over <linux/kvm.h>: ioctl wrappers and kvm_run accessors. Only KVM imports it.
@@ -50,8 +52,10 @@ let package = Package(
         .target(name: "VMMCommand", dependencies: [
             "VMM", "KVM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // OCI images: layouts and archives, the blob cache, layer unpacking, the ext4 base, the guest config.
+        .target(name: "Images", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "VireoCLI", dependencies: [
-            "VMM", "VMMCommand", "Manager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "VMM", "VMMCommand", "Manager", "Images", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
         .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"]),
@@ -64,5 +68,6 @@ let package = Package(
         .testTarget(name: "ManagerTests", dependencies: ["Manager", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "VireoTestSupport"]),
         .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
+        .testTarget(name: "ImagesTests", dependencies: ["Images"]),
     ]
 )

@@ -12,6 +12,7 @@ public struct VireoCommand: ParsableCommand {
         discussion: """
         Quick start:
           vireo run --kernel vmlinux --initrd initramfs.cpio --cmdline "console=ttyS0"
+          vireo run --image ./busybox-oci -- sh -c 'echo hi; exit 7'     (docs/images.md)
 
         Exit status of 'vireo run': 0 when the guest powers off or reboots, 1 when the VM failed \
         (unhandled instruction, triple fault, KVM error), 2 for bad input, 3 when the guest kernel \
@@ -22,7 +23,7 @@ public struct VireoCommand: ParsableCommand {
             CreateCommand.self, StartCommand.self, StopCommand.self, KillCommand.self, PauseCommand.self,
             ResumeCommand.self, RestartCommand.self, RemoveCommand.self, UpdateCommand.self, ListCommand.self,
             InspectCommand.self, ConsoleCommand.self, LogsCommand.self, EventsCommand.self, SnapshotCommand.self,
-            RestoreCommand.self,
+            RestoreCommand.self, PullCommand.self, ImagesCommand.self,
         ]
     )
 
@@ -30,6 +31,7 @@ public struct VireoCommand: ParsableCommand {
 
     /// Parses the process arguments and runs; bad input prints one line and exits 2.
     public static func runMain() -> Never {
+        ImageRun.interceptIfImage(CommandLine.arguments)  // `run --image`: docs/images.md
         runCommandLine(VireoCommand.self)
     }
 }

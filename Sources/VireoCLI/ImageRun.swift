@@ -1,0 +1,46 @@
+import Foundation
+import Images
+import VMMCommand
+
+/// `vireo run --image REF [--] [CMD ARGS…]`: prepares the kernel, initramfs, root overlay and config
+/// disk for an OCI image, runs the VM as a child `vireo run` (so the VMM's seccomp filter and jail
+/// never cover this process, which still has to read the status and clean up), and exits with the
+/// status of the image's program, as guest/image-init.c reported it on the config disk.
+enum ImageRun {
+    /// The kernel command line for image VMs: quiet, so the console carries the program's output.
+    static let cmdline = "console=ttyS0 quiet loglevel=0 panic=-1 lpj=1000000"
+
+    /// Runs and exits when `arguments` (the process's, with the program name) are `run … --image …`.
+    static func interceptIfImage(_ arguments: [String]) {
+        guard arguments.count >= 2, arguments[1] == "run" else { return }
+        let runArguments = Array(arguments.dropFirst(2))
+        let optionPart = runArguments.prefix { $0 != "--" }
+        guard optionPart.contains(where: { $0 == "--image" || $0.hasPrefix("--image=") }) else { return }
+        exit(run(runArguments))
+    }
+
+    static func run(_ arguments: [String]) -> Int32 {
+        let parsed: ImageRunArguments
+        do { parsed = try ImageRunArguments.parse(arguments) } catch {
+            printError("vireo: \(error)\n")
+            return 2
+        }
+        let prepared: PreparedImageRun
+        do { prepared = try PreparedImageRun.prepare(parsed) } catch {
+            printError("vireo: \(error)\n")
+            return 2
+        }
+        defer { prepared.cleanUp() }
+        let vmCode: Int32
+        do { vmCode = try VMMChild.run(["run"] + prepared.runArguments) } catch {
+            printError("vireo: \(error)\n")
+            return 1
+        }
+        if let status = GuestConfigDisk.status(at: prepared.configDisk) { return status }
+        if vmCode == 0 {
+            printError("vireo: the guest ended without reporting the program's exit status\n")
+            return 1
+        }
+        return vmCode  // 2 (bad options), 3 (guest kernel panic), 128+N (stopped by signal N), …
+    }
+}

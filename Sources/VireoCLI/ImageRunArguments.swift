@@ -1,0 +1,75 @@
+/// `vireo run [OPTIONS] --image REF [--] [CMD ARGS…]` split into the image's own options, the
+/// options `vireo run` itself takes (passed on untouched), and the command. As with `docker run`,
+/// everything after the image reference is the command.
+struct ImageRunArguments {
+    var reference = ""
+    var command: [String] = []
+    var environment: [String] = []
+    var workingDirectory: String?
+    var user: String?
+    var entrypoint: String?
+    var hostname: String?
+    var stateDirectory: String?
+    var kernel: String?
+    var initrd: String?
+    var extraCmdline: String?
+    var insecureRegistry = false
+    /// Options for `vireo run` (memory, cpus, net, isolation, …).
+    var passthrough: [String] = []
+
+    /// Options that take a value, by every spelling.
+    nonisolated(unsafe) private static let valued: [String: WritableKeyPath<ImageRunArguments, String?>] = [
+        "--workdir": \.workingDirectory, "-w": \.workingDirectory, "--user": \.user, "-u": \.user,
+        "--entrypoint": \.entrypoint, "--hostname": \.hostname, "--state-dir": \.stateDirectory,
+        "--kernel": \.kernel, "--initrd": \.initrd, "--cmdline": \.extraCmdline,
+    ]
+
+    /// Parses the arguments after `run`; throws a one-line usage error.
+    static func parse(_ arguments: [String]) throws -> ImageRunArguments {
+        var result = ImageRunArguments()
+        var index = 0
+        var sawImage = false
+        while index < arguments.count {
+            var argument = arguments[index]
+            var inlineValue: String?
+            if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
+                inlineValue = String(argument[argument.index(after: equals)...])
+                argument = String(argument[..<equals])
+            }
+            func value() throws -> String {
+                if let inlineValue { return inlineValue }
+                index += 1
+                guard index < arguments.count else { throw ImageRunUsage("\(argument) needs a value") }
+                return arguments[index]
+            }
+            if argument == "--image" {
+                result.reference = try value()
+                guard !result.reference.isEmpty else { throw ImageRunUsage("--image needs an image reference") }
+                var rest = Array(arguments[(index + 1)...])
+                if rest.first == "--" { rest.removeFirst() }
+                result.command = rest
+                sawImage = true
+                break
+            } else if argument == "--env" || argument == "-e" {
+                result.environment.append(try value())
+            } else if let path = valued[argument] {
+                result[keyPath: path] = try value()
+            } else if argument == "--insecure-registry" {
+                result.insecureRegistry = true
+            } else if argument == "--restore" {
+                throw ImageRunUsage("--restore cannot be used with --image")
+            } else {
+                result.passthrough.append(arguments[index])
+            }
+            index += 1
+        }
+        guard sawImage else { throw ImageRunUsage("--image needs an image reference") }
+        return result
+    }
+}
+
+/// A mistake on the `vireo run --image` command line.
+struct ImageRunUsage: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import Images
+import VMMCommand
+
+/// Everything one image VM needs on the host: the cached image and base, a lock on the base, and
+/// this run's directory with the root overlay and the config disk (removed after the run).
+struct PreparedImageRun {
+    let runDirectory: String
+    let configDisk: String
+    let runArguments: [String]
+    let baseLock: BaseLock
+
+    static func prepare(_ arguments: ImageRunArguments) throws -> PreparedImageRun {
+        let environment = ProcessInfo.processInfo.environment
+        guard let kernel = arguments.kernel ?? environment["VIREO_KERNEL"] else {
+            throw ImageRunUsage("no guest kernel: give --kernel PATH or set VIREO_KERNEL (scripts/guest builds the project's kernel and prints its path)")
+        }
+        guard let initrd = arguments.initrd ?? environment["VIREO_IMAGE_INITRAMFS"] ?? cachedInitramfs() else {
+            throw ImageRunUsage("no image init: give --initrd PATH or set VIREO_IMAGE_INITRAMFS (guest/build-image-initramfs.sh builds it and prints its path)")
+        }
+        let store = try ImageCache.open(arguments.stateDirectory)
+        var importer = ImageImporter(store: store, progress: ImageCache.progress)
+        importer.insecureRegistry = arguments.insecureRegistry
+        let record = try importer.resolve(arguments.reference)
+        let base = try BaseBuilder(store: store, progress: ImageCache.progress).base(for: record)
+        let lock = try BaseLock(base: base.path)
+        let config = try JSONDecoder().decode(ImageConfiguration.self, from: try store.readBlob(record.configDigest))
+        var overrides = RunSpec.Overrides()
+        overrides.command = arguments.command
+        overrides.entrypoint = arguments.entrypoint
+        overrides.environment = arguments.environment
+        overrides.workingDirectory = arguments.workingDirectory
+        overrides.user = arguments.user
+        overrides.hostname = arguments.hostname
+        var spec = try RunSpec.make(config: config, overrides: overrides, hostEnvironment: environment,
+                                    defaultHostname: "vireo-" + String(UInt32.random(in: 0...UInt32.max), radix: 16))
+        spec.terminal = isatty(1) == 1
+
+        let runDirectory = "\(store.root)/runs/\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard mkdir(runDirectory, 0o700) == 0 else {
+            throw ImageError("cannot create \(runDirectory): \(String(cString: strerror(errno)))")
+        }
+        let configDisk = runDirectory + "/config.disk"
+        let overlay = runDirectory + "/root.overlay"
+        do { try GuestConfigDisk.write(spec, to: configDisk) } catch {
+            try? FileManager.default.removeItem(atPath: runDirectory)
+            throw error
+        }
+        let cmdline = ImageRun.cmdline + (arguments.extraCmdline.map { " " + $0 } ?? "")
+        // The image's disks come first, so the guest sees them as vda and vdb whatever else is attached.
+        let runArguments = ["--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
+                            "--disk", "\(overlay),backing=\(base.path),id=vireo-root",
+                            "--disk", "\(configDisk),id=vireo-config"] + arguments.passthrough
+        return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments, baseLock: lock)
+    }
+
+    func cleanUp() {
+        try? FileManager.default.removeItem(atPath: runDirectory)
+    }
+
+    /// The newest guest/build-image-initramfs.sh output in the build cache, if any.
+    static func cachedInitramfs() -> String? {
+        let environment = ProcessInfo.processInfo.environment
+        let cache = environment["VIREO_CACHE"] ?? ((environment["HOME"] ?? "/root") + "/.cache/vireo")
+        let entries = ((try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []).filter { $0.hasPrefix("image-initramfs-") }
+        let candidates = entries.map { "\(cache)/\($0)/initramfs.cpio" }.filter { FileManager.default.fileExists(atPath: $0) }
+        return candidates.max { modified($0) < modified($1) }
+    }
+
+    private static func modified(_ path: String) -> Double {
+        ((try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate]) as? Date)?.timeIntervalSince1970 ?? 0
+    }
+}

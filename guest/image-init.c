@@ -1,0 +1,371 @@
+/*
+ * Vireo's PID 1 for OCI images (`vireo run --image`). Static, no libraries beyond libc.
+ *
+ * The host attaches two disks: /dev/vda, the image's root filesystem (ext4, a copy-on-write overlay
+ * over the cached base), and /dev/vdb, the run's config block. The config block is:
+ *   bytes 0..7   "VIREOCF1"
+ *   bytes 8..11  length N of the records (little-endian u32)
+ *   bytes 12..   N bytes of records, each "<tag><value>\0":
+ *                A argv element (in order), E "KEY=VALUE", W working directory, U user[:group],
+ *                H hostname, T (present when the host's output is a terminal)
+ *   at 4096     (or the first 4 KiB boundary past the records) this init writes "VIREOST1" and the exit status as decimal text, NUL-terminated,
+ *               then syncs, so the host can exit with the program's status.
+ * The program's stdio is the serial console (/dev/console). This init then mounts the root, moves
+ * it over /, mounts the pseudo-filesystems, runs the program in its own session with the console
+ * as its controlling terminal, forwards signals to it, reaps every orphan, and reboots the VM (the
+ * VMM ends the VM on a reboot) once the program has exited.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define STATUS_OFFSET 4096
+#define MAX_RECORDS (1 << 20)
+#define MAX_ITEMS 4096
+
+static int config_fd = -1;
+static off_t status_offset = STATUS_OFFSET;
+
+static void message(const char *text)
+{
+	dprintf(2, "vireo-init: %s\n", text);
+}
+
+/* Ends the VM after writing `status` to the config disk: the host reads it back. */
+static void finish(int status)
+{
+	char record[32];
+	memset(record, 0, sizeof record);
+	int n = snprintf(record, sizeof record, "VIREOST1%d", status);
+	if (config_fd >= 0 && n > 0) {
+		if (pwrite(config_fd, record, sizeof record, status_offset) != (ssize_t)sizeof record)
+			message("cannot write the exit status to /dev/vdb");
+		fsync(config_fd);
+	}
+	kill(-1, SIGKILL);
+	sync();
+	reboot(RB_AUTOBOOT);
+	for (;;)
+		pause();
+}
+
+static void fail(const char *what)
+{
+	dprintf(2, "vireo-init: %s: %s\n", what, strerror(errno));
+	finish(127);
+}
+
+/* The devices appear when their drivers probe; the built-in virtio driver is done before init, but
+ * wait a little anyway rather than fail on a slow probe. */
+static int open_device(const char *path, int flags)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		int fd = open(path, flags | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+		usleep(50000);
+	}
+	return -1;
+}
+
+static char *records;
+static size_t records_length;
+
+static void read_config(void)
+{
+	unsigned char header[12];
+	config_fd = open_device("/dev/vdb", O_RDWR);
+	if (config_fd < 0)
+		fail("open /dev/vdb (the run's config disk)");
+	if (pread(config_fd, header, sizeof header, 0) != (ssize_t)sizeof header || memcmp(header, "VIREOCF1", 8) != 0) {
+		errno = EINVAL;
+		fail("/dev/vdb holds no Vireo config block");
+	}
+	uint32_t length = header[8] | header[9] << 8 | header[10] << 16 | (uint32_t)header[11] << 24;
+	if (length > MAX_RECORDS || (length > 0 && 12 + length > STATUS_OFFSET * 256)) {
+		errno = EFBIG;
+		fail("config block too large");
+	}
+	records = calloc(1, length + 1);
+	if (!records)
+		fail("calloc");
+	if (pread(config_fd, records, length, sizeof header) != (ssize_t)length)
+		fail("read config records");
+	records_length = length;
+	if (12 + (off_t)length > STATUS_OFFSET)
+		status_offset = (12 + (off_t)length + 4095) / 4096 * 4096;
+}
+
+/* Collects the values of every record with `tag`, in order, NULL-terminated. */
+static char **values(char tag, size_t *count)
+{
+	static char *none[1];
+	char **list = calloc(MAX_ITEMS + 1, sizeof *list);
+	size_t n = 0;
+	if (!list)
+		return none;
+	for (size_t at = 0; at < records_length;) {
+		size_t length = strnlen(records + at, records_length - at);
+		if (records[at] == tag && n < MAX_ITEMS)
+			list[n++] = records + at + 1;
+		at += length + 1;
+	}
+	if (count)
+		*count = n;
+	return list;
+}
+
+static const char *value(char tag)
+{
+	char **list = values(tag, NULL);
+	const char *last = NULL;
+	for (size_t i = 0; list[i]; i++)
+		last = list[i];
+	return last;
+}
+
+static void mount_at(const char *source, const char *target, const char *type, unsigned long flags, const char *data)
+{
+	mkdir(target, 0755);
+	if (mount(source, target, type, flags, data) != 0 && errno != EBUSY)
+		dprintf(2, "vireo-init: mount %s on %s: %s\n", type, target, strerror(errno));
+}
+
+static void switch_root(void)
+{
+	mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	read_config();
+	mkdir("/newroot", 0755);
+	int tries = 0;
+	while (mount("/dev/vda", "/newroot", "ext4", 0, "noinit_itable") != 0) {
+		if (errno != ENOENT || ++tries > 100)
+			fail("mount /dev/vda (the image's root disk)");
+		usleep(50000);
+	}
+	if (chdir("/newroot") != 0)
+		fail("chdir /newroot");
+	/* The initramfs stays underneath (it is rootfs and cannot be unmounted); it is a few hundred KiB. */
+	if (mount(".", "/", NULL, MS_MOVE, NULL) != 0)
+		fail("move the root disk over /");
+	if (chroot(".") != 0 || chdir("/") != 0)
+		fail("chroot into the root disk");
+	mount_at("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mount_at("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mount_at("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, NULL);
+	mount_at("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+	mount_at("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	mount_at("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+}
+
+/* Looks `name` up in the image's /etc/passwd (or /etc/group when `group`): its id, or -1. */
+static long lookup(const char *name, int group, gid_t *primary)
+{
+	char *end;
+	long number = strtol(name, &end, 10);
+	if (*name && *end == 0)
+		return number;
+	FILE *file = fopen(group ? "/etc/group" : "/etc/passwd", "re");
+	if (!file)
+		return -1;
+	char line[1024];
+	long found = -1;
+	while (fgets(line, sizeof line, file)) {
+		char *fields[4] = {0};
+		char *p = line;
+		for (int i = 0; i < 4 && p; i++) {
+			fields[i] = strsep(&p, ":\n");
+		}
+		if (fields[0] && fields[2] && strcmp(fields[0], name) == 0) {
+			found = strtol(fields[2], NULL, 10);
+			if (!group && primary && fields[3])
+				*primary = (gid_t)strtol(fields[3], NULL, 10);
+			break;
+		}
+	}
+	fclose(file);
+	return found;
+}
+
+/* Primary group of uid from /etc/passwd, or `fallback`. */
+static gid_t primary_group(uid_t uid, gid_t fallback)
+{
+	FILE *file = fopen("/etc/passwd", "re");
+	if (!file)
+		return fallback;
+	char line[1024];
+	gid_t gid = fallback;
+	while (fgets(line, sizeof line, file)) {
+		char *fields[4] = {0};
+		char *p = line;
+		for (int i = 0; i < 4 && p; i++)
+			fields[i] = strsep(&p, ":\n");
+		if (fields[2] && fields[3] && strtol(fields[2], NULL, 10) == (long)uid) {
+			gid = (gid_t)strtol(fields[3], NULL, 10);
+			break;
+		}
+	}
+	fclose(file);
+	return gid;
+}
+
+static void become_user(const char *spec)
+{
+	if (!spec || !*spec)
+		return;
+	char *copy = strdup(spec);
+	char *group = strchr(copy, ':');
+	if (group)
+		*group++ = 0;
+	gid_t gid = 0;
+	long uid = lookup(copy, 0, &gid);
+	if (uid < 0) {
+		dprintf(2, "vireo-init: user '%s' is not in the image's /etc/passwd\n", copy);
+		_exit(126);
+	}
+	if (group) {
+		long g = lookup(group, 1, NULL);
+		if (g < 0) {
+			dprintf(2, "vireo-init: group '%s' is not in the image's /etc/group\n", group);
+			_exit(126);
+		}
+		gid = (gid_t)g;
+	} else if (isdigit((unsigned char)copy[0])) {
+		gid = primary_group((uid_t)uid, 0); /* a bare uid: its passwd group if it has one, else 0 */
+	}
+	if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid((uid_t)uid) != 0) {
+		dprintf(2, "vireo-init: cannot become %s: %s\n", spec, strerror(errno));
+		_exit(126);
+	}
+}
+
+/* execvpe with the program's PATH (from its own environment, as the image config sets it). */
+static void run_program(char **argv, char **envp)
+{
+	const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (size_t i = 0; envp[i]; i++)
+		if (strncmp(envp[i], "PATH=", 5) == 0)
+			path = envp[i] + 5;
+	if (strchr(argv[0], '/')) {
+		execve(argv[0], argv, envp);
+	} else {
+		char candidate[4096];
+		const char *p = path;
+		while (*p) {
+			size_t n = strcspn(p, ":");
+			snprintf(candidate, sizeof candidate, "%.*s/%s", (int)n, p, argv[0]);
+			execve(candidate, argv, envp);
+			p += n + (p[n] == ':');
+		}
+		errno = ENOENT;
+	}
+	dprintf(2, "vireo-init: cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(errno == ENOENT ? 127 : 126);
+}
+
+static volatile sig_atomic_t forwarded;
+static pid_t child;
+
+static void forward(int signal)
+{
+	if (child > 0)
+		kill(child, signal);
+	forwarded = signal;
+}
+
+int main(void)
+{
+	int console = open("/dev/console", O_RDWR | O_NOCTTY);
+	if (console >= 0) {
+		dup2(console, 0);
+		dup2(console, 1);
+		dup2(console, 2);
+		if (console > 2)
+			close(console);
+	}
+	switch_root();
+
+	size_t argc = 0;
+	char **argv = values('A', &argc);
+	char **envp = values('E', NULL);
+	const char *workdir = value('W');
+	const char *user = value('U');
+	const char *hostname = value('H');
+	if (argc == 0) {
+		message("the image has no ENTRYPOINT or CMD and none was given");
+		finish(127);
+	}
+	if (hostname && *hostname)
+		sethostname(hostname, strlen(hostname));
+	if (!value('T')) {
+		/* Output to a pipe or file on the host: pass the program's bytes as they are (no \n -> \r\n)
+		 * and do not echo what the host feeds in. */
+		struct termios mode;
+		if (tcgetattr(0, &mode) == 0) {
+			mode.c_oflag &= ~OPOST;
+			mode.c_lflag &= ~(ECHO | ECHONL);
+			tcsetattr(0, TCSANOW, &mode);
+		}
+	}
+
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	child = fork();
+	if (child < 0)
+		fail("fork");
+	if (child == 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		setsid();
+		ioctl(0, TIOCSCTTY, 1); /* the console is the controlling terminal: ^C reaches the program */
+		if (config_fd >= 0)
+			close(config_fd);
+		if (workdir && *workdir) {
+			mkdir(workdir, 0755); /* as runc does: a missing WorkingDir is created */
+			if (chdir(workdir) != 0) {
+				dprintf(2, "vireo-init: cannot enter working directory %s: %s\n", workdir, strerror(errno));
+				_exit(126);
+			}
+		}
+		become_user(user);
+		run_program(argv, envp);
+	}
+	struct sigaction action = {.sa_handler = forward};
+	sigemptyset(&action.sa_mask);
+	int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+	for (size_t i = 0; i < sizeof signals / sizeof *signals; i++)
+		sigaction(signals[i], &action, NULL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+
+	int status = 0;
+	for (;;) {
+		int wstatus;
+		pid_t pid = wait(&wstatus);
+		if (pid < 0) {
+			if (errno == EINTR)
+				continue;
+			fail("wait");
+		}
+		if (pid == child) { /* orphans are reaped by the same wait(); only the program's status counts */
+			status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+			break;
+		}
+	}
+	finish(status);
+	return 0;
+}
