@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory", "VireoTestSupport"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "Devices"]),
         .testTarget(name: "ManagerTests", dependencies: ["Manager", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "VireoTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "Images", "VireoTestSupport"]),
         .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
         .testTarget(name: "ImagesTests", dependencies: ["Images"]),
     ]
