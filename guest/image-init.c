@@ -14,6 +14,10 @@
  * it over /, mounts the pseudo-filesystems, runs the program in its own session with the console
  * as its controlling terminal, forwards signals to it, reaps every orphan, and reboots the VM (the
  * VMM ends the VM on a reboot) once the program has exited.
+ *
+ * Signals for the program come from the host over vsock (when the VM has a vsock device): the host
+ * connects to port 1024 and writes the signal number as decimal text; the init sends it to the
+ * program. Signals sent to the init itself are forwarded too.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -29,6 +33,9 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <sys/socket.h>
+#include <poll.h>
+#include <linux/vm_sockets.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -278,14 +285,51 @@ static void run_program(char **argv, char **envp)
 	_exit(errno == ENOENT ? 127 : 126);
 }
 
-static volatile sig_atomic_t forwarded;
-static pid_t child;
+#define SIGNAL_PORT 1024
 
-static void forward(int signal)
+static pid_t child;
+static int signal_pipe[2] = {-1, -1};
+
+/* The test kernel has no signalfd: handlers pass signal numbers through a pipe the main loop polls. */
+static void on_signal(int number)
 {
-	if (child > 0)
-		kill(child, signal);
-	forwarded = signal;
+	unsigned char byte = (unsigned char)number;
+	int saved = errno;
+	if (write(signal_pipe[1], &byte, 1) < 0) { /* pipe full: SIGCHLD is re-checked on every wake-up */ }
+	errno = saved;
+}
+
+/* A listening vsock socket for the host's signals, or -1 (no vsock device: nothing to forward). */
+static int listen_for_signals(void)
+{
+	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = SIGNAL_PORT};
+	if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(fd, 4) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* One host connection: a signal number (1-64) as text; anything else is ignored. */
+static void receive_signal(int listener)
+{
+	int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+	if (connection < 0)
+		return;
+	char text[8] = {0};
+	struct pollfd wait_for = {.fd = connection, .events = POLLIN};
+	if (poll(&wait_for, 1, 1000) == 1 && read(connection, text, sizeof text - 1) > 0) {
+		char *end;
+		long number = strtol(text, &end, 10);
+		if (end != text && number >= 1 && number <= 64 && child > 0) {
+			kill(child, (int)number);
+			if (write(connection, "OK\n", 3) < 0) { /* the host may have gone: fine */ }
+		}
+	}
+	close(connection);
 }
 
 int main(void)
@@ -345,27 +389,33 @@ int main(void)
 		become_user(user);
 		run_program(argv, envp);
 	}
-	struct sigaction action = {.sa_handler = forward};
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		fail("pipe");
+	struct sigaction action = {.sa_handler = on_signal};
 	sigemptyset(&action.sa_mask);
-	int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
-	for (size_t i = 0; i < sizeof signals / sizeof *signals; i++)
-		sigaction(signals[i], &action, NULL);
+	int forwarded[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+	for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+		sigaction(forwarded[i], &action, NULL);
 	sigprocmask(SIG_SETMASK, &old, NULL);
-
-	int status = 0;
+	int listener = listen_for_signals();
 	for (;;) {
-		int wstatus;
-		pid_t pid = wait(&wstatus);
-		if (pid < 0) {
-			if (errno == EINTR)
-				continue;
-			fail("wait");
+		struct pollfd fds[2] = {{.fd = signal_pipe[0], .events = POLLIN}, {.fd = listener, .events = POLLIN}};
+		if (poll(fds, listener >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+			fail("poll");
+		if (listener >= 0 && (fds[1].revents & POLLIN))
+			receive_signal(listener);
+		unsigned char byte;
+		while (read(signal_pipe[0], &byte, 1) == 1) {
+			if (byte != SIGCHLD)
+				kill(child, byte);
 		}
-		if (pid == child) { /* orphans are reaped by the same wait(); only the program's status counts */
-			status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-			break;
+		int wstatus;
+		pid_t pid;
+		while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+			/* orphans are reaped here too; only the program's status counts */
+			if (pid == child)
+				finish(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus));
 		}
 	}
-	finish(status);
 	return 0;
 }

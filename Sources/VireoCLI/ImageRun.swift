@@ -32,7 +32,7 @@ enum ImageRun {
         }
         defer { prepared.cleanUp() }
         let vmCode: Int32
-        do { vmCode = try VMMChild.run(["run"] + prepared.runArguments) } catch {
+        do { vmCode = try VMMChild.run(["run"] + prepared.runArguments, signalSocket: prepared.signalSocket) } catch {
             printError("vireo: \(error)\n")
             return 1
         }

@@ -8,6 +8,8 @@ struct PreparedImageRun {
     let runDirectory: String
     let configDisk: String
     let runArguments: [String]
+    /// The vsock socket signals for the program go through (nil when the user attached their own vsock).
+    let signalSocket: String?
     let baseLock: BaseLock
 
     static func prepare(_ arguments: ImageRunArguments) throws -> PreparedImageRun {
@@ -48,10 +50,14 @@ struct PreparedImageRun {
         }
         let cmdline = ImageRun.cmdline + (arguments.extraCmdline.map { " " + $0 } ?? "")
         // The image's disks come first, so the guest sees them as vda and vdb whatever else is attached.
-        let runArguments = ["--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
+        var runArguments = ["--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
                             "--disk", "\(overlay),backing=\(base.path),id=vireo-root",
-                            "--disk", "\(configDisk),id=vireo-config"] + arguments.passthrough
-        return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments, baseLock: lock)
+                            "--disk", "\(configDisk),id=vireo-config"]
+        let socket = runDirectory + "/signal.sock"
+        let signalSocket = arguments.passthrough.contains { $0 == "--vsock" || $0.hasPrefix("--vsock=") } || socket.utf8.count > 100 ? nil : socket
+        if let signalSocket { runArguments += ["--vsock", "cid=3,socket=\(signalSocket)"] }
+        return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments + arguments.passthrough,
+                                signalSocket: signalSocket, baseLock: lock)
     }
 
     func cleanUp() {

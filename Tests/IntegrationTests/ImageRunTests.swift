@@ -56,11 +56,20 @@ struct ImageRunTests {
         #expect((try FileManager.default.contentsOfDirectory(atPath: state + "/images/blobs/sha256")).isEmpty)
     }
 
-    @Test func threeLayerImageHonoursItsConfigAndTheLayersTree() throws {
+    @Test func threeLayerImageHonoursItsConfigAndTheLayersTreeAndGetsSignals() throws {
         let dir = try scratch("three")
         try TestImages.threeLayers(at: dir + "/image")
-        let (status, output, errors) = try vireo(["run", "--memory", "256M", "--state-dir", dir + "/state", "--image", dir + "/image"], timeout: 600)
-        #expect(status == 0, "exit status \(status ?? -1); stdout: \(output.suffix(2000)) stderr: \(errors.suffix(2000))")
+        let guest = try GuestProcess(arguments: ["run", "--memory", "256M", "--state-dir", dir + "/state", "--image", dir + "/image"],
+                                     environment: ["VIREO_IMAGE_INITRAMFS": try TestImages.initramfs()])
+        defer { guest.stop() }
+        guest.closeInput()
+        let ready = guest.waitForOutput("ready\n", timeout: 600)
+        #expect(ready, "the program never got ready; stdout: \(guest.output.suffix(2000)) stderr: \(guest.errorOutput.suffix(2000))")
+        // SIGTERM to vireo reaches the program (its trap exits 42), and that is vireo's status.
+        if ready { kill(guest.process.processIdentifier, SIGTERM) }
+        let status = guest.waitForExit(timeout: 120)
+        let output = guest.output
+        #expect(status == 42 && output.contains("got-TERM\n"), "exit status \(status ?? -1); stdout: \(output.suffix(2000)) stderr: \(guest.errorOutput.suffix(2000))")
         // ENTRYPOINT+CMD ran as the config's User in its WorkingDir with its Env.
         #expect(output.contains("cwd=/data uid=1000 gid=1000 mode=three\n"), "output: \(output)")
         // What the layers say: gone.txt whited out; opq emptied of layer 1's old1 and sub/ (opaque)

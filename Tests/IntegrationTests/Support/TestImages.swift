@@ -59,11 +59,13 @@ enum TestImages {
         try writer.write(layers: [try layer(busyboxLayer)], to: path)
     }
 
-    /// The script the three-layer image runs by default: where it is, who it is, and the tree.
+    /// The script the three-layer image runs by default: where it is, who it is, and the tree; then it
+    /// waits for SIGTERM (which the test sends to `vireo`) and exits 42 on it.
     static let listing = """
         echo "cwd=$(pwd) uid=$(id -u) gid=$(id -g) mode=$MODE"; \
         stat -c 'tree %n|%F|%h|%u:%g|%a|%s' $(find /data /opq /home/app | sort); \
-        echo "link=$(readlink /data/sym)" inodes= $(stat -c %i /data/keep.txt /data/hard)
+        echo "link=$(readlink /data/sym)" inodes= $(stat -c %i /data/keep.txt /data/hard); \
+        trap 'echo got-TERM; exit 42' TERM; echo ready; sleep 600 & wait
         """
 
     /// Three layers: a whiteout, an opaque directory, a hard link, a symlink, owners and modes.
