@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build the initramfs `vireo run --image` boots: an UNCOMPRESSED newc cpio holding only
-# guest/image-init.c compiled (gcc -static) as /init, a /dev/console node and the empty directories it
+# guest/image-init.c compiled (musl-gcc -static, else gcc -static) as /init, a /dev/console node and the empty directories it
 # mounts on. The image's own root filesystem comes on /dev/vda, the run's config on /dev/vdb.
 #
 # Cached like build-initramfs.sh: ${VIREO_CACHE:-$HOME/.cache/vireo}/image-initramfs-<sha256 of
-# (image-init.c, this script, gcc version)>/initramfs.cpio; built in a temp directory renamed into place.
+# (image-init.c, this script, compiler and version)>/initramfs.cpio; built in a temp directory renamed into place.
 # The cpio path is the LAST line on stdout; everything else goes to stderr.
 set -euo pipefail
 
@@ -17,9 +17,16 @@ log() { printf 'build-image-initramfs: %s\n' "$*" >&2; }
 die() { printf 'build-image-initramfs: ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ -f "$init" ] || die "missing $init"
-command -v gcc >/dev/null || die "gcc not found (scripts/deps installs build-essential)"
-[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || die "no static libc (libc6-dev) for gcc -static"
-gcc_version=$(gcc --version | head -1)
+# musl-gcc (Debian musl-tools) makes a ~60 KB init instead of glibc's ~700 KB: the guest kernel copies
+# the initramfs in (emulated, on PVM hosts) kernel mode, so every KB costs boot time. gcc is the fallback.
+if command -v musl-gcc >/dev/null; then
+    cc=musl-gcc
+else
+    cc=gcc
+    [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || die "no static libc (libc6-dev) for gcc -static"
+fi
+command -v "$cc" >/dev/null || die "$cc not found (scripts/deps installs build-essential and musl-tools)"
+gcc_version="$cc: $($cc --version | head -1)"
 
 key=$( {
     printf 'gcc %s\n' "$gcc_version"
@@ -38,7 +45,7 @@ rm -rf "$cache_root/.image-initramfs-$key.tmp."*
 stage=$(mktemp -d "$cache_root/.image-initramfs-$key.tmp.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 cpio="$stage/initramfs.cpio"
-gcc -static -O2 -s -Wall -Werror -o "$stage/init" "$init" >&2 || die "compiling $init failed"
+"$cc" -static -Os -s -Wall -Werror -o "$stage/init" "$init" >&2 || die "compiling $init failed"
 
 # newc writer (as in build-initramfs.sh): 110-byte ASCII header, NUL-terminated name, pad to 4, data, pad.
 ino=0x400000
