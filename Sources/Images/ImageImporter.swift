@@ -52,9 +52,9 @@ public struct ImageImporter {
     private func pull(_ reference: String) throws -> ImageRecord {
         let layout = store.temporaryPath("pull")
         defer { SafeTree.removeAll(layout) }
-        let log = "\(store.logDirectory)/pull.log"
+        let log = "\(store.logDirectory)/pull-\(Digest.of(Array(reference.utf8)).hex.prefix(12)).log"
         progress("pulling \(reference) (skopeo; log: \(log))")
-        var arguments = ["copy", "--quiet", "--override-os", "linux", "--override-arch", "amd64"]
+        var arguments = ["--override-os", "linux", "--override-arch", "amd64", "copy", "--quiet"]
         if insecureRegistry { arguments.append("--src-tls-verify=false") }
         arguments += ["docker://" + reference, "oci:" + layout + ":image"]
         do {
