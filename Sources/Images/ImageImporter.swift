@@ -60,7 +60,11 @@ public struct ImageImporter {
         do {
             try Tool.run("skopeo", arguments, log: log, package: "skopeo")
         } catch let error as ImageError {
-            let detail = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
+            var detail = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
+            // skopeo logs `time=… level=fatal msg="…"`: keep the message.
+            if let start = detail.range(of: "msg=\""), let end = detail.lastIndex(of: "\""), end > start.upperBound {
+                detail = String(detail[start.upperBound..<end]).replacingOccurrences(of: "\\\"", with: "\"")
+            }
             throw ImageError("pulling \(reference) failed: \(detail.isEmpty ? error.description : detail) (log: \(log))")
         }
         return try importLayout(layout, reference: reference)
