@@ -12,7 +12,7 @@ public struct VireoCommand: ParsableCommand {
         discussion: """
         Quick start:
           vireo run --kernel vmlinux --initrd initramfs.cpio --cmdline "console=ttyS0"
-          vireo run --image ./busybox-oci -- sh -c 'echo hi; exit 7'     (docs/images.md)
+          vireo run --image OCI-DIR -- sh -c 'echo hi; exit 7'   (docs/images.md)
 
         Exit status of 'vireo run': 0 when the guest powers off or reboots, 1 when the VM failed \
         (unhandled instruction, triple fault, KVM error), 2 for bad input, 3 when the guest kernel \
