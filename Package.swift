@@ -18,6 +18,8 @@ let package = Package(
         // Already in the graph through Hummingbird; named for the products the Manager uses directly.
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        // Already in the graph through Hummingbird; the daemon's request timeouts read HTTP parts.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.20.0"),
     ],
     targets: [
         // C shim over <linux/kvm.h>: ioctl wrappers and kvm_run accessors. Only KVM imports it.
@@ -44,6 +46,7 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),  // request timeouts
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], resources: [.embedInCode("openapi.json")]),
         // `vireo run` and `vireo version`: the VMM's command line, without the manager.

@@ -46,6 +46,8 @@ public actor Supervisor {
     /// Consecutive runs that ended within `quickRunSeconds`: the restart back-off exponent.
     private var quickExits: [String: Int] = [:]
     private var monitor: Task<Void, Never>?
+    /// The per-VM uid each VM's VMM was last started as (VMMPrivileges).
+    private var vmmUIDs: [String: uid_t] = [:]
     private static let quickRunSeconds = 10.0
 
     public init(configuration: Configuration, store: Store, events: EventBus, logger: Logger,
@@ -109,6 +111,7 @@ public actor Supervisor {
         restartTasks.removeValue(forKey: name)?.cancel()
         try store.delete(name: name)
         vms[name] = nil
+        vmmUIDs[name] = nil
         requests[name] = nil
         quickExits[name] = nil
         try? FileManager.default.removeItem(atPath: paths(for: name).directory)
@@ -186,6 +189,11 @@ public actor Supervisor {
         let vm = try record(name)
         try Lifecycle.check(.snapshot, name: name, state: vm.state)
         let directory = try SnapshotTarget.check(given, roots: validator.imageRoots)
+        // An unprivileged VMM cannot create it in a root-owned parent: it gets the empty directory,
+        // and root takes the finished snapshot back (SnapshotOwnership).
+        let owner = vm.pid.flatMap(VMMPrivileges.identity(ofProcess:))
+        try SnapshotOwnership.handOver(directory, to: owner)
+        defer { SnapshotOwnership.takeBack(directory, from: owner) }
         let control = VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
         let pausedHere = vm.state == .running
         if pausedHere { _ = try await control.request("pause", timeout: Supervisor.pauseTimeout) }
@@ -243,8 +251,10 @@ public actor Supervisor {
         let name = vm.name
         try validator.checkPaths(vm.definition)
         let paths = paths(for: name)
+        let (definition, vmmUID) = try VMMPrivileges.effective(vm.definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name])
+        vmmUIDs[name] = vmmUID
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
-        try VMDirectory.prepare(paths, owner: try VMOwner(vm.isolation))
+        try VMDirectory.prepare(paths, owner: try VMOwner(definition.isolation))
         let lock = try await acquireLock(paths, name: name)
         defer { close(lock) }  // the shim and the VMM hold it from here on
         vm.state = .starting
@@ -257,7 +267,7 @@ public actor Supervisor {
 
         let shim: Int32
         do {
-            shim = try launcher.spawn(vm.definition, paths: paths, lockFD: lock)
+            shim = try launcher.spawn(definition, paths: paths, lockFD: lock)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
@@ -313,6 +323,15 @@ public actor Supervisor {
         try commit(running)
         emit(name, "started", .running, "VM '\(name)' running (VMM pid \(pid))")
         return running
+    }
+
+    /// The per-VM uids other VMs' VMMs hold (read from /proc for VMMs adopted after a restart).
+    private func uidsInUse(except name: String) -> Set<uid_t> {
+        var used = Set(vmmUIDs.filter { $0.key != name }.values)
+        for vm in vms.values where vm.name != name && vm.state.hasProcess && vmmUIDs[vm.name] == nil {
+            if let pid = vm.pid, let identity = VMMPrivileges.identity(ofProcess: pid) { used.insert(identity.uid) }
+        }
+        return used
     }
 
     /// What a start that was overtaken (the VMM ended, or was killed) returns.

@@ -215,6 +215,8 @@ public final class IsolationPlan: @unchecked Sendable {
                 let result = csys_install_sigsys_reporter()
                 guard result == 0 else { throw .invalidConfiguration("seccomp: cannot install the SIGSYS reporter") }
             }
+            // Swift's crash handler cannot run its backtracer under the filter: name crashes here.
+            guard csys_install_crash_reporter() == 0 else { throw .invalidConfiguration("seccomp: cannot install the crash reporter") }
             csys_set_thread_role(roleNames["control"])
             // TSYNC: should the runtime have started a thread, it gets the base filter too.
             let result = install(programs["control"]!, synchronizeThreads: true)
@@ -224,6 +226,7 @@ public final class IsolationPlan: @unchecked Sendable {
         }
         IsolationPlan.current = self
         TestHooks.openPathIfRequested()
+        TestHooks.crashIfRequested(in: "control")
     }
 
     private func install(_ program: [BPFInstruction], synchronizeThreads: Bool) -> Int32 {
@@ -251,6 +254,7 @@ public final class IsolationPlan: @unchecked Sendable {
                 if result != 0 { fatal("cannot install the vCPU seccomp filter: \(String(cString: strerror(-result)))") }
             }
             if index == 0 { TestHooks.performForbiddenSyscall() }
+            TestHooks.crashIfRequested(in: "vcpu\(index)")
         case let .device(name):
             // The reporter names the device: "… in the virtio-rng device thread" (the string lives
             // as long as the thread, so it is never freed).
@@ -260,6 +264,7 @@ public final class IsolationPlan: @unchecked Sendable {
                 if result != 0 { fatal("cannot install the device seccomp filter for \(name): \(String(cString: strerror(-result)))") }
             }
             TestHooks.performDeviceSyscall(device: name)
+            TestHooks.crashIfRequested(in: name)
         case .deviceIO:
             csys_set_thread_role(roleNames["device I/O"])
             if let program = programs["device I/O"] {
