@@ -111,6 +111,9 @@ final class PasstProcess: @unchecked Sendable {
             if MonotonicClock.now() > deadline { break }  // slow host: go on; the socket still works once it is up
             usleep(2_000)
         }
+        // Initialised: passt holds its log open and needs neither file again. Removing them now
+        // leaves nothing behind when the VMM later runs as a user that could not remove them.
+        if PasstProcess.fileSize(pidPath) > 0 { PasstProcess.removeDirectory(directory) }
     }
 
     deinit { stop() }
@@ -120,13 +123,18 @@ final class PasstProcess: @unchecked Sendable {
         guard !stopped else { return }
         stopped = true
         kill(pid, SIGTERM)
+        // A VMM that dropped to another user may not signal passt (root's, or nobody's once it
+        // dropped too): ending our side of the pair ends passt as well (--fd implies --one-off).
+        shutdown(socket, Int32(SHUT_RDWR))
         var status: Int32 = 0
-        let deadline = MonotonicClock.now() + 2
+        var deadline = MonotonicClock.now() + 2
+        var killed = false
         while waitpid(pid, &status, WNOHANG) == 0 {
             if MonotonicClock.now() > deadline {
+                if killed { break }  // never block the VMM's exit on a helper it cannot end
                 kill(pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                break
+                killed = true
+                deadline = MonotonicClock.now() + 2
             }
             usleep(2_000)
         }
