@@ -325,13 +325,9 @@ public actor Supervisor {
         return running
     }
 
-    /// The per-VM uids other VMs' VMMs hold (read from /proc for VMMs adopted after a restart).
+    /// The per-VM uids other VMs were last started with (VMMPrivileges adds those running now).
     private func uidsInUse(except name: String) -> Set<uid_t> {
-        var used = Set(vmmUIDs.filter { $0.key != name }.values)
-        for vm in vms.values where vm.name != name && vm.state.hasProcess && vmmUIDs[vm.name] == nil {
-            if let pid = vm.pid, let identity = VMMPrivileges.identity(ofProcess: pid) { used.insert(identity.uid) }
-        }
-        return used
+        Set(vmmUIDs.filter { $0.key != name }.values)
     }
 
     /// What a start that was overtaken (the VMM ended, or was killed) returns.

@@ -21,7 +21,7 @@ enum VMMPrivileges {
     static func effective(_ definition: VMDefinition, inUse: Set<uid_t>, previous: uid_t?) throws(APIError)
         -> (definition: VMDefinition, uid: uid_t?) {
         guard definition.isolation.user == nil, geteuid() == 0 else { return (definition, nil) }
-        let uid = try allocate(for: definition.name, inUse: inUse, previous: previous)
+        let uid = try allocate(for: definition.name, inUse: inUse.union(runningIDs()), previous: previous)
         var result = definition
         result.isolation.user = String(uid)
         if result.isolation.group == nil { result.isolation.group = String(uid) }
@@ -39,6 +39,20 @@ enum VMMPrivileges {
             if !inUse.contains(uid) && isUnassigned(uid) { return uid }
         }
         throw .startFailed("no free per-VM uid left in \(perVMRange.lowerBound)–\(perVMRange.upperBound)")
+    }
+
+    /// The ids of the range that processes run as now: VMMs adopted after a daemon restart, jailed
+    /// VMMs (whose published pid is their root supervisor), anything else that took one.
+    static func runningIDs() -> Set<uid_t> {
+        var ids = Set<uid_t>()
+        guard let proc = opendir("/proc") else { return ids }
+        defer { closedir(proc) }
+        while let entry = readdir(proc) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name), let identity = identity(ofProcess: pid), perVMRange.contains(identity.uid) else { continue }
+            ids.insert(identity.uid)
+        }
+        return ids
     }
 
     /// True when no account or group on the host has this id.
