@@ -60,8 +60,8 @@ extension DaemonTests {
                 }
             }
 
-            // Four stalled clients: nothing sent; half a head; a head then half a body; a head
-            // trickled a byte every 0.4 s (bytes of an unfinished head are no progress).
+            // Stalled clients: nothing sent; half a head; a head then half a body; a head trickled
+            // a byte every 0.4 s (bytes of an unfinished head are no progress); then a trickled body.
             var stalled: [(String, Int32)] = []
             defer { for (_, fd) in stalled { close(fd) } }
             for (what, text) in [("idle", ""), ("half head", "GET /info HTTP/1.1\r\nHost: v"),
@@ -84,6 +84,23 @@ extension DaemonTests {
                 }
             }
             #expect(trickleClosedAfter.map { $0 < timeout + 2 } == true, "a trickled head lived \(String(describing: trickleClosedAfter)) s")
+
+            // A body trickled a byte every 0.4 s: progress, but under the minimum rate (1 KiB/s)
+            // once the timeout has passed.
+            let bodyTrickler = try Manager.UnixSocket.connect(daemon.socket, timeout: 2)
+            defer { close(bodyTrickler) }
+            send(bodyTrickler, "POST /vms HTTP/1.1\r\nHost: v\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n")
+            let bodyStart = Date()
+            var bodyClosedAfter: Double?
+            for _ in 0..<500 {
+                var one = UInt8(ascii: " ")
+                if Glibc.send(bodyTrickler, &one, 1, Int32(MSG_NOSIGNAL)) != 1 { break }
+                if secondsUntilClosed(bodyTrickler, limit: 0.4) != nil {
+                    bodyClosedAfter = Date().timeIntervalSince(bodyStart)
+                    break
+                }
+            }
+            #expect(bodyClosedAfter.map { $0 < 2 * timeout + 2 } == true, "a trickled body lived \(String(describing: bodyClosedAfter)) s")
 
             // The daemon answered all along, and closed each stalled client within the bound.
             #expect(try daemon.request("GET", "/info").status == 200)

@@ -13,6 +13,10 @@ import NIOHTTPTypes
 /// client owes nothing and no timeout runs. `POST /vms/{name}/console` is exempt while its body is
 /// read: that body is what the user types, and a console may sit quiet for hours.
 ///
+/// A body that keeps coming but slower than `minimumBodyRate` on average once `timeout` has passed
+/// (a byte every few seconds) is closed too, so a trickling client cannot hold a connection forever;
+/// a slow but real upload is far above that rate.
+///
 /// Hummingbird's own `idleTimeout` is not used: it cannot tell the console from a stalled upload.
 final class RequestTimeouts: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
@@ -21,6 +25,10 @@ final class RequestTimeouts: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPResponsePart
 
     private let timeout: TimeAmount
+    /// Bytes per second a request body must average once `timeout` has passed since its head.
+    static let minimumBodyRate = 1024
+    private var bodyStart = NIODeadline.now()
+    private var bodyBytes = 0
     private var lastProgress = NIODeadline.now()
     private var requestsInProgress = 0
     private var readingBody = false
@@ -58,8 +66,10 @@ final class RequestTimeouts: ChannelDuplexHandler, RemovableChannelHandler {
             requestsInProgress += 1
             readingBody = true
             exempt = RequestTimeouts.isExempt(head)
-        case .body:
-            break
+            bodyStart = .now()
+            bodyBytes = 0
+        case let .body(buffer):
+            bodyBytes += buffer.readableBytes
         case .end:
             readingBody = false
         }
@@ -80,6 +90,14 @@ final class RequestTimeouts: ChannelDuplexHandler, RemovableChannelHandler {
         readingBody ? !exempt : requestsInProgress == 0
     }
 
+    /// True when a (non-exempt) body has been read for longer than `timeout` at less than the minimum rate.
+    private func tricklingBody(now: NIODeadline) -> Bool {
+        guard readingBody, !exempt else { return false }
+        let elapsed = now - bodyStart
+        guard elapsed >= timeout else { return false }
+        return Int64(bodyBytes) * 1_000_000_000 < Int64(RequestTimeouts.minimumBodyRate) * elapsed.nanoseconds
+    }
+
     private func progress(_ context: ChannelHandlerContext) {
         lastProgress = .now()
         if timer == nil { schedule(context, at: lastProgress + timeout) }
@@ -89,10 +107,11 @@ final class RequestTimeouts: ChannelDuplexHandler, RemovableChannelHandler {
         timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) { [self] in
             timer = nil
             guard context.channel.isActive, waitingOnClient else { return }  // the next progress re-arms it
-            if NIODeadline.now() >= lastProgress + timeout {
+            let now = NIODeadline.now()
+            if now >= lastProgress + timeout || tricklingBody(now: now) {
                 context.close(promise: nil)
             } else {
-                schedule(context, at: lastProgress + timeout)
+                schedule(context, at: min(lastProgress + timeout, now + timeout))
             }
         }
     }
