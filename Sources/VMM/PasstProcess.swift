@@ -15,6 +15,9 @@ final class PasstProcess: @unchecked Sendable {
     let pid: pid_t
     /// Vireo's end of the socket pair (owned by the caller from now on).
     let socket: Int32
+    /// A duplicate of `socket` this object owns: `stop` shuts the pair down through it even after
+    /// the caller closed `socket` (whose number may then belong to something else).
+    private let ownSocket: Int32
     let directory: String
     private var stopped = false
 
@@ -96,6 +99,7 @@ final class PasstProcess: @unchecked Sendable {
         }
         pid = child
         socket = pair[0]
+        ownSocket = fcntl(pair[0], F_DUPFD_CLOEXEC, 0)
 
         // Wait for the pid file (written once passt is initialised) or for passt to give up.
         let deadline = MonotonicClock.now() + readyTimeout
@@ -105,6 +109,7 @@ final class PasstProcess: @unchecked Sendable {
                 stopped = true
                 let reason = PasstProcess.lastLine(of: logPath) ?? "exit status \(status >> 8 & 0xFF)"
                 close(socket)
+                if ownSocket >= 0 { close(ownSocket) }
                 PasstProcess.removeDirectory(directory)
                 throw .invalidConfiguration("--net user: passt exited while starting: \(reason)")
             }
@@ -125,7 +130,10 @@ final class PasstProcess: @unchecked Sendable {
         kill(pid, SIGTERM)
         // A VMM that dropped to another user may not signal passt (root's, or nobody's once it
         // dropped too): ending our side of the pair ends passt as well (--fd implies --one-off).
-        shutdown(socket, Int32(SHUT_RDWR))
+        if ownSocket >= 0 {
+            shutdown(ownSocket, Int32(SHUT_RDWR))
+            close(ownSocket)
+        }
         var status: Int32 = 0
         var deadline = MonotonicClock.now() + 2
         var killed = false
