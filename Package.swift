@@ -55,6 +55,8 @@ let package = Package(
         ]),
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
         .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"]),
+        // Host-side device throughput (bench/devices): the virtio models on real memory and backends.
+        .executableTarget(name: "vireo-bench-devices", dependencies: ["Devices", "Memory"], path: "bench/DeviceBench"),
         // What the tests share: the prerequisite gate (strict in CI, skip-and-say-why locally).
         .target(name: "VireoTestSupport", path: "Tests/Support"),
         .testTarget(name: "MemoryTests", dependencies: ["Memory"]),
