@@ -143,6 +143,8 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     private var readySet: Set<UInt64> = []
     var heldChain: DescriptorChain?
     private var active = false
+    /// iovecs between guest buffers and host sockets (worker thread only).
+    private let vectors = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 64)
 
     public var snapshotConfiguration: String { "cid=\(guestCID)" }
 
@@ -164,6 +166,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     deinit {
         for connection in connections.values { close(connection.fd) }
         close(listener)
+        vectors.deallocate()
     }
 
     public var statistics: VsockStatistics { counters.withLock { $0 } }
@@ -501,21 +504,15 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
             return
         }
         counters.withLock { $0.bytesFromGuest += UInt64(length) }
-        let segments = DescriptorChain.slice(chain.readable, from: VsockHeader.size, length: length)
         var written = 0
         if connection.pendingBytes == 0 {
-            var vectors: [iovec] = []
-            for segment in segments {
-                let view = try memory.view(segment)
-                vectors.append(iovec(iov_base: view.baseAddress, iov_len: view.count))
-            }
+            // Straight from guest memory; pieces past `vectors` go the buffered way below.
+            let gathered = try chain.gather(writable: false, from: VsockHeader.size, length: length, memory: memory, into: vectors)
             while true {
-                let count = vectors.withUnsafeMutableBufferPointer { v -> Int in
-                    var message = msghdr()
-                    message.msg_iov = v.baseAddress
-                    message.msg_iovlen = v.count
-                    return sendmsg(connection.fd, &message, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-                }
+                var message = msghdr()
+                message.msg_iov = vectors.baseAddress
+                message.msg_iovlen = gathered.count
+                let count = sendmsg(connection.fd, &message, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                 if count < 0 && errno == EINTR { continue }
                 if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
                     queueReset(connection)
@@ -638,14 +635,12 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
                 markReady(connection)
                 return
             }
-            var vectors: [iovec] = []
-            for segment in DescriptorChain.slice(chain.writable, from: VsockHeader.size, length: room) {
-                let view = try activation.memory.view(segment)
-                vectors.append(iovec(iov_base: view.baseAddress, iov_len: view.count))
-            }
+            // Straight into guest memory (as much of the buffer as `vectors` covers).
+            let gathered = try chain.gather(writable: true, from: VsockHeader.size, length: room,
+                                            memory: activation.memory, into: vectors)
             var count = 0
             repeat {
-                count = vectors.withUnsafeMutableBufferPointer { Int(readv(connection.fd, $0.baseAddress, Int32($0.count))) }
+                count = readv(connection.fd, vectors.baseAddress, Int32(gathered.count))
             } while count < 0 && errno == EINTR
             if count > 0 {
                 connection.sentToGuest &+= UInt32(count)
