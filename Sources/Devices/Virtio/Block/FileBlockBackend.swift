@@ -82,6 +82,10 @@ public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
     }
 
     public func readVectors(_ vectors: UnsafeMutableBufferPointer<iovec>, at offset: UInt64) throws(BlockBackendError) {
+        // One piece: plain pread (preadv costs an iovec copy-in for nothing).
+        if vectors.count == 1 {
+            return try read(into: UnsafeMutableRawBufferPointer(start: vectors[0].iov_base, count: vectors[0].iov_len), at: offset)
+        }
         var first = 0, position = off_t(offset)
         while first < vectors.count {
             let result = preadv(fd, vectors.baseAddress! + first, Int32(min(vectors.count - first, FileBlockBackend.maxVectors)), position)
@@ -101,6 +105,9 @@ public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
 
     public func writeVectors(_ vectors: UnsafeMutableBufferPointer<iovec>, at offset: UInt64) throws(BlockBackendError) {
         guard !isReadOnly else { throw BlockBackendError(operation: "write to read-only \(path)", errno: EROFS) }
+        if vectors.count == 1 {
+            return try write(from: UnsafeRawBufferPointer(start: vectors[0].iov_base, count: vectors[0].iov_len), at: offset)
+        }
         var first = 0, position = off_t(offset)
         while first < vectors.count {
             let result = pwritev(fd, vectors.baseAddress! + first, Int32(min(vectors.count - first, FileBlockBackend.maxVectors)), position)
