@@ -81,3 +81,5 @@ for scenario in BlockScenario.all {
 for scenario in NetScenario.all {
     report(scenario.name, options) { try NetBench().run(scenario, seconds: options.seconds) }
 }
+report("serial tx bytes, sink called per byte (the old path)", options) { SerialBench(outputThread: false).run(seconds: options.seconds) }
+report("serial tx bytes, output thread", options) { SerialBench(outputThread: true).run(seconds: options.seconds) }
