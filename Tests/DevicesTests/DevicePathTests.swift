@@ -71,6 +71,12 @@ import Testing
         buffer = [UInt8](repeating: 0xCD, count: 64)
         #expect(try chain.writeBytes(buffer, to: memory, offset: 0) == 8)
         #expect(try memory.readBytes(at: 0x8008, count: 56) == [UInt8](repeating: 0xAB, count: 56))
+        // Devices index what `readBytes` returns (vsock headers, balloon PFNs, discard ranges): it
+        // still returns the validated length, the part the guest took away as zeroes.
+        let readable = try popOne(memory, descriptors: [RawDescriptor(address: 0x9000, length: 48, flags: 0, next: 0)]).1
+        try memory.write([UInt8](repeating: 0x11, count: 48), at: 0x9000)
+        try memory.write(UInt32(4), at: 0x1000 + 8)
+        #expect(try readable.readBytes(from: memory, offset: 0, count: 44) == [0x11, 0x11, 0x11, 0x11] + [UInt8](repeating: 0, count: 40))
     }
 
     @Test func gatherStopsWhenTheVectorsAreFull() throws {

@@ -121,15 +121,17 @@ public struct DescriptorChain: Sendable {
 }
 
 extension DescriptorChain {
-    /// Up to `count` readable bytes starting at `offset`, copied out (allocates: not for hot paths).
+    /// `count` readable bytes starting at `offset` (fewer only past `readableLength`), copied out
+    /// (allocates: not for hot paths). Always as many as the validated length promises: bytes a
+    /// guest took away by rewriting the chain after handing it over read as zero, so callers may
+    /// index what they asked for.
     public func readBytes(from memory: GuestMemory, offset: Int, count: Int) throws(VirtioError) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: max(min(count, readableLength - offset), 0))
+        var bytes = [UInt8](repeating: 0, count: max(min(count, readableLength - max(offset, 0)), 0))
         var failure: VirtioError?
-        let copied = bytes.withUnsafeMutableBytes { buffer -> Int in
-            do throws(VirtioError) { return try read(from: memory, offset: offset, into: buffer) } catch { failure = error; return 0 }
+        bytes.withUnsafeMutableBytes { buffer in
+            do throws(VirtioError) { _ = try read(from: memory, offset: offset, into: buffer) } catch { failure = error }
         }
         if let failure { throw failure }
-        if copied < bytes.count { bytes.removeLast(bytes.count - copied) }
         return bytes
     }
 
