@@ -265,6 +265,19 @@ import Testing
         #expect(all == [0] + (0..<total).map { UInt8(truncatingIfNeeded: $0) })
     }
 
+    @Test func vsockHeadersEncodeAndDecodeOnTheStackAsInArrays() {
+        let header = VsockHeader(op: .readWrite, sourceCID: 0x1122_3344_5566_7788, destinationCID: 2, sourcePort: 0xA0B0_C0D0,
+                                 destinationPort: 5000, length: 4096, flags: 3, bufferAllocation: 262_144, forwardCount: 0xFFFF_FFFE)
+        var wire = VsockHeader.emptyWire
+        let stored = withUnsafeMutableBytes(of: &wire) { raw -> [UInt8] in
+            header.store(into: raw)
+            return Array(raw[0..<VsockHeader.size])
+        }
+        #expect(stored == header.bytes)
+        #expect(withUnsafeBytes(of: &wire) { VsockHeader(wire: $0) } == header)
+        #expect(VsockHeader(bytes: stored) == header)
+    }
+
     @Test func irqfdLineSignalsRisingEdgesOnly() throws {
         let line = try IRQFDLine()
         line.setLevel(true)

@@ -385,7 +385,12 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
             guard chain.readableLength >= VsockHeader.size else {
                 throw .malformedRequest("vsock packet of \(chain.readableLength) bytes has no header")
             }
-            let header = VsockHeader(bytes: try chain.readBytes(from: activation.memory, offset: 0, count: VsockHeader.size))
+            // Copied out onto the stack; bytes a guest took away since the pop read as zero.
+            var wire = VsockHeader.emptyWire
+            try withUnsafeMutableBytes(of: &wire) { (raw) throws(VirtioError) in
+                _ = try chain.read(from: activation.memory, offset: 0, into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<VsockHeader.size]))
+            }
+            let header = withUnsafeBytes(of: &wire) { VsockHeader(wire: $0) }
             try handle(header, chain: chain, memory: activation.memory)
             try queue.addUsed(head: chain.head, length: 0)
         }
@@ -594,6 +599,15 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         return chain
     }
 
+    /// Puts `header`'s wire form at the start of the chain's writable part, from the stack.
+    private func writeHeader(_ header: VsockHeader, to chain: DescriptorChain, memory: GuestMemory) throws(VirtioError) {
+        var wire = VsockHeader.emptyWire
+        try withUnsafeMutableBytes(of: &wire) { (raw) throws(VirtioError) in
+            header.store(into: raw)
+            _ = try chain.write(to: memory, offset: 0, from: UnsafeRawBufferPointer(rebasing: raw[0..<VsockHeader.size]))
+        }
+    }
+
     /// Fills receive buffers: control packets first, then data from connections with credit.
     private func deliver(_ activation: VirtioActivation) throws(VirtioError) {
         guard let queue = activation.queue(VirtioVsock.receiveQueue) else { return }
@@ -612,9 +626,8 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
                     continue
                 }
                 if packet.op == .reset { counters.withLock { $0.resetsSent += 1 } }
-                let bytes = header(packet.op, local: packet.localPort, peer: packet.peerPort, connection: connection,
-                                   flags: packet.flags).bytes
-                try chain.writeBytes(bytes, to: activation.memory, offset: 0)
+                try writeHeader(header(packet.op, local: packet.localPort, peer: packet.peerPort, connection: connection,
+                                       flags: packet.flags), to: chain, memory: activation.memory)
                 try queue.addUsed(head: chain.head, length: UInt32(VsockHeader.size))
                 continue
             }
@@ -645,9 +658,8 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
             if count > 0 {
                 connection.sentToGuest &+= UInt32(count)
                 counters.withLock { $0.bytesToGuest += UInt64(count) }
-                let bytes = header(.readWrite, local: connection.localPort, peer: connection.peerPort,
-                                   connection: connection, length: count).bytes
-                try chain.writeBytes(bytes, to: activation.memory, offset: 0)
+                try writeHeader(header(.readWrite, local: connection.localPort, peer: connection.peerPort,
+                                       connection: connection, length: count), to: chain, memory: activation.memory)
                 try queue.addUsed(head: chain.head, length: UInt32(VsockHeader.size + count))
                 markReady(connection)
                 continue
