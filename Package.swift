@@ -57,7 +57,17 @@ let package = Package(
             "VMM", "VMMCommand", "Manager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
-        .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"]),
+        // The Swift runtime linked in (what `--static-swift-stdlib` does), so the binary `swift build
+        // -c release` gives users is the lean VMM the daemon runs each VM with: no runtime .so files
+        // mapped per VM (bench/results/vmm-memory.md). The two libraries are what FoundationEssentials
+        // (through swift-argument-parser) needs when linked statically.
+        .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"], linkerSettings: [
+            .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux])),
+            .linkedLibrary("_FoundationCollections", .when(platforms: [.linux])),
+            .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),
+        ]),
+        // Host-side device throughput (bench/devices): the virtio models on real memory and backends.
+        .executableTarget(name: "vireo-bench-devices", dependencies: ["Devices", "Memory"], path: "bench/DeviceBench"),
         // What the tests share: the prerequisite gate (strict in CI, skip-and-say-why locally).
         .target(name: "VireoTestSupport", path: "Tests/Support"),
         .testTarget(name: "MemoryTests", dependencies: ["Memory"]),

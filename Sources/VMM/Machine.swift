@@ -260,6 +260,8 @@ public final class Machine: @unchecked Sendable {
         }
         defer { server?.remove() }
         console.startRotator()
+        devices.serial.startOutputThread { ThreadRole.device("serial").enter() }
+        defer { devices.serial.stopOutputThread() }
         do {
             try virtio.startWorkers()
         } catch {

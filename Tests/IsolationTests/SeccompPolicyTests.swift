@@ -132,6 +132,20 @@ import Testing
         }
     }
 
+    /// Filters stack on the base one, so a call a role allows but the base denies is still denied
+    /// (the device role listed preadv/pwritev, the base did not, and virtio-blk's first preadv
+    /// stopped the VMM).
+    @Test func theBaseFilterAllowsWhatEveryRoleAllows() throws {
+        let base = try SeccompProfiles.control(pid: pid, deny: .trap).compile()
+        let roles = [try SeccompProfiles.vcpu(pid: pid, deny: .trap), try SeccompProfiles.device(pid: pid, deny: .trap),
+                     try SeccompProfiles.deviceIO(pid: pid, deny: .trap)]
+        for role in roles {
+            for rule in role.rules where rule.action == .allow && rule.alternatives.isEmpty {
+                #expect(SeccompData(rule.name, 3).run(base) == allow, "\(role.role) allows \(rule.name), the base does not")
+            }
+        }
+    }
+
     @Test func policyErrorsNameTheProblem() {
         let unknown = SeccompPolicy(role: "x", rules: [SyscallRule("no_such_call")], defaultAction: .trap)
         #expect(throws: SeccompPolicyError.unknownSyscall("no_such_call")) { try unknown.compile() }

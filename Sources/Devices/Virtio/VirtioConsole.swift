@@ -126,8 +126,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
             var written = 0, dropped = 0
             var target = client, isFile = false
             if case let .file(fd) = backend { target = fd; isFile = true }
-            for segment in chain.readable {
-                let view = try activation.memory.view(segment)
+            try chain.forEachPiece(writable: false, from: 0, length: chain.readableLength, memory: activation.memory) { view in
                 var done = 0
                 // The file's room left; a socket has none to keep (the client reads it away).
                 let room = isFile ? Int(min(UInt64(view.count), fileLimit - min(fileSize, fileLimit))) : view.count
@@ -163,8 +162,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
             if peeked <= 0 { if errno != EINTR { dropClient() }; return }
             guard let chain = try queue.popAvailable() else { return }  // the driver's refill notifies us
             var vectors: [iovec] = []
-            for segment in chain.writable {
-                let view = try activation.memory.view(segment)
+            try chain.forEachPiece(writable: true, from: 0, length: chain.writableLength, memory: activation.memory) { view in
                 vectors.append(iovec(iov_base: view.baseAddress, iov_len: view.count))
             }
             var count = 0

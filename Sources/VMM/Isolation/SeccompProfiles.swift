@@ -99,8 +99,8 @@ public enum SeccompProfiles {
             SyscallRule("recvfrom"), SyscallRule("recvmsg"), SyscallRule("sendto"), SyscallRule("sendmsg"),
             SyscallRule("shutdown"), SyscallRule("connect"),
             // Virtio device workers (started with the guest): epoll over queue notifiers and backends,
-            // eventfds, block discard / write-zeroes.
-            SyscallRule("epoll_create1"), SyscallRule("epoll_ctl"), SyscallRule("epoll_wait"),
+            // eventfds, block I/O straight into guest memory, block discard / write-zeroes.
+            SyscallRule("preadv"), SyscallRule("pwritev"), SyscallRule("epoll_create1"), SyscallRule("epoll_ctl"), SyscallRule("epoll_wait"),
             SyscallRule("epoll_pwait"), SyscallRule("eventfd2"), SyscallRule("fallocate"), SyscallRule("rmdir"),
             SyscallRule("wait4", when: [[.oneOf(argument: 0, values: ownPIDs)]]),
             // Threads only (pthread_create); no fork. clone3 passes its flags in memory seccomp
