@@ -53,18 +53,7 @@ public final class IsolationPlan: @unchecked Sendable {
     /// when jailed (they must mean the same inside the jail).
     public static func prepare(_ settings: IsolationSettings, config: inout VMConfig) throws(VMMError) -> IsolationPlan {
         let vmID = "vm-\(getpid())"
-        if let weight = settings.cpuWeight, !CPUWeight.range.contains(weight) {
-            throw .invalidConfiguration("--cpu-weight must be between \(CPUWeight.range.lowerBound) and \(CPUWeight.range.upperBound) (the cgroup cpu.weight range), got \(weight)")
-        }
-        if let cpuMax = settings.cpuMax, let problem = cpuMax.problem {
-            throw .invalidConfiguration("--cpu-max: \(problem)")
-        }
-        if let memoryMax = settings.memoryMax {
-            let needed = config.memoryBytes + IsolationSettings.minimumMemoryOverhead
-            guard memoryMax >= needed else {
-                throw .invalidConfiguration("--memory-max \(ByteSize.format(memoryMax)) is below guest RAM (\(ByteSize.format(config.memoryBytes))) plus VMM overhead (\(ByteSize.format(IsolationSettings.minimumMemoryOverhead)))")
-            }
-        }
+        // Ranges (cpu weight, cpu max, memory max against guest RAM) are SpecValidator's; these are the host's.
         if let affinity = settings.cpuAffinity {
             let online = CPUList.online()
             let allowed = CPUList.allowed()
