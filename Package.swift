@@ -33,7 +33,7 @@ let package = Package(
         // Linux calls Glibc's Swift module lacks (eventfd, getrandom, fallocate). Only Devices imports it.
         .target(name: "CLinux"),
         // Device models and the I/O bus.
-        .target(name: "Devices", dependencies: ["Memory", "CLinux"]),
+        .target(name: "Devices", dependencies: ["Memory", "CLinux", "VMSpec"]),
         // One VM's typed spec, its limits and validator, and a Foundation-free JSON coder: what the
         // manager and the VMM share (no KVM, no Foundation).
         .target(name: "VMSpec"),

@@ -43,7 +43,7 @@ struct SpecRunner {
         for line in isolationPlan.warnings + (verbose ? isolationPlan.summary : []) { printError("vireo: \(line)\n") }
         let terminal = RawTerminal(fd: 0)
         if config.consoleInputFD != nil { terminal.enter() }
-        let outcome = machine.run()
+        let outcome = machine.run(isolation: isolationPlan)
         terminal.restore()
         report(outcome, machine: machine)
         throw VMExit(code: outcome.reason.exitCode)

@@ -33,7 +33,8 @@ public enum SpecValidator {
         }
     }
 
-    static func validateShape(_ shape: VMSpec.MachineShape) throws(SpecError) {
+    /// The vCPU count and guest RAM alone (the VMM checks a snapshot's shape with it too).
+    public static func validateShape(_ shape: VMSpec.MachineShape) throws(SpecError) {
         guard SpecLimits.cpus.contains(shape.cpus) else {
             throw SpecError("cpus", " must be between \(SpecLimits.cpus.lowerBound) and \(SpecLimits.cpus.upperBound), got \(shape.cpus)")
         }

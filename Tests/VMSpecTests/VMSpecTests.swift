@@ -97,3 +97,36 @@ import VMSpec
         return spec
     }
 }
+
+/// The control socket's typed messages: what the VMM writes is what the manager reads.
+@Suite struct ControlMessageTests {
+    @Test func requestsAreTheirLines() {
+        let requests: [ControlRequest] = [.status, .pause, .resume, .stop, .kill, .console, .balloon("64"), .snapshot(directory: "/s n")]
+        for request in requests { #expect(ControlRequest(line: request.line) == request) }
+        #expect(ControlRequest(line: "balloon") == nil && ControlRequest(line: "STATUS") == nil && ControlRequest(line: "") == nil)
+    }
+
+    @Test func aStatusReplyKeepsItsFieldsAtTheTopLevel() throws {
+        let status = VMMStatus(state: "running", vcpus: 2, exits: ExitCounts(io: 5, mmio: 1 << 40, kicks: 3),
+                               devices: .object([("rng", .object([("active", .bool(true)), ("bytes", .int(64))])), ("blk", .int(2))]),
+                               isolation: .null)
+        let reply = ControlReply(ok: true, status: status)
+        let line = reply.line
+        #expect(line.hasPrefix(#"{"ok":true,"state":"running","vcpus":2,"exits":{"io":5,"mmio":1099511627776,"emulated":0,"#), "\(line)")
+        #expect(line.hasSuffix(#""devices":{"rng":{"active":true,"bytes":64},"blk":2},"isolation":null}"#), "\(line)")
+        #expect(try ControlReply.parse(line) == reply)
+        #expect(try ControlReply.parse(line).status?.exits.kicks == 3)
+    }
+
+    @Test func refusalsAndOtherRepliesRoundTrip() throws {
+        let replies = [ControlReply.failure("can't \"pause\"\n\\ now", state: "running"), ControlReply(ok: true, state: "paused"),
+                       ControlReply(ok: true, snapshot: "/tmp/s", ms: 12), ControlReply(ok: true, balloonTargetMiB: 64),
+                       ControlReply(ok: true, console: true)]
+        for reply in replies {
+            #expect(!reply.line.contains("\n"))
+            #expect(try ControlReply.parse(reply.line) == reply, "\(reply.line)")
+        }
+        #expect(ControlReply(ok: true, balloonTargetMiB: 64).line == #"{"ok":true,"balloon_target_mib":64}"#)
+        #expect(throws: (any Error).self) { try ControlReply.parse(#"{"state":"running"}"#) }
+    }
+}

@@ -307,35 +307,33 @@ public final class IsolationPlan: @unchecked Sendable {
     }
 
     /// The control socket's `isolation` object.
-    public var statusJSON: String {
-        var fields: [String] = ["\"seccomp\":\"\(settings.seccomp.rawValue)\""]
-        fields.append("\"jail\":" + (jail.map { "\"\(jsonEscape($0.root))\"" } ?? "null"))
-        fields.append("\"uid\":\(identityAfterDrop.uid)")
-        fields.append("\"gid\":\(identityAfterDrop.gid)")
-        fields.append("\"no_new_privs\":\(identityAfterDrop.noNewPrivileges)")
-        fields.append("\"capabilities\":\"" + (capabilitiesAfterDrop == 0 ? "none" : "0x" + String(capabilitiesAfterDrop, radix: 16)) + "\"")
-        fields.append("\"supervised\":\(supervised)")
-        if let cgroups {
-            let entries = cgroups.placements.map {
-                "{\"controller\":\"\($0.controller)\",\"version\":\($0.version),\"path\":\"\(jsonEscape($0.directory))\"}"
-            }
-            fields.append("\"cgroups\":[\(entries.joined(separator: ","))]")
-        } else {
-            fields.append("\"cgroups\":[]")
+    public var status: JSONValue {
+        let capabilities = capabilitiesAfterDrop == 0 ? "none" : "0x" + String(capabilitiesAfterDrop, radix: 16)
+        let cgroupEntries = (cgroups?.placements ?? []).map { placement in
+            JSONValue.object([("controller", .string(placement.controller)), ("version", .int(Int64(placement.version))),
+                              ("path", .string(placement.directory))])
         }
-        fields.append("\"cpu_weight\":" + (settings.cpuWeight.map(String.init) ?? "null"))
-        fields.append("\"cpu_max\":" + (settings.cpuMax.map { "\"\($0.quotaMicroseconds) \($0.periodMicroseconds)\"" } ?? "null"))
-        fields.append("\"memory_max\":" + (settings.memoryMax.map(String.init) ?? "null"))
-        fields.append("\"cpu_affinity\":" + (settings.cpuAffinity.map { "\"\(CPUList.format($0))\"" } ?? "null"))
         let threads = vcpuAffinities.map { entry in
-            "{\"vcpu\":\(entry.vcpu),\"tid\":\(entry.tid),\"cpus\":\"\(entry.cpus.map(CPUList.format) ?? "?")\"}"
+            JSONValue.object([("vcpu", .int(Int64(entry.vcpu))), ("tid", .int(Int64(entry.tid))),
+                              ("cpus", .string(entry.cpus.map(CPUList.format) ?? "?"))])
         }
-        fields.append("\"vcpu_threads\":[\(threads.joined(separator: ","))]")
-        return "{" + fields.joined(separator: ",") + "}"
+        func optional<T>(_ value: T?, _ transform: (T) -> JSONValue) -> JSONValue { value.map(transform) ?? .null }
+        return .object([
+            ("seccomp", .string(settings.seccomp.rawValue)),
+            ("jail", optional(jail) { .string($0.root) }),
+            ("uid", .int(Int64(identityAfterDrop.uid))),
+            ("gid", .int(Int64(identityAfterDrop.gid))),
+            ("no_new_privs", .bool(identityAfterDrop.noNewPrivileges)),
+            ("capabilities", .string(capabilities)),
+            ("supervised", .bool(supervised)),
+            ("cgroups", .array(cgroupEntries)),
+            ("cpu_weight", optional(settings.cpuWeight) { .int(Int64($0)) }),
+            ("cpu_max", optional(settings.cpuMax) { .string("\($0.quotaMicroseconds) \($0.periodMicroseconds)") }),
+            ("memory_max", optional(settings.memoryMax) { .int(Int64(clamping: $0)) }),
+            ("cpu_affinity", optional(settings.cpuAffinity) { .string(CPUList.format($0)) }),
+            ("vcpu_threads", .array(threads)),
+        ])
     }
-
-    /// `status` JSON when no plan is in force (a Machine run without `vireo run`).
-    public static var currentStatusJSON: String { current?.statusJSON ?? "null" }
 }
 
 /// The role a VMM thread plays: which seccomp filter it adds and whether it is pinned.
@@ -358,17 +356,4 @@ public enum ThreadRole: Sendable {
 /// Names the calling thread (visible in /proc/<pid>/task/<tid>/comm; at most 15 bytes kept).
 func nameCurrentThread(_ name: String) {
     _ = csys_set_thread_name(String(name.utf8.prefix(15))!)
-}
-
-func jsonEscape(_ text: String) -> String {
-    var result = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": result += "\\\""
-        case "\\": result += "\\\\"
-        case _ where scalar.value < 0x20: result += " "
-        default: result.unicodeScalars.append(scalar)
-        }
-    }
-    return result
 }
