@@ -6,7 +6,7 @@ import Glibc
 ///
 /// Runs on its own thread; when the device's receive buffer is full it waits briefly and
 /// retries, so no typed byte is dropped.
-final class ConsoleInput: @unchecked Sendable {
+final class ConsoleInput: Sendable {
     private let fd: Int32
     private let deliver: @Sendable (UnsafeRawBufferPointer) -> Int
     private let control: MachineControl

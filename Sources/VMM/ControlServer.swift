@@ -9,7 +9,7 @@ import Glibc
 /// (the balloon's target), `stop` (clean stop: vCPUs stopped, exit 0), `kill`
 /// (the process ends at once), and `console`, which turns the connection into the guest's serial
 /// console (bytes in go to the UART, console output streams out). A daemon uses it to drive one VM.
-final class ControlServer: @unchecked Sendable {
+final class ControlServer: Sendable {
     private let path: String
     private let listenFD: Int32
     private unowned let machine: Machine

@@ -24,7 +24,7 @@ public struct RunOutcome: Sendable {
 ///
 /// `init` builds everything and fails with a user-facing VMMError before any guest code runs;
 /// `run()` starts the vCPU threads and returns when the VM stops.
-public final class Machine: @unchecked Sendable {
+public final class Machine: Sendable {
     public let config: VMConfig
     public let hostKind: HostKind
     /// The command line the guest actually gets (after host adaptations).
@@ -44,7 +44,8 @@ public final class Machine: @unchecked Sendable {
     let liveRunners = Mutex<[VCPURunner]>([])
     let pauseState = Mutex<(paused: Bool, clock: UInt64?)>((false, nil))
     /// vCPUs whose threads did not leave KVM_RUN after the stop (see `waitForVCPUs`).
-    public private(set) var stuckVCPUs: [UInt32] = []
+    public var stuckVCPUs: [UInt32] { stuck.withLock { $0 } }
+    private let stuck = Mutex<[UInt32]>([])
 
     /// CPUID tables set on each vCPU (saved in snapshots).
     let cpuidTables: [[CPUIDEntry]]
@@ -141,7 +142,7 @@ public final class Machine: @unchecked Sendable {
         liveRunners.withLock { $0 = runners }
         let stuck = waitForVCPUs(threads)
         let elapsed = MonotonicClock.now() - start
-        stuckVCPUs = stuck
+        self.stuck.withLock { $0 = stuck }
         let statistics = runners.enumerated().filter { !stuck.contains(UInt32($0.offset)) }
             .reduce(ExitStatistics()) { $0 + $1.element.statistics }
         return RunOutcome(reason: control.reason ?? .error("the VM stopped without a reason"),

@@ -5,6 +5,7 @@ import Memory
 /// The VM's virtio-mmio devices: each gets a 4 KiB window in the MMIO hole, a GSI, an irqfd for
 /// its interrupt, an ioeventfd per queue doorbell, a worker thread, and a `virtio_mmio.device=`
 /// entry on the guest's command line (Linux then finds it without ACPI or a device tree).
+/// @unchecked Sendable: Slots, startups and cleanups are appended while the machine is built and read by start/stop on the main thread; a worker only ever sees its own slot.
 final class VirtioDevices: @unchecked Sendable {
     /// One device in place.
     struct Slot {

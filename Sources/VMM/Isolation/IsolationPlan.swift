@@ -17,6 +17,7 @@ import Glibc
 /// 3. `enter` (after the Machine is built, before any thread starts): pivot_root into the jail,
 ///    switch user, drop capabilities, set no_new_privs, install the base (control) seccomp filter.
 ///    Threads then call `ThreadRole.enter()` for their own filter and affinity.
+/// @unchecked Sendable: Its state is written by `prepare`, `launch` and `enter` on the main thread before any other VMM thread exists; afterwards threads only read it (`enterThread`, `status`).
 public final class IsolationPlan: @unchecked Sendable {
     public let settings: IsolationSettings
     /// `vm-<pid of vireo run>`: the cgroup and jail names.
