@@ -115,7 +115,7 @@ public final class Machine: Sendable {
         defer { server?.remove() }
         console.startRotator()
         do {
-            try virtio.startWorkers()
+            try virtio.startWorkers(isolation: isolation)
         } catch {
             return RunOutcome(reason: .error(error.description), statistics: ExitStatistics(), runSeconds: 0,
                               peakRSS: peakResidentBytes(), guestResident: 0)
@@ -125,7 +125,7 @@ public final class Machine: Sendable {
         _ = SignalWatcher.start(control: control, snapshotSignal: config.snapshotSignal) { [self] in snapshotOnSignal() }
         if let fd = config.consoleInputFD {
             let serial = devices.serial
-            _ = ConsoleInput(fd: fd, control: control) { bytes in serial.receive(bytes) }.start()
+            _ = ConsoleInput(fd: fd, control: control, isolation: isolation) { bytes in serial.receive(bytes) }.start()
         }
         let start = MonotonicClock.now()
         var runners: [VCPURunner] = []
@@ -134,7 +134,7 @@ public final class Machine: Sendable {
         let wakeup = control.wakeup
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { ThreadRole.vcpu(vcpu.id).enter(); runner.run(); wakeup.post() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { ThreadRole.vcpu(vcpu.id).enter(under: isolation); runner.run(); wakeup.post() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)

@@ -68,13 +68,14 @@ final class VirtioDevices: @unchecked Sendable {
         slots.map { "virtio_mmio.device=4K@0x\(String($0.base, radix: 16)):\($0.gsi)" }
     }
 
-    func startWorkers() throws(VMMError) {
+    /// Starts every device's worker; each enters its role under `isolation` first.
+    func startWorkers(isolation: IsolationPlan?) throws(VMMError) {
         let pending = startups
         startups = []
         for startup in pending { startup() }
         for slot in slots {
             do {
-                try slot.transport.startWorker { name in ThreadRole.device(name).enter() }
+                try slot.transport.startWorker { name in ThreadRole.device(name).enter(under: isolation) }
             } catch {
                 throw .invalidConfiguration("\(slot.name): cannot start its worker: \(error)")
             }

@@ -16,7 +16,7 @@ import Glibc
 ///    a new PID namespace) and returns to build the VM.
 /// 3. `enter` (after the Machine is built, before any thread starts): pivot_root into the jail,
 ///    switch user, drop capabilities, set no_new_privs, install the base (control) seccomp filter.
-///    Threads then call `ThreadRole.enter()` for their own filter and affinity.
+///    Threads then call `ThreadRole.enter(under:)` with the plan for their own filter and affinity.
 /// @unchecked Sendable: Its state is written by `prepare`, `launch` and `enter` on the main thread before any other VMM thread exists; afterwards threads only read it (`enterThread`, `status`).
 public final class IsolationPlan: @unchecked Sendable {
     public let settings: IsolationSettings
@@ -28,17 +28,15 @@ public final class IsolationPlan: @unchecked Sendable {
     /// Lines `vireo run` prints on stderr whatever the verbosity (e.g. that seccomp is off).
     public private(set) var warnings: [String] = []
 
-    private var programs: [String: [BPFInstruction]] = [:]
-    private var policies: [String: SeccompPolicy] = [:]
-    private var roleNames: [String: UnsafeMutablePointer<CChar>] = [:]
+    private var programs: [SeccompRole: [BPFInstruction]] = [:]
+    private var policies: [SeccompRole: SeccompPolicy] = [:]
+    private var roleNames: [SeccompRole: UnsafeMutablePointer<CChar>] = [:]
     private let vcpuThreads = Mutex<[(vcpu: UInt32, tid: Int32)]>([])
     private var supervised = false
     /// The effective capabilities once `enter` dropped privileges (read before the filter is on).
     private var capabilitiesAfterDrop: Int64 = -1
     private var identityAfterDrop: (uid: UInt32, gid: UInt32, noNewPrivileges: Bool) = (0, 0, false)
 
-    /// The plan in force in this process (set by `enter`, read by threads and the control socket).
-    nonisolated(unsafe) public private(set) static var current: IsolationPlan?
 
     private init(settings: IsolationSettings, vmID: String, user: UserIdentity?, jail: JailLayout?, cgroups: VMCgroups?) {
         self.settings = settings
@@ -188,7 +186,7 @@ public final class IsolationPlan: @unchecked Sendable {
         // Read now: the control filter does not allow capget, getuid or prctl(PR_GET_*).
         capabilitiesAfterDrop = Privileges.effectiveCapabilities
         identityAfterDrop = (getuid(), getgid(), csys_no_new_privs() == 1)
-        for role in ["control", "vCPU", "device I/O", "device"] { roleNames[role] = strdup(role) }
+        for role in SeccompRole.allCases { roleNames[role] = strdup(role.rawValue) }
         if let deny = settings.seccomp.denyAction {
             let pid = getpid()
             do {
@@ -205,14 +203,13 @@ public final class IsolationPlan: @unchecked Sendable {
                 let result = csys_install_sigsys_reporter()
                 guard result == 0 else { throw .invalidConfiguration("seccomp: cannot install the SIGSYS reporter") }
             }
-            csys_set_thread_role(roleNames["control"])
+            csys_set_thread_role(roleNames[.control])
             // TSYNC: should the runtime have started a thread, it gets the base filter too.
-            let result = install(programs["control"]!, synchronizeThreads: true)
+            let result = install(programs[.control]!, synchronizeThreads: true)
             guard result == 0 else {
                 throw .invalidConfiguration("seccomp: cannot install the control filter: \(String(cString: strerror(-result)))")
             }
         }
-        IsolationPlan.current = self
         TestHooks.openPathIfRequested()
     }
 
@@ -227,16 +224,16 @@ public final class IsolationPlan: @unchecked Sendable {
     func enterThread(_ role: ThreadRole) {
         switch role {
         case .control:
-            csys_set_thread_role(roleNames["control"])
+            csys_set_thread_role(roleNames[.control])
         case let .vcpu(index):
-            csys_set_thread_role(roleNames["vCPU"])
+            csys_set_thread_role(roleNames[.vcpu])
             let tid = csys_gettid()
             vcpuThreads.withLock { $0.append((index, tid)) }
             if let cpus = settings.cpuAffinity {
                 let result = cpus.map(Int32.init).withUnsafeBufferPointer { csys_set_affinity($0.baseAddress, Int32($0.count)) }
                 if result != 0 { fatal("cannot pin vCPU \(index) to CPUs \(CPUList.format(cpus)): \(String(cString: strerror(-result)))") }
             }
-            if let program = programs["vCPU"] {
+            if let program = programs[.vcpu] {
                 let result = install(program, synchronizeThreads: false)
                 if result != 0 { fatal("cannot install the vCPU seccomp filter: \(String(cString: strerror(-result)))") }
             }
@@ -245,14 +242,14 @@ public final class IsolationPlan: @unchecked Sendable {
             // The reporter names the device: "… in the virtio-rng device thread" (the string lives
             // as long as the thread, so it is never freed).
             csys_set_thread_role(strdup("\(name) device"))
-            if let program = programs["device"] {
+            if let program = programs[.device] {
                 let result = install(program, synchronizeThreads: false)
                 if result != 0 { fatal("cannot install the device seccomp filter for \(name): \(String(cString: strerror(-result)))") }
             }
             TestHooks.performDeviceSyscall(device: name)
         case .deviceIO:
-            csys_set_thread_role(roleNames["device I/O"])
-            if let program = programs["device I/O"] {
+            csys_set_thread_role(roleNames[.deviceIO])
+            if let program = programs[.deviceIO] {
                 let result = install(program, synchronizeThreads: false)
                 if result != 0 { fatal("cannot install the device I/O seccomp filter: \(String(cString: strerror(-result)))") }
             }
@@ -276,8 +273,8 @@ public final class IsolationPlan: @unchecked Sendable {
     public var summary: [String] {
         var lines: [String] = []
         if let deny = settings.seccomp.denyAction {
-            let counts = ["control", "vCPU", "device I/O"].map { role in
-                "\(role) \(policies[role].map { "\($0.allowedSyscalls.count) syscalls, \(programs[role]?.count ?? 0) BPF instructions" } ?? "-")"
+            let counts = [SeccompRole.control, .vcpu, .deviceIO].map { role in
+                "\(role.rawValue) \(policies[role].map { "\($0.allowedSyscalls.count) syscalls, \(programs[role]?.count ?? 0) BPF instructions" } ?? "-")"
             }
             let how: String
             switch deny {
@@ -348,9 +345,10 @@ public enum ThreadRole: Sendable {
     /// The worker of virtio device `name` (e.g. "virtio-blk0"): the device filter.
     case device(String)
 
-    /// Call first in the thread's body; does nothing when no isolation plan is in force.
-    public func enter() {
-        IsolationPlan.current?.enterThread(self)
+    /// Call first in the thread's body with the plan the VMM runs under (`Machine.run` passes it
+    /// on); nil, for a Machine run without isolation, does nothing.
+    public func enter(under plan: IsolationPlan?) {
+        plan?.enterThread(self)
     }
 }
 

@@ -107,7 +107,7 @@ public enum SeccompProfiles {
             // Threads add their role's narrower filter on top of this one (filters only ever narrow).
             SyscallRule("seccomp", when: [[.equals(argument: 0, value: seccompSetModeFilter)]]),
         ]
-        return SeccompPolicy(role: "control", rules: rules, defaultAction: deny)
+        return SeccompPolicy(role: .control, rules: rules, defaultAction: deny)
     }
 
     /// A vCPU thread: KVM_RUN and the exit handlers (port/MMIO devices, console output to the
@@ -122,7 +122,7 @@ public enum SeccompProfiles {
             // and closes the device's vsock connections.
             SyscallRule("read"), SyscallRule("shutdown"),
         ]
-        return SeccompPolicy(role: "vCPU", rules: rules, defaultAction: deny)
+        return SeccompPolicy(role: .vcpu, rules: rules, defaultAction: deny)
     }
 
     /// A virtio device worker, the thread that parses guest-controlled rings: I/O on descriptors
@@ -140,7 +140,7 @@ public enum SeccompProfiles {
             SyscallRule("shutdown"), SyscallRule("accept"), SyscallRule("accept4"), SyscallRule("getrandom"),
             SyscallRule("set_robust_list"), SyscallRule("rseq"), SyscallRule("sigaltstack"),
         ] + memory + runtime(pid: pid)
-        return SeccompPolicy(role: "device", rules: rules, defaultAction: deny)
+        return SeccompPolicy(role: .device, rules: rules, defaultAction: deny)
     }
 
     /// The console input thread: read the input, hand bytes to the UART, raise its interrupt.
@@ -149,6 +149,6 @@ public enum SeccompProfiles {
             SyscallRule("read"),
             SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(deviceIoctls))]]),
         ] + memory + runtime(pid: pid)
-        return SeccompPolicy(role: "device I/O", rules: rules, defaultAction: deny)
+        return SeccompPolicy(role: .deviceIO, rules: rules, defaultAction: deny)
     }
 }
