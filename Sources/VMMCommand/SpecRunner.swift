@@ -16,8 +16,8 @@ struct SpecRunner {
         let machine: Machine
         let isolationPlan: IsolationPlan
         do {
-            // An unset mode is $VIREO_SECCOMP's (checked like the flag) or on.
-            let seccomp = try IsolationOptions.seccompMode(nil) ?? .on
+            // An unset mode (a spec file that leaves it to the host) is $VIREO_SECCOMP's, checked like the flag, or on.
+            let seccomp = try spec.isolation.seccomp ?? IsolationOptions.seccompMode(nil) ?? .on
             isolationPlan = try IsolationPlan.prepare(IsolationSettings(spec: spec, defaultSeccomp: seccomp), config: &config)
             try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
             if let restore = spec.restoreDirectory {

@@ -57,4 +57,15 @@ import VMSpec
             #expect(error.split(separator: "\n").count == 1 && error.contains(mentions), "\(arguments): \(error)")
         }
     }
+
+    /// `--seccomp` wins over `$VIREO_SECCOMP`, which is then not looked at (as before specs).
+    @Test func theSeccompFlagWinsOverTheEnvironment() throws {
+        let guest = try GuestProcess(arguments: ["run", "--kernel", "/nonexistent/vmlinux", "--seccomp", "on"],
+                                     environment: ["VIREO_SECCOMP": "strict"])
+        defer { guest.stop() }
+        guest.closeInput()
+        let status = guest.waitForExit(timeout: 30)
+        #expect(status == 2 && guest.errorOutput.contains("/nonexistent/vmlinux") && !guest.errorOutput.contains("--seccomp"),
+                "\(String(describing: status)): \(guest.errorOutput)")
+    }
 }
