@@ -23,18 +23,18 @@ extension RunCommand {
     }
 
     private func specFromFlags() throws -> VMSpec {
-        let boot: VMSpec.BootSource
         switch (kernel, restore) {
-        case let (kernel?, nil):
-            guard let parsed = BootProtocol(rawValue: self.boot) else {
-                throw ValidationError("--boot must be one of auto, linux, pvh; got '\(self.boot)'")
-            }
-            boot = .kernel(VMSpec.KernelBoot(kernel: kernel, initrd: initrd, cmdline: cmdline, bootProtocol: parsed))
-        case let (nil, directory?):
-            boot = .restore(directory: directory)
         case (nil, nil): throw ValidationError("give --kernel PATH (or --restore DIR, or --spec FILE)")
         case (_?, _?): throw ValidationError("--kernel and --restore cannot be used together")
+        default: break
         }
+        // Checked for --restore too, as before (the snapshot then decides how its guest is entered).
+        guard let parsed = BootProtocol(rawValue: self.boot) else {
+            throw ValidationError("--boot must be one of auto, linux, pvh; got '\(self.boot)'")
+        }
+        let boot: VMSpec.BootSource = kernel.map {
+            .kernel(VMSpec.KernelBoot(kernel: $0, initrd: initrd, cmdline: cmdline, bootProtocol: parsed))
+        } ?? .restore(directory: restore ?? "")
         guard let memoryBytes = ByteSize.parse(memory) else {
             throw ValidationError("--memory '\(memory)' is not a size (examples: 512M, 2G)")
         }

@@ -68,4 +68,14 @@ import VMSpec
         #expect(status == 2 && guest.errorOutput.contains("/nonexistent/vmlinux") && !guest.errorOutput.contains("--seccomp"),
                 "\(String(describing: status)): \(guest.errorOutput)")
     }
+
+    /// `--boot` is checked with `--restore` too, as it was before flags became a spec.
+    @Test func aBadBootProtocolIsRefusedWithRestore() throws {
+        let guest = try GuestProcess(arguments: ["run", "--restore", "/nonexistent/snap", "--boot", "bios"])
+        defer { guest.stop() }
+        guest.closeInput()
+        let status = guest.waitForExit(timeout: 30)
+        #expect(status == 2 && guest.errorOutput.contains("--boot must be one of auto, linux, pvh; got 'bios'"),
+                "\(String(describing: status)): \(guest.errorOutput)")
+    }
 }
