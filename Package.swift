@@ -35,12 +35,16 @@ let package = Package(
         // Linux calls Glibc's Swift module lacks (eventfd, getrandom, fallocate). Only Devices imports it.
         .target(name: "CLinux"),
         // Device models and the I/O bus.
-        .target(name: "Devices", dependencies: ["Memory", "CLinux"]),
+        .target(name: "Devices", dependencies: ["Memory", "CLinux", "VMSpec"]),
+        // One VM's typed spec, its limits and validator, and a Foundation-free JSON coder: what the
+        // manager and the VMM share (no KVM, no Foundation).
+        .target(name: "VMSpec"),
         // Machine assembly, vCPU threads, exit loop.
-        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CVireoSystem"]),
+        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CVireoSystem", "VMSpec"]),
         // The VM manager daemon: REST API over a Unix socket, SQLite store, supervisor of VMM processes.
         // Never imports KVM: it runs VMs as `vireo run` child processes.
         .target(name: "Manager", dependencies: [
+            "VMSpec",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),  // the connection cap
             .product(name: "GRDB", package: "GRDB.swift"),
@@ -51,7 +55,7 @@ let package = Package(
         ], resources: [.embedInCode("openapi.json")]),
         // `vireo run` and `vireo version`: the VMM's command line, without the manager.
         .target(name: "VMMCommand", dependencies: [
-            "VMM", "KVM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "VMM", "KVM", "VMSpec", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "VireoCLI", dependencies: [
             "VMM", "VMMCommand", "Manager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -75,7 +79,8 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory", "VireoTestSupport"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "Devices"]),
         .testTarget(name: "ManagerTests", dependencies: ["Manager", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "VireoTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "VMMCommand", "VMSpec", "VireoTestSupport"]),
+        .testTarget(name: "VMSpecTests", dependencies: ["VMSpec"]),
         .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
     ]
 )

@@ -3,7 +3,7 @@ import KVM
 
 /// The PC devices every Vireo VM has: COM1, the i8042 (reset line), the CMOS RTC, a POST-code
 /// sink and, optionally, the QEMU-compatible debug-exit port.
-final class LegacyDevices: @unchecked Sendable {
+final class LegacyDevices: Sendable {
     let serial: Serial8250
     let i8042: I8042
     let rtc: CMOSRTC

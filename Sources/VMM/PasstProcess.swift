@@ -11,6 +11,7 @@ import Glibc
 /// its own process group (a Ctrl-C on the terminal is Vireo's to handle), with its output in
 /// `passt.log` inside a private temporary directory that `stop()` removes. Readiness: passt writes
 /// its pid file (`--pid`) once initialised; a passt that exits first is reported with its last log line.
+/// @unchecked Sendable: `stopped` is written by `init` and `stop`, both on the VMM's main thread (start-up and teardown), never by a device thread.
 final class PasstProcess: @unchecked Sendable {
     let pid: pid_t
     /// Vireo's end of the socket pair (owned by the caller from now on).

@@ -109,6 +109,7 @@ struct ServeCommand: ParsableCommand {
 }
 
 /// The daemon's failure, carried from its task to the main thread.
+/// @unchecked Sendable: `value` is only read and written inside `lock.sync` (a serial queue).
 private final class DaemonOutcome: @unchecked Sendable {
     private let lock = DispatchQueue(label: "vireo.serve.outcome")
     private var value: String?

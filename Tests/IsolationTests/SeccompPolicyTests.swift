@@ -33,7 +33,7 @@ import Testing
             for policy in [try SeccompProfiles.control(pid: pid, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
                            try SeccompProfiles.deviceIO(pid: pid, deny: deny), try SeccompProfiles.device(pid: pid, deny: deny)] {
                 let program = try policy.compile()
-                #expect(program.count < 1024, "\(policy.role): \(program.count) instructions")
+                #expect(program.count < 1024, "\(policy.role.rawValue): \(program.count) instructions")
                 #expect(program.last?.code == BPFOpcode.returnConstant)
             }
         }
@@ -147,9 +147,9 @@ import Testing
     }
 
     @Test func policyErrorsNameTheProblem() {
-        let unknown = SeccompPolicy(role: "x", rules: [SyscallRule("no_such_call")], defaultAction: .trap)
+        let unknown = SeccompPolicy(role: .control, rules: [SyscallRule("no_such_call")], defaultAction: .trap)
         #expect(throws: SeccompPolicyError.unknownSyscall("no_such_call")) { try unknown.compile() }
-        let duplicate = SeccompPolicy(role: "x", rules: [SyscallRule("read"), SyscallRule("read")], defaultAction: .trap)
+        let duplicate = SeccompPolicy(role: .control, rules: [SyscallRule("read"), SyscallRule("read")], defaultAction: .trap)
         #expect(throws: SeccompPolicyError.duplicateSyscall("read")) { try duplicate.compile() }
         #expect(throws: SeccompPolicyError.unknownIoctl("KVM_NOPE")) { try IoctlRequests.values(["KVM_NOPE"]) }
     }

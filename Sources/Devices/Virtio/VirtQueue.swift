@@ -23,6 +23,7 @@ public struct VirtQueueLayout: Equatable, Sendable {
 /// Every value read from guest memory is copied once and validated before use; a violation throws
 /// `VirtioError` and the transport puts the device into NEEDS_RESET. Not thread-safe: a queue is
 /// used only by its device's worker, under the transport's processing lock.
+/// @unchecked Sendable: Ring indices are touched only by the owning device's worker, under the transport's engine lock (see above).
 public final class VirtQueue: @unchecked Sendable {
     /// Largest indirect table accepted, in descriptors (QEMU's limit; Linux never comes close).
     public static let maxIndirectDescriptors = 1024

@@ -12,6 +12,7 @@ import Glibc
 /// replaces the older). Input is read only while the guest has receive buffers posted, so a guest
 /// not reading pushes back on the client. Output nobody can take (no client, or a client that does
 /// not read) is dropped and counted: a console must not stop the guest.
+/// @unchecked Sendable: The client descriptor and file state are touched only by the device's worker, under the transport's engine lock; counters other threads read sit in a Mutex.
 public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     public static let receiveQueue = 0, transmitQueue = 1
     public static let queueSize: UInt16 = 256

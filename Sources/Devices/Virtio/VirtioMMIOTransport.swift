@@ -12,7 +12,7 @@ import Glibc
 /// VMM registers each notifier as an ioeventfd at base + `queueNotifyOffset` (4 bytes, datamatch = queue index).
 ///
 /// Locks: `engine` (activation; held while a queue is processed) is taken before `registers`, never after.
-public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
+public final class VirtioMMIOTransport: BusDevice, Sendable {
     public static let magicValue: UInt32 = 0x7472_6976
     public static let version: UInt32 = 2
     /// "VIRO", little-endian.

@@ -5,7 +5,7 @@ import Glibc
 
 /// A raw disk image (or host block device) accessed with pread/pwrite, fsync and fallocate; locked
 /// (OFD lock) for writing, or shared for reading when read-only, while open.
-public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
+public final class FileBlockBackend: BlockBackend, Sendable {
     public let path: String
     public let size: UInt64
     public let isReadOnly: Bool

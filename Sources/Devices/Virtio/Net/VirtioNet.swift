@@ -39,6 +39,7 @@ public struct VirtioNetStatistics: Sendable, Equatable {
 /// the guest's buffer are dropped and counted, never truncated. Transmit: a frame the backend cannot
 /// take is held and transmission pauses until the backend's descriptor is writable again (watched
 /// through an `EventPoller`), so the guest's transmit ring fills and its driver stops the queue.
+/// @unchecked Sendable: The frame buffers and held chains are touched only by the device's worker, under the transport's engine lock; counters other threads read sit in a Mutex.
 public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public static let receiveQueue = 0, transmitQueue = 1
     public static let queueSize: UInt16 = 256

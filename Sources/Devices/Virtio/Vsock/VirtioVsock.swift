@@ -46,6 +46,7 @@ public struct VsockStatistics: Sendable, Equatable {
 /// credit the guest advertised. Host sockets are read straight into guest receive buffers only while
 /// the guest has credit and buffers, so a slow guest pushes back on the host peer.
 /// Connections known to the guest are closed when the driver resets the device.
+/// @unchecked Sendable: Connection tables and queues are touched only by the device's worker, under the transport's engine lock; counters other threads read sit in a Mutex.
 public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     public static let receiveQueue = 0, transmitQueue = 1, eventQueue = 2
     public static let queueSize: UInt16 = 256
