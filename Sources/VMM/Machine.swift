@@ -114,7 +114,7 @@ public final class Machine: Sendable {
         }
         defer { server?.remove() }
         console.startRotator()
-        devices.serial.startOutputThread { ThreadRole.device("serial").enter() }
+        devices.serial.startOutputThread { ThreadRole.device("serial").enter(under: isolation) }
         defer { devices.serial.stopOutputThread() }
         do {
             try virtio.startWorkers(isolation: isolation)

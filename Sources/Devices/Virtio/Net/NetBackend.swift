@@ -275,7 +275,8 @@ public struct TapError: Error, Equatable, CustomStringConvertible {
 /// A Linux TAP interface: one read or write per frame, no packet-information prefix and no
 /// virtio-net header (IFF_TAP | IFF_NO_PI without IFF_VNET_HDR: the device offers no offloads,
 /// so the host kernel checksums and segments whatever it sends into the TAP).
-public final class TapBackend: NetBackend, Sendable {
+/// @unchecked Sendable: `vectors` is used only by the one VirtioNet worker that owns the backend.
+public final class TapBackend: NetBackend, @unchecked Sendable {
     public let fd: Int32
     public let name: String
     /// True when opening it created the interface (it then disappears when the VM ends).
