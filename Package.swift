@@ -18,6 +18,8 @@ let package = Package(
         // Already in the graph through Hummingbird; named for the products the Manager uses directly.
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        // Already in the graph through Hummingbird; the daemon's request timeouts read HTTP parts.
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.20.0"),
         // SHA-256 of image blobs (BoringSSL's assembly; already in the graph through Hummingbird's deps).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
@@ -35,22 +37,27 @@ let package = Package(
         // Linux calls Glibc's Swift module lacks (eventfd, getrandom, fallocate). Only Devices imports it.
         .target(name: "CLinux"),
         // Device models and the I/O bus.
-        .target(name: "Devices", dependencies: ["Memory", "CLinux"]),
+        .target(name: "Devices", dependencies: ["Memory", "CLinux", "VMSpec"]),
+        // One VM's typed spec, its limits and validator, and a Foundation-free JSON coder: what the
+        // manager and the VMM share (no KVM, no Foundation).
+        .target(name: "VMSpec"),
         // Machine assembly, vCPU threads, exit loop.
-        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CVireoSystem"]),
+        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CVireoSystem", "VMSpec"]),
         // The VM manager daemon: REST API over a Unix socket, SQLite store, supervisor of VMM processes.
         // Never imports KVM: it runs VMs as `vireo run` child processes.
         .target(name: "Manager", dependencies: [
+            "VMSpec",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),  // the connection cap
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),  // request timeouts
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], resources: [.embedInCode("openapi.json")]),
         // `vireo run` and `vireo version`: the VMM's command line, without the manager.
         .target(name: "VMMCommand", dependencies: [
-            "VMM", "KVM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "VMM", "KVM", "VMSpec", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // OCI images: layouts and archives, the blob cache, layer unpacking, the ext4 base, the guest config.
         .target(name: "Images", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
@@ -58,7 +65,17 @@ let package = Package(
             "VMM", "VMMCommand", "Manager", "Images", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
-        .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"]),
+        // The Swift runtime linked in (what `--static-swift-stdlib` does), so the binary `swift build
+        // -c release` gives users is the lean VMM the daemon runs each VM with: no runtime .so files
+        // mapped per VM (bench/results/vmm-memory.md). The two libraries are what FoundationEssentials
+        // (through swift-argument-parser) needs when linked statically.
+        .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"], linkerSettings: [
+            .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux])),
+            .linkedLibrary("_FoundationCollections", .when(platforms: [.linux])),
+            .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),
+        ]),
+        // Host-side device throughput (bench/devices): the virtio models on real memory and backends.
+        .executableTarget(name: "vireo-bench-devices", dependencies: ["Devices", "Memory"], path: "bench/DeviceBench"),
         // What the tests share: the prerequisite gate (strict in CI, skip-and-say-why locally).
         .target(name: "VireoTestSupport", path: "Tests/Support"),
         .testTarget(name: "MemoryTests", dependencies: ["Memory"]),
@@ -66,7 +83,8 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory", "VireoTestSupport"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "Devices"]),
         .testTarget(name: "ManagerTests", dependencies: ["Manager", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "Images", "VireoTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "VMMCommand", "VMSpec", "Images", "VireoTestSupport"]),
+        .testTarget(name: "VMSpecTests", dependencies: ["VMSpec"]),
         .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
         .testTarget(name: "ImagesTests", dependencies: ["Images"]),
     ]

@@ -102,6 +102,57 @@ int csys_install_sigsys_reporter(void) {
     return result(sigaction(SIGSYS, &action, 0));
 }
 
+// A Swift runtime trap (overflow, bounds check, fatalError, force-unwrap of nil) or a memory
+// fault. Swift's own crash handler spawns its backtracer, which the seccomp filter denies: the
+// VMM then died of SIGSYS (status 159) with no word of the crash. This handler names it instead.
+// Async-signal-safe: only write(2) and exit_group(2), like the SIGSYS reporter.
+static void crash_reporter(int signal, siginfo_t *info, void *context) {
+    (void)context;
+    const char *what;
+    switch (signal) {
+    case SIGILL: what = "SIGILL: a Swift runtime trap (overflow, bounds check, fatalError, nil unwrap) or an illegal instruction"; break;
+    case SIGTRAP: what = "SIGTRAP: a Swift runtime trap"; break;
+    case SIGSEGV: what = "SIGSEGV: invalid memory access"; break;
+    case SIGBUS: what = "SIGBUS: bus error (a truncated mapped file?)"; break;
+    case SIGFPE: what = "SIGFPE: arithmetic fault"; break;
+    case SIGABRT: what = "SIGABRT: aborted"; break;
+    default: what = "a fatal signal"; break;
+    }
+    char line[400];
+    size_t used = 0;
+    used = append(line, used, sizeof line, "vireo: the VMM crashed: ");
+    used = append(line, used, sizeof line, what);
+    if (signal == SIGSEGV || signal == SIGBUS) {
+        used = append(line, used, sizeof line, " at ");
+        used = append_hex(line, used, sizeof line, (unsigned long)info->si_addr);
+    }
+    used = append(line, used, sizeof line, ", in the ");
+    used = append(line, used, sizeof line, thread_role ? thread_role : "control");
+    used = append(line, used, sizeof line, " thread; a Swift message above names the cause if there was one"
+                                           " (run with --seccomp off for a backtrace)\n");
+    const char *p = line;
+    while (used > 0) {
+        long written = syscall(SYS_write, 2, p, used);
+        if (written <= 0) break;
+        p += written;
+        used -= (size_t)written;
+    }
+    syscall(SYS_exit_group, 128 + signal);
+}
+
+int csys_install_crash_reporter(void) {
+    static const int signals[] = { SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE, SIGABRT };
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = crash_reporter;
+    action.sa_flags = SA_SIGINFO | SA_RESETHAND;
+    sigfillset(&action.sa_mask);
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        if (sigaction(signals[i], &action, 0) != 0) return -errno;
+    }
+    return 0;
+}
+
 // --- ioctl requests by name ---
 
 #define IOCTL(name) { #name, (uint32_t)(name) }
@@ -179,10 +230,12 @@ int csys_forward_stop_signals(pid_t child) {
     return result(sigprocmask(SIG_UNBLOCK, &set, 0));
 }
 
+#ifdef DEBUG  // the test hooks' raw syscall (TestHooks.swift); a release build has none
 long csys_raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
     long r = syscall(nr, a0, a1, a2, a3, a4, a5);
     return r < 0 ? -errno : r;
 }
+#endif
 
 // --- namespaces, mounts, credentials, capabilities ---
 

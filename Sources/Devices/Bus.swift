@@ -19,6 +19,7 @@ public enum BusError: Error, Equatable, CustomStringConvertible {
 ///
 /// Built before vCPUs start, then frozen: lookups are a lock-free binary search over a sorted,
 /// immutable array. Accesses that hit no device read as all-ones and are counted.
+/// @unchecked Sendable: `entries` and `isFrozen` change only while the machine is built, on one thread, before `freeze()` and before any vCPU thread starts (thread creation orders those writes before every lookup); afterwards they are only read.
 public final class Bus: @unchecked Sendable {
     /// One registered range.
     public struct Entry: Sendable {

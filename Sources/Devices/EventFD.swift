@@ -13,7 +13,7 @@ public struct EventFDError: Error, Equatable, CustomStringConvertible {
 ///
 /// Non-blocking and close-on-exec; the descriptor is closed when the object goes away, so whoever
 /// registers `fd` with KVM (irqfd, ioeventfd) must keep the EventFD alive at least as long.
-public final class EventFD: @unchecked Sendable {
+public final class EventFD: Sendable {
     public let fd: Int32
 
     public init() throws(EventFDError) {

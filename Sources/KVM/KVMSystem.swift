@@ -42,7 +42,7 @@ public enum KVMCapability: Sendable {
 }
 
 /// An open handle on /dev/kvm: capabilities, supported CPUID, VM creation.
-public final class KVMSystem: @unchecked Sendable {
+public final class KVMSystem: Sendable {
     public let fd: Int32
     /// Size of each vCPU's kvm_run mapping.
     public let vcpuMmapSize: Int

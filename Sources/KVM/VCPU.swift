@@ -16,6 +16,7 @@ public enum RunResult: Sendable {
 /// One virtual CPU: registers, CPUID, MSRs, LAPIC, events and KVM_RUN.
 ///
 /// Owned by one thread while running; `kick()` may be called from any thread.
+/// @unchecked Sendable: The kvm_run page is read and written only by the thread running the vCPU; other threads only set `immediate_exit` (one byte KVM reads at entry, as it documents for this use) and send the kick signal.
 public final class VCPU: @unchecked Sendable {
     public let id: UInt32
     public let fd: Int32

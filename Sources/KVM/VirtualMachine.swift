@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A KVM virtual machine: memory slots, in-kernel irqchip and PIT, interrupt lines, vCPUs.
-public final class VirtualMachine: @unchecked Sendable {
+public final class VirtualMachine: Sendable {
     public let fd: Int32
     public let system: KVMSystem
 

@@ -45,7 +45,7 @@ public struct GuestMemoryRegion: Sendable {
 /// Every access is bounds-checked and a range that is not wholly inside one region is an error,
 /// never a host read or write. Accesses are plain loads/stores: the guest may change memory
 /// concurrently, so callers copy values out before validating them (no double fetch).
-public final class GuestMemory: @unchecked Sendable {
+public final class GuestMemory: Sendable {
     public let regions: [GuestMemoryRegion]
     private let ownsMappings: Bool
 

@@ -6,20 +6,23 @@ import Glibc
 ///
 /// Runs on its own thread; when the device's receive buffer is full it waits briefly and
 /// retries, so no typed byte is dropped.
-final class ConsoleInput: @unchecked Sendable {
+final class ConsoleInput: Sendable {
     private let fd: Int32
     private let deliver: @Sendable (UnsafeRawBufferPointer) -> Int
     private let control: MachineControl
+    /// What the reading thread enters its role under.
+    private let isolation: IsolationPlan?
 
     /// `deliver` takes as many bytes as fit and returns that count.
-    init(fd: Int32, control: MachineControl, deliver: @escaping @Sendable (UnsafeRawBufferPointer) -> Int) {
+    init(fd: Int32, control: MachineControl, isolation: IsolationPlan?, deliver: @escaping @Sendable (UnsafeRawBufferPointer) -> Int) {
         self.fd = fd
         self.control = control
+        self.isolation = isolation
         self.deliver = deliver
     }
 
     func start() -> OSThread {
-        OSThread(name: "vireo-console") { [self] in ThreadRole.deviceIO.enter(); pump() }
+        OSThread(name: "vireo-console") { [self] in ThreadRole.deviceIO.enter(under: isolation); pump() }
     }
 
     private func pump() {

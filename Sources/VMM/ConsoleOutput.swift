@@ -9,6 +9,7 @@ import Glibc
 ///
 /// It also watches for the Linux panic banner so a panic followed by a reset is reported as a
 /// panic rather than a clean reboot.
+/// @unchecked Sendable: `rotator` is set once by `startRotator` on the main thread before the vCPUs run; everything else writers share sits in the `state` Mutex.
 public final class ConsoleOutput: ConsoleSink, @unchecked Sendable {
     private struct State {
         var matched = 0

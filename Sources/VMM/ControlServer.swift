@@ -2,20 +2,24 @@
 import Glibc
 #endif
 
-/// The VMM's private control socket (`--api-socket`): one request line, one JSON reply line.
+/// The VMM's private control socket (`--api-socket`): one request line (`ControlRequest`), one JSON
+/// reply line (`ControlReply`, the type the manager decodes).
 ///
 /// Requests: `status` (with the virtio devices' counters), `pause`, `resume`, `balloon <MiB>`
 /// (the balloon's target), `stop` (clean stop: vCPUs stopped, exit 0), `kill`
 /// (the process ends at once), and `console`, which turns the connection into the guest's serial
 /// console (bytes in go to the UART, console output streams out). A daemon uses it to drive one VM.
-final class ControlServer: @unchecked Sendable {
+final class ControlServer: Sendable {
     private let path: String
     private let listenFD: Int32
     private unowned let machine: Machine
+    /// The isolation the VMM runs under, for `status`.
+    private let isolation: IsolationPlan?
 
-    init(path: String, machine: Machine) throws(VMMError) {
+    init(path: String, machine: Machine, isolation: IsolationPlan?) throws(VMMError) {
         self.path = path
         self.machine = machine
+        self.isolation = isolation
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -68,72 +72,62 @@ final class ControlServer: @unchecked Sendable {
             while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = String(decoding: buffer[..<newline], as: UTF8.self).trimmingCharacters(in: "\r")
                 buffer.removeSubrange(...newline)
-                if line == "console" {
-                    reply(fd, "{\"ok\":true,\"console\":true}")
+                let request = ControlRequest(line: line)
+                if request == .console {
+                    reply(fd, ControlReply(ok: true, console: true))
                     streamConsole(fd, pending: buffer)
                     close(fd)
                     return
                 }
-                reply(fd, handle(line))
-                if line == "kill" { kill(getpid(), SIGKILL) }
+                reply(fd, request.map(handle) ?? ControlServer.unknown(line))
+                if request == .kill { kill(getpid(), SIGKILL) }
             }
             if buffer.count > 4096 { break }  // no request is that long
         }
         close(fd)
     }
 
-    private func handle(_ command: String) -> String {
-        switch command {
-        case "status":
-            return "{\"ok\":true,\"state\":\"\(machine.stateName)\",\"vcpus\":\(machine.config.cpus),\"exits\":\(machine.liveStatistics.json),\"devices\":\(machine.deviceStatusJSON),\"isolation\":\(IsolationPlan.currentStatusJSON)}"
-        case "pause":
+    private func handle(_ request: ControlRequest) -> ControlReply {
+        switch request {
+        case .status:
+            return ControlReply(ok: true, status: machine.status(isolation: isolation))
+        case .pause:
             do {
                 try machine.pause()
             } catch {
-                return "{\"ok\":false,\"error\":\"\(jsonEscaped(error.description))\",\"state\":\"\(machine.stateName)\"}"
+                return .failure(error.description, state: machine.stateName)
             }
-            return "{\"ok\":true,\"state\":\"\(machine.stateName)\"}"
-        case "resume":
+            return ControlReply(ok: true, state: machine.stateName)
+        case .resume:
             machine.resume()
-            return "{\"ok\":true,\"state\":\"\(machine.stateName)\"}"
-        case "stop":
+            return ControlReply(ok: true, state: machine.stateName)
+        case .stop:
             machine.control.stop(.requested)
-            return "{\"ok\":true,\"state\":\"stopping\"}"
-        case "kill":
-            return "{\"ok\":true,\"state\":\"killed\"}"
-        case let line where line.hasPrefix("balloon "):
-            return machine.setBalloonTarget(String(line.dropFirst("balloon ".count)))
-        case let line where line.hasPrefix("snapshot "):
-            let directory = String(line.dropFirst("snapshot ".count))
+            return ControlReply(ok: true, state: "stopping")
+        case .kill:
+            return ControlReply(ok: true, state: "killed")
+        case let .balloon(argument):
+            return machine.setBalloonTarget(argument)
+        case let .snapshot(directory):
             let started = MonotonicClock.now()
             do {
                 try machine.snapshot(to: directory)
             } catch {
-                return "{\"ok\":false,\"error\":\"\(jsonEscaped(error.description))\"}"
+                return .failure(error.description)
             }
-            let milliseconds = Int((MonotonicClock.now() - started) * 1000)
-            return "{\"ok\":true,\"snapshot\":\"\(jsonEscaped(directory))\",\"ms\":\(milliseconds)}"
-        default:
-            let safe = String(command.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == " ") ? $0 : "?" })
-            return "{\"ok\":false,\"error\":\"unknown request '\(safe)'; expected status, pause, resume, snapshot DIR, balloon MIB, stop, kill or console\"}"
+            return ControlReply(ok: true, snapshot: directory, ms: Int((MonotonicClock.now() - started) * 1000))
+        case .console:
+            return .failure("console is served by the connection loop")  // never reached
         }
     }
 
-    private func jsonEscaped(_ text: String) -> String {
-        var result = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case _ where scalar.value < 0x20: result += " "
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
+    private static func unknown(_ line: String) -> ControlReply {
+        let safe = String(line.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == " ") ? $0 : "?" })
+        return .failure("unknown request '\(safe)'; expected status, pause, resume, snapshot DIR, balloon MIB, stop, kill or console")
     }
 
-    private func reply(_ fd: Int32, _ text: String) {
-        var line = text + "\n"
+    private func reply(_ fd: Int32, _ message: ControlReply) {
+        var line = message.line + "\n"
         line.withUTF8 { bytes in _ = ConsoleOutput.writeAll(fd, UnsafeRawBufferPointer(bytes), nonBlocking: false) }
     }
 

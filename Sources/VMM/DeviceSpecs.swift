@@ -114,8 +114,7 @@ public struct NetSpec: Sendable, Equatable {
         default:
             throw .invalidConfiguration("--net \(text): expected user or tap=NAME")
         }
-        // Locally administered default, distinct per device: 52:54:00:12:34:5N (QEMU's convention).
-        var mac: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, UInt8(truncatingIfNeeded: 0x56 + index)]
+        var mac = NetSpec.defaultMAC(index: index)
         for option in parts.dropFirst() {
             guard option.hasPrefix("mac=") else {
                 throw .invalidConfiguration("--net \(text): unknown option '\(option)' (expected mac=XX:XX:XX:XX:XX:XX)")
@@ -129,6 +128,11 @@ public struct NetSpec: Sendable, Equatable {
             mac = parsed
         }
         return NetSpec(backend: backend, mac: mac)
+    }
+
+    /// Locally administered default, distinct per device: 52:54:00:12:34:5N (QEMU's convention).
+    public static func defaultMAC(index: Int) -> [UInt8] {
+        [0x52, 0x54, 0x00, 0x12, 0x34, UInt8(truncatingIfNeeded: 0x56 + index)]
     }
 
     static func parseMAC(_ text: String) -> [UInt8]? {

@@ -18,9 +18,9 @@ public struct ExitStatistics: Sendable {
         return sum
     }
 
-    /// `{"io":1,"mmio":2,…}` for the control socket.
-    var json: String {
-        "{\"io\":\(io),\"mmio\":\(mmio),\"emulated\":\(emulated),\"injected\":\(injected),\"kicks\":\(interrupted),\"other\":\(other)}"
+    /// The counts as the control socket's `status` reports them.
+    var counts: ExitCounts {
+        ExitCounts(io: io, mmio: mmio, emulated: emulated, injected: injected, kicks: interrupted, other: other)
     }
 }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 
 /// A blocking gate for parking vCPU threads while the VM is paused (pthread mutex + condition).
+/// @unchecked Sendable: The pthread mutex and condition are allocated once; `closed` and `waiting` are read and written only with the mutex held.
 final class Gate: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)

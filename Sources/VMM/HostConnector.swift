@@ -5,6 +5,7 @@ import Synchronization
 /// control filter, so the vsock worker (device filter: no socket, no connect) never needs to.
 /// The worker waits for each answer: a Unix-socket connect does not block on a listener's backlog
 /// for long, and connections are rare next to packets.
+/// @unchecked Sendable: `thread` is set once by `start` on the main thread; requests and answers cross threads only through the `exchange` Mutex and the two Wakeups.
 final class HostConnector: @unchecked Sendable {
     private struct Exchange {
         var path: String?

@@ -3,7 +3,7 @@ import KVM
 
 /// The PC devices every Vireo VM has: COM1, the i8042 (reset line), the CMOS RTC, a POST-code
 /// sink and, optionally, the QEMU-compatible debug-exit port.
-final class LegacyDevices: @unchecked Sendable {
+final class LegacyDevices: Sendable {
     let serial: Serial8250
     let i8042: I8042
     let rtc: CMOSRTC
@@ -13,9 +13,16 @@ final class LegacyDevices: @unchecked Sendable {
 
     init(vm: VirtualMachine, console: ConsoleOutput, debugExitPort: UInt16?,
          onReset: @escaping @Sendable () -> Void, onDebugExit: @escaping @Sendable (Int32) -> Void) {
-        serial = Serial8250(interrupt: IRQLine(vm: vm, gsi: UInt32(Serial8250.com1IRQ)), sink: console)
+        // IRQ 4 is edge-triggered (MP table): an irqfd pulse per rising edge beats an ioctl per change.
+        var serialLine: any InterruptLine = IRQLine(vm: vm, gsi: UInt32(Serial8250.com1IRQ))
+        if let line = try? IRQFDLine(), (try? vm.registerIRQFD(eventFD: line.eventFD.fd, gsi: UInt32(Serial8250.com1IRQ))) != nil {
+            serialLine = line
+        }
+        let serial = Serial8250(interrupt: serialLine, sink: console)
+        self.serial = serial
         // Wiring IRQ 1 lets Linux's atkbd get an immediate 'no keyboard' answer instead of timeouts.
-        i8042 = I8042(onReset: onReset, keyboardInterrupt: IRQLine(vm: vm, gsi: I8042.keyboardIRQ))
+        // Buffered console output is written out before a reset is judged (panic banner or not).
+        i8042 = I8042(onReset: { serial.flushOutput(); onReset() }, keyboardInterrupt: IRQLine(vm: vm, gsi: I8042.keyboardIRQ))
         rtc = CMOSRTC()
         self.debugExitPort = debugExitPort
         debugExit = debugExitPort.map { _ in DebugExit(onExit: onDebugExit) }

@@ -1,60 +1,55 @@
 import Devices
 
 extension Machine {
-    /// The virtio devices' counters as a JSON object, for the control socket's `status`:
-    /// `{"rng":{…},"net":[…],"vsock":{…},"balloon":{…},"console":{…}}` (only devices present).
-    /// Asks the balloon driver for fresh memory statistics for the next call.
-    public var deviceStatusJSON: String {
-        var parts: [String] = []
-        var nets: [String] = []
-        var blocks = 0
+    /// The virtio devices' counters for the control socket's `status`, each as the device reports
+    /// itself: `{"rng":{…},"vsock":{…},"balloon":{…},"console":{…},"net":[…],"blk":N}` (only devices present).
+    public var deviceStatus: JSONValue {
+        var singles: [(key: String, value: JSONValue)] = []
+        var lists: [(key: String, items: [JSONValue])] = []
+        var counts: [(key: String, count: Int)] = []
         for slot in virtio.slots {
-            let active = slot.transport.isActive
-            switch slot.device {
-            case let rng as VirtioRNG:
-                parts.append("\"rng\":{\"active\":\(active),\"bytes\":\(rng.bytesServed)}")
-            case let net as VirtioNet:
-                let s = net.statistics
-                let mac = net.mac.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
-                nets.append("{\"name\":\"\(slot.name)\",\"mac\":\"\(mac)\",\"active\":\(active),\"rx_packets\":\(s.rxPackets),\"rx_bytes\":\(s.rxBytes),\"tx_packets\":\(s.txPackets),\"tx_bytes\":\(s.txBytes),\"rx_dropped\":\(s.rxDropped),\"tx_dropped\":\(s.txDropped),\"rx_waits\":\(s.rxWaits),\"tx_waits\":\(s.txWaits),\"backend_closed\":\(s.backendClosed)}")
-            case let vsock as VirtioVsock:
-                let s = vsock.statistics
-                parts.append("\"vsock\":{\"active\":\(active),\"cid\":\(vsock.guestCID),\"connections\":\(s.connections),\"host_initiated\":\(s.hostInitiated),\"guest_initiated\":\(s.guestInitiated),\"resets_sent\":\(s.resetsSent),\"resets_received\":\(s.resetsReceived),\"bytes_from_guest\":\(s.bytesFromGuest),\"bytes_to_guest\":\(s.bytesToGuest),\"dropped\":\(s.dropped)}")
-            case let balloon as VirtioBalloon:
-                let s = balloon.statistics
-                let page = VirtioBalloon.pageSize
-                var stats = s.guestStatistics.sorted { $0.key < $1.key }.map { tag, value in
-                    "\"\(BalloonStatistics.tagNames[tag] ?? "tag_\(tag)")\":\(value)"
-                }.joined(separator: ",")
-                stats = "{\(stats)}"
-                parts.append("\"balloon\":{\"active\":\(active),\"target_mib\":\((UInt64(s.targetPages) * page) >> 20),\"target_pages\":\(s.targetPages),\"actual_pages\":\(s.actualPages),\"actual_mib\":\((UInt64(s.actualPages) * page) >> 20),\"inflated_pages\":\(s.inflatedPages),\"released_pages\":\(s.releasedPages),\"stats_updates\":\(s.statisticsUpdates),\"stats\":\(stats)}")
-                balloon.requestStatistics()
-            case let console as VirtioConsole:
-                let s = console.statistics
-                parts.append("\"console\":{\"active\":\(active),\"bytes_out\":\(s.bytesOut),\"bytes_in\":\(s.bytesIn),\"bytes_dropped\":\(s.bytesDropped)}")
-            case is VirtioBlock:
-                blocks += 1
-            default:
-                break
+            guard let device = slot.device as? any StatusReporting else { continue }
+            let kind = type(of: device)
+            let active: (key: String, value: JSONValue) = ("active", .bool(slot.transport.isActive))
+            switch kind.statusGrouping {
+            case .single:
+                singles.append((kind.statusKey, .object([active] + device.statusFields())))
+            case .list:
+                let entry = JSONValue.object([("name", .string(slot.name)), active] + device.statusFields())
+                if let index = lists.firstIndex(where: { $0.key == kind.statusKey }) {
+                    lists[index].items.append(entry)
+                } else {
+                    lists.append((kind.statusKey, [entry]))
+                }
+            case .count:
+                if let index = counts.firstIndex(where: { $0.key == kind.statusKey }) {
+                    counts[index].count += 1
+                } else {
+                    counts.append((kind.statusKey, 1))
+                }
             }
         }
-        if !nets.isEmpty { parts.append("\"net\":[\(nets.joined(separator: ","))]") }
-        if blocks > 0 { parts.append("\"blk\":\(blocks)") }
-        return "{\(parts.joined(separator: ","))}"
+        return .object(singles + lists.map { ($0.key, JSONValue.array($0.items)) } + counts.map { ($0.key, JSONValue.int(Int64($0.count))) })
+    }
+
+    /// `status`: what the VMM is doing now, and the isolation `plan` it runs under (if any).
+    public func status(isolation plan: IsolationPlan?) -> VMMStatus {
+        VMMStatus(state: stateName, vcpus: config.cpus, exits: liveStatistics.counts, devices: deviceStatus,
+                  isolation: plan?.status ?? .null)
     }
 
     /// `balloon <MiB>`: sets how much memory the balloon should take from the guest and tells the
-    /// driver (a config-change interrupt). Returns the control socket's JSON reply.
-    public func setBalloonTarget(_ argument: String) -> String {
+    /// driver (a config-change interrupt).
+    public func setBalloonTarget(_ argument: String) -> ControlReply {
         guard let slot = virtio.slots.first(where: { $0.device is VirtioBalloon }),
               let balloon = slot.device as? VirtioBalloon else {
-            return "{\"ok\":false,\"error\":\"this VM has no balloon: start it with --balloon\"}"
+            return .failure("this VM has no balloon: start it with --balloon")
         }
         guard let mib = UInt64(argument), mib <= (balloon.guestPages * VirtioBalloon.pageSize) >> 20 else {
-            return "{\"ok\":false,\"error\":\"balloon takes a size in MiB between 0 and the guest's RAM (\((balloon.guestPages * VirtioBalloon.pageSize) >> 20))\"}"
+            return .failure("balloon takes a size in MiB between 0 and the guest's RAM (\((balloon.guestPages * VirtioBalloon.pageSize) >> 20))")
         }
         balloon.setTarget(pages: (mib << 20) / VirtioBalloon.pageSize)
         slot.transport.signalConfigChange()
-        return "{\"ok\":true,\"balloon_target_mib\":\(mib)}"
+        return ControlReply(ok: true, balloonTargetMiB: mib)
     }
 }

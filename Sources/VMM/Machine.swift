@@ -24,7 +24,7 @@ public struct RunOutcome: Sendable {
 ///
 /// `init` builds everything and fails with a user-facing VMMError before any guest code runs;
 /// `run()` starts the vCPU threads and returns when the VM stops.
-public final class Machine: @unchecked Sendable {
+public final class Machine: Sendable {
     public let config: VMConfig
     public let hostKind: HostKind
     /// The command line the guest actually gets (after host adaptations).
@@ -44,14 +44,15 @@ public final class Machine: @unchecked Sendable {
     let liveRunners = Mutex<[VCPURunner]>([])
     let pauseState = Mutex<(paused: Bool, clock: UInt64?)>((false, nil))
     /// vCPUs whose threads did not leave KVM_RUN after the stop (see `waitForVCPUs`).
-    public private(set) var stuckVCPUs: [UInt32] = []
+    public var stuckVCPUs: [UInt32] { stuck.withLock { $0 } }
+    private let stuck = Mutex<[UInt32]>([])
 
     /// CPUID tables set on each vCPU (saved in snapshots).
     let cpuidTables: [[CPUIDEntry]]
 
     /// Builds a VM that boots `config.kernelPath` from scratch.
     public convenience init(config: VMConfig) throws(VMMError) {
-        try self.init(config: config, snapshot: nil)
+        try self.init(config: config, origin: try FreshBoot(config: config))
     }
 
     /// Builds a VM from a snapshot directory: guest RAM is mapped lazily and copy-on-write from
@@ -59,199 +60,52 @@ public final class Machine: @unchecked Sendable {
     /// continues the guest where the snapshot left it. Run-time options (console, API socket) come
     /// from `options`; the machine shape (CPUs, RAM, command line) from the snapshot.
     public convenience init(restoring directory: String, options: VMConfig) throws(VMMError) {
-        let image: SnapshotImage
-        do {
-            image = try SnapshotImage.open(directory)
-        } catch {
-            throw .boot("snapshot \(directory): \(error)")
-        }
-        var config = options
-        config.kernelPath = image.state.kernelPath
-        config.cmdline = image.state.commandLine
-        config.cpus = image.state.cpus
-        config.memoryBytes = image.state.memoryBytes
-        config.debugExitPort = image.state.debugExitPort
-        config.adaptCommandLineToHost = false
-        // Disks may be overridden on restore (e.g. each clone its own copy); the shape must match.
-        if options.disks.isEmpty {
-            config.disks = image.state.disks
-        } else if options.disks.count != image.state.disks.count {
-            throw .invalidConfiguration("the snapshot has \(image.state.disks.count) disk(s); --disk given \(options.disks.count) time(s)")
-        }
-        config.rng = image.state.rng
-        config.nets = image.state.nets
-        try self.init(config: config, snapshot: image)
+        let origin = try SnapshotRestore(directory: directory)
+        try self.init(config: try origin.configuration(options), origin: origin)
     }
 
-    init(config: VMConfig, snapshot: SnapshotImage?) throws(VMMError) {
+    /// Assembles the machine in one direction: the spec's shape → resources (KVM, guest RAM,
+    /// devices, the VM) → the guest's origin (a fresh boot or a snapshot) creates the vCPUs and
+    /// loads device state. Fails with a user-facing VMMError before any guest code runs.
+    init(config: VMConfig, origin: some MachineOrigin) throws(VMMError) {
         self.config = config
         hostKind = HostKind.detect()
-        guard (1...VMConfig.maxCPUs).contains(config.cpus) else {
-            throw .invalidConfiguration("--cpus must be between 1 and \(VMConfig.maxCPUs), got \(config.cpus)")
-        }
-        guard (VMConfig.minimumMemory...VMConfig.maximumMemory).contains(config.memoryBytes),
-              config.memoryBytes % 4096 == 0 else {
-            throw .invalidConfiguration("guest memory must be a multiple of 4 KiB between \(ByteSize.format(VMConfig.minimumMemory)) and \(ByteSize.format(VMConfig.maximumMemory))")
-        }
-        var kernelBytes: [UInt8] = []
-        var initrdBytes: [UInt8]?
-        if snapshot == nil {
-            kernelBytes = try FileLoader.read(config.kernelPath, what: "kernel")
-            initrdBytes = try config.initrdPath.map { (path) throws(VMMError) in try FileLoader.read(path, what: "initrd") }
-        }
-        for disk in config.disks { try disk.validate() }
-        var seenIDs = Set<String>()
-        for disk in config.disks where !seenIDs.insert(disk.id).inserted {
-            throw .invalidConfiguration("two disks have the id '\(disk.id)': give each --disk a distinct id=NAME")
-        }
-
-        do {
-            // VIREO_KVM_DEVICE lets tests point at a missing device; users never need it.
-            let devicePath = getenv("VIREO_KVM_DEVICE").map { String(cString: $0) } ?? "/dev/kvm"
-            kvm = try KVMSystem(path: devicePath)
-            try kvm.requireCapabilities()
-        } catch {
-            throw .kvm(error.description)
-        }
-        guard config.cpus <= kvm.maxVCPUs else {
-            throw .invalidConfiguration("--cpus \(config.cpus) exceeds this host's KVM limit of \(kvm.maxVCPUs) vCPUs")
-        }
-        let supported: [CPUIDEntry]
-        do {
-            supported = try kvm.supportedCPUID()
-        } catch {
-            throw .kvm(error.description)
-        }
-        if let snapshot {
-            do {
-                try CPUFeatureCheck.verify(snapshot: snapshot.state.cpuid.first ?? [], host: supported)
-                memory = try snapshot.mapMemory()
-            } catch {
-                throw .boot("snapshot: \(error)")
-            }
-        } else {
-            do {
-                memory = try GuestMemory(layout: X86MemoryLayout.regions(ramSize: config.memoryBytes))
-            } catch {
-                throw .invalidConfiguration("cannot allocate \(ByteSize.format(config.memoryBytes)) of guest memory: \(error)")
-            }
-        }
-
+        // 1. The spec: its shape and disks, before anything is created.
+        try Machine.checkShape(config)
+        try Machine.checkDisks(config.disks)
+        // 2. Resources.
+        let host = try Machine.openKVM(cpus: config.cpus)
+        kvm = host.kvm
+        memory = try origin.guestMemory(config: config, hostCPUID: host.supportedCPUID)
         console = try ConsoleOutput(terminalFD: config.consoleToStdout ? 1 : nil, logPath: config.consoleLogPath,
                                     logLimit: config.consoleLogLimit)
-
-        virtio = VirtioDevices(memory: memory)
-        for (index, disk) in config.disks.enumerated() {
-            let backend: any BlockBackend
-            do {
-                if let base = disk.backing {
-                    backend = try OverlayBlockBackend(path: disk.path, basePath: base)
-                } else {
-                    backend = try FileBlockBackend(path: disk.path, readOnly: disk.readOnly)
-                }
-            } catch {
-                throw .invalidConfiguration("disk image \(disk.path): \(error)")
-            }
-            try virtio.add(VirtioBlock(backend: backend, serial: disk.id), name: "virtio-blk\(index)")
-        }
-        if config.rng { try virtio.add(VirtioRNG(), name: "virtio-rng") }
-        if !config.nets.isEmpty { try NetworkDevices.add(config.nets, to: virtio) }
-        try OptionalDevices.add(config, to: virtio)
+        virtio = try Machine.virtioDevices(config, memory: memory)
         let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
-        // A restored guest already booted with its devices on the command line.
-        commandLine = snapshot == nil ? ([adapted] + virtio.commandLineArguments).joined(separator: " ") : adapted
-
-        do {
-            vm = try kvm.createVM()
-            // VT-x needs these two pages for real mode; they sit in the MMIO hole, away from RAM.
-            try vm.setTSSAddress(0xFFFB_D000)
-            try vm.setIdentityMapAddress(0xFFFB_C000)
-            try vm.createIRQChip()
-            try vm.createPIT2()
-            for (slot, region) in memory.regions.enumerated() {
-                try vm.setMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
-            }
-        } catch {
-            throw .kvm(error.description)
-        }
-
+        commandLine = origin.commandLine(adapted, deviceArguments: virtio.commandLineArguments)
+        vm = try Machine.createVM(kvm, memory: memory)
         let control = self.control
         let console = self.console
         devices = LegacyDevices(vm: vm, console: console, debugExitPort: config.debugExitPort,
                                 onReset: { control.stop(console.sawPanic ? .guestPanic : .guestReset) },
                                 onDebugExit: { code in control.stop(.debugExit(code: code)) })
-        do {
-            try devices.register(on: portBus)
-        } catch {
-            throw .invalidConfiguration("device layout: \(error)")
-        }
-        try virtio.register(on: mmioBus, vm: vm)
-        portBus.freeze()
-        mmioBus.freeze()
-
-        var entry: PreparedBoot?
-        if snapshot == nil {
-            entry = try BootLoader.load(kernel: kernelBytes, kernelPath: config.kernelPath, initrd: initrdBytes,
-                                        initrdPath: config.initrdPath, commandLine: commandLine, cpus: config.cpus,
-                                        protocol: config.bootProtocol, memory: memory)
-        }
-
-        var created: [VCPU] = []
-        var tables: [[CPUIDEntry]] = []
-        do {
-            if let snapshot { try vm.restoreState(snapshot.state.vm) }
-            for index in 0..<config.cpus {
-                let vcpu = try vm.createVCPU(id: UInt32(index))
-                let table = snapshot?.state.cpuid[index]
-                    ?? CPUIDPolicy.entries(supported: supported, index: UInt32(index), count: UInt32(config.cpus),
-                                           tscKHz: vcpu.tscKHz(), hypercallsWork: hostKind != .pvm)
-                try vcpu.setCPUID(table)
-                tables.append(table)
-                if let snapshot {
-                    try vcpu.restoreState(snapshot.state.vcpus[index])
-                } else {
-                    for msr in BootMSRs.initial { try? vcpu.setMSRs([msr]) }  // optional ones may be absent
-                    if index == 0, let entry {
-                        try vcpu.configureLocalInterrupts()
-                        try vcpu.resetFPU()
-                        let state = entry.cpuState(basedOn: try vcpu.specialRegisters())
-                        try vcpu.setSpecialRegisters(state.specialRegisters)
-                        try vcpu.setRegisters(state.registers)
-                    }
-                }
-                created.append(vcpu)
-            }
-        } catch {
-            throw .kvm("vCPU setup: \(error)")
-        }
-        vcpus = created
-        cpuidTables = tables
-        if let snapshot, snapshot.state.formatIdentifiesDevices {
-            try VirtioSlotIdentity.check(saved: snapshot.state.virtioIdentities, configured: virtio.identities)
-        }
-        if let snapshot {
-            do {
-                try devices.serial.restoreState(snapshot.state.serial)
-                try devices.i8042.restoreState(snapshot.state.i8042)
-                try devices.rtc.restoreState(snapshot.state.rtc)
-                guard snapshot.state.virtio.count == virtio.slots.count else {
-                    throw StateError.invalid(what: "the virtio devices (\(snapshot.state.virtio.count) saved, \(virtio.slots.count) configured)")
-                }
-                for (slot, state) in zip(virtio.slots, snapshot.state.virtio) { try slot.transport.restoreState(state) }
-            } catch {
-                throw .boot("snapshot: \(error)")
-            }
-        }
+        try Machine.register(devices, virtio, portBus: portBus, mmioBus: mmioBus, vm: vm)
+        // 3. Boot or restore: the origin makes the vCPUs and sets the state the guest starts from.
+        let created = try origin.createVCPUs(MachineParts(vm: vm, memory: memory, config: config, commandLine: commandLine,
+                                                          hostCPUID: host.supportedCPUID, hostKind: hostKind))
+        vcpus = created.map(\.vcpu)
+        cpuidTables = created.map(\.cpuid)
+        try origin.loadDeviceState(legacy: devices, virtio: virtio)
     }
 
-    /// Runs the VM until it stops (guest reset, error, signal) and reports why.
-    public func run() -> RunOutcome {
+    /// Runs the VM until it stops (guest reset, error, signal) and reports why; `isolation` is what
+    /// the control socket's `status` reports.
+    public func run(isolation: IsolationPlan? = nil) -> RunOutcome {
         MachineControl.installKickHandler()
         signal(SIGPIPE, SIG_IGN)  // a vanished console or API client must not kill the VM
         var server: ControlServer?
         if let path = config.apiSocketPath {
             do {
-                server = try ControlServer(path: path, machine: self)
+                server = try ControlServer(path: path, machine: self, isolation: isolation)
                 server?.start()
             } catch {
                 return RunOutcome(reason: .error(error.description), statistics: ExitStatistics(), runSeconds: 0,
@@ -260,8 +114,10 @@ public final class Machine: @unchecked Sendable {
         }
         defer { server?.remove() }
         console.startRotator()
+        devices.serial.startOutputThread { ThreadRole.device("serial").enter(under: isolation) }
+        defer { devices.serial.stopOutputThread() }
         do {
-            try virtio.startWorkers()
+            try virtio.startWorkers(isolation: isolation)
         } catch {
             return RunOutcome(reason: .error(error.description), statistics: ExitStatistics(), runSeconds: 0,
                               peakRSS: peakResidentBytes(), guestResident: 0)
@@ -271,7 +127,7 @@ public final class Machine: @unchecked Sendable {
         _ = SignalWatcher.start(control: control, snapshotSignal: config.snapshotSignal) { [self] in snapshotOnSignal() }
         if let fd = config.consoleInputFD {
             let serial = devices.serial
-            _ = ConsoleInput(fd: fd, control: control) { bytes in serial.receive(bytes) }.start()
+            _ = ConsoleInput(fd: fd, control: control, isolation: isolation) { bytes in serial.receive(bytes) }.start()
         }
         let start = MonotonicClock.now()
         var runners: [VCPURunner] = []
@@ -280,7 +136,7 @@ public final class Machine: @unchecked Sendable {
         let wakeup = control.wakeup
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { ThreadRole.vcpu(vcpu.id).enter(); runner.run(); wakeup.post() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { ThreadRole.vcpu(vcpu.id).enter(under: isolation); runner.run(); wakeup.post() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)
@@ -288,7 +144,7 @@ public final class Machine: @unchecked Sendable {
         liveRunners.withLock { $0 = runners }
         let stuck = waitForVCPUs(threads)
         let elapsed = MonotonicClock.now() - start
-        stuckVCPUs = stuck
+        self.stuck.withLock { $0 = stuck }
         let statistics = runners.enumerated().filter { !stuck.contains(UInt32($0.offset)) }
             .reduce(ExitStatistics()) { $0 + $1.element.statistics }
         return RunOutcome(reason: control.reason ?? .error("the VM stopped without a reason"),

@@ -11,7 +11,7 @@ let kickSignal = SIGUSR1
 ///
 /// A kick is kvm_run.immediate_exit (catches a vCPU about to enter) plus a signal (catches one
 /// already inside), as Firecracker does.
-public final class MachineControl: @unchecked Sendable {
+public final class MachineControl: Sendable {
     private struct State {
         var reason: StopReason?
         var vcpus: [(vcpu: VCPU, thread: OSThread?)] = []

@@ -4,6 +4,7 @@ import Glibc
 import Synchronization
 
 /// A plain OS thread (pthread): vCPUs and blocking I/O never run on Swift's cooperative pool.
+/// @unchecked Sendable: `handle` is written once, by `init`, before the object is visible to another thread; `joined` and the finished flag are a Mutex and an Atomic.
 final class OSThread: @unchecked Sendable {
     private final class Body {
         let run: () -> Void
@@ -53,6 +54,7 @@ final class OSThread: @unchecked Sendable {
 
 /// Counts posts so a waiter wakes at once instead of at its next poll: threads `post` when they
 /// finish. Deadlines use CLOCK_MONOTONIC, so a wall-clock step neither shortens nor stretches a wait.
+/// @unchecked Sendable: The pthread mutex and condition are allocated once; `posts` is read and written only with the mutex held.
 final class Wakeup: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)

@@ -11,10 +11,14 @@ import Glibc
 /// its own process group (a Ctrl-C on the terminal is Vireo's to handle), with its output in
 /// `passt.log` inside a private temporary directory that `stop()` removes. Readiness: passt writes
 /// its pid file (`--pid`) once initialised; a passt that exits first is reported with its last log line.
+/// @unchecked Sendable: `stopped` is written by `init` and `stop`, both on the VMM's main thread (start-up and teardown), never by a device thread.
 final class PasstProcess: @unchecked Sendable {
     let pid: pid_t
     /// Vireo's end of the socket pair (owned by the caller from now on).
     let socket: Int32
+    /// A duplicate of `socket` this object owns: `stop` shuts the pair down through it even after
+    /// the caller closed `socket` (whose number may then belong to something else).
+    private let ownSocket: Int32
     let directory: String
     private var stopped = false
 
@@ -96,6 +100,7 @@ final class PasstProcess: @unchecked Sendable {
         }
         pid = child
         socket = pair[0]
+        ownSocket = fcntl(pair[0], F_DUPFD_CLOEXEC, 0)
 
         // Wait for the pid file (written once passt is initialised) or for passt to give up.
         let deadline = MonotonicClock.now() + readyTimeout
@@ -105,12 +110,16 @@ final class PasstProcess: @unchecked Sendable {
                 stopped = true
                 let reason = PasstProcess.lastLine(of: logPath) ?? "exit status \(status >> 8 & 0xFF)"
                 close(socket)
+                if ownSocket >= 0 { close(ownSocket) }
                 PasstProcess.removeDirectory(directory)
                 throw .invalidConfiguration("--net user: passt exited while starting: \(reason)")
             }
             if MonotonicClock.now() > deadline { break }  // slow host: go on; the socket still works once it is up
             usleep(2_000)
         }
+        // Initialised: passt holds its log open and needs neither file again. Removing them now
+        // leaves nothing behind when the VMM later runs as a user that could not remove them.
+        if PasstProcess.fileSize(pidPath) > 0 { PasstProcess.removeDirectory(directory) }
     }
 
     deinit { stop() }
@@ -120,13 +129,21 @@ final class PasstProcess: @unchecked Sendable {
         guard !stopped else { return }
         stopped = true
         kill(pid, SIGTERM)
+        // A VMM that dropped to another user may not signal passt (root's, or nobody's once it
+        // dropped too): ending our side of the pair ends passt as well (--fd implies --one-off).
+        if ownSocket >= 0 {
+            shutdown(ownSocket, Int32(SHUT_RDWR))
+            close(ownSocket)
+        }
         var status: Int32 = 0
-        let deadline = MonotonicClock.now() + 2
+        var deadline = MonotonicClock.now() + 2
+        var killed = false
         while waitpid(pid, &status, WNOHANG) == 0 {
             if MonotonicClock.now() > deadline {
+                if killed { break }  // never block the VMM's exit on a helper it cannot end
                 kill(pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                break
+                killed = true
+                deadline = MonotonicClock.now() + 2
             }
             usleep(2_000)
         }

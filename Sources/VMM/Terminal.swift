@@ -5,6 +5,7 @@ import Glibc
 /// Puts the user's terminal in raw mode for the guest console and restores it afterwards.
 ///
 /// ISIG stays on so Ctrl-C still stops the VM (like `qemu -nographic` without its escape key).
+/// @unchecked Sendable: Used only by the main thread: `enter` before the VM runs, `restore` after it stopped.
 public final class RawTerminal: @unchecked Sendable {
     private let fd: Int32
     private var saved = termios()

@@ -4,6 +4,7 @@ import Memory
 import X86
 
 /// The exit loop of one vCPU thread: run, decode the exit, dispatch it to a bus or the fallback.
+/// @unchecked Sendable: `fetchBuffer` is used only by the runner's own vCPU thread; the counters other threads read are atomics.
 final class VCPURunner: @unchecked Sendable {
     let vcpu: VCPU
     private let portBus: Bus

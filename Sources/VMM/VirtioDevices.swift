@@ -5,6 +5,7 @@ import Memory
 /// The VM's virtio-mmio devices: each gets a 4 KiB window in the MMIO hole, a GSI, an irqfd for
 /// its interrupt, an ioeventfd per queue doorbell, a worker thread, and a `virtio_mmio.device=`
 /// entry on the guest's command line (Linux then finds it without ACPI or a device tree).
+/// @unchecked Sendable: Slots, startups and cleanups are appended while the machine is built and read by start/stop on the main thread; a worker only ever sees its own slot.
 final class VirtioDevices: @unchecked Sendable {
     /// One device in place.
     struct Slot {
@@ -67,13 +68,14 @@ final class VirtioDevices: @unchecked Sendable {
         slots.map { "virtio_mmio.device=4K@0x\(String($0.base, radix: 16)):\($0.gsi)" }
     }
 
-    func startWorkers() throws(VMMError) {
+    /// Starts every device's worker; each enters its role under `isolation` first.
+    func startWorkers(isolation: IsolationPlan?) throws(VMMError) {
         let pending = startups
         startups = []
         for startup in pending { startup() }
         for slot in slots {
             do {
-                try slot.transport.startWorker { name in ThreadRole.device(name).enter() }
+                try slot.transport.startWorker { name in ThreadRole.device(name).enter(under: isolation) }
             } catch {
                 throw .invalidConfiguration("\(slot.name): cannot start its worker: \(error)")
             }

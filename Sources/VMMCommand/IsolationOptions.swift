@@ -25,37 +25,27 @@ struct IsolationOptions: ParsableArguments {
 
     @OptionGroup var resources: ResourceOptions
 
-    /// Static checks (formats and ranges); host checks happen in `IsolationPlan.prepare`.
-    func validate() throws {
-        _ = try settings()
+    /// The resources and isolation these flags describe (formats here; limits in SpecValidator,
+    /// host checks in `IsolationPlan.prepare`). An unset `--seccomp` takes `$VIREO_SECCOMP`.
+    func specParts() throws -> (VMSpec.Resources, VMSpec.Isolation) {
+        let isolation = VMSpec.Isolation(seccomp: try IsolationOptions.seccompMode(seccomp), jail: jail || jailDir != nil,
+                                         jailDirectory: jailDir, user: uid, group: gid)
+        let cpuMax = try resources.parsedCPUMax().map {
+            VMSpec.Resources.CPUMax(quotaMicros: $0.quotaMicroseconds, periodMicros: $0.periodMicroseconds)
+        }
+        let limits = VMSpec.Resources(cpuWeight: resources.cpuWeight, cpuMax: cpuMax,
+                                      memoryMaxBytes: try resources.parsedMemoryMax().map { Int64(clamping: $0) },
+                                      cpuAffinity: try resources.parsedAffinity())
+        return (limits, isolation)
     }
 
-    /// The settings these flags describe.
-    func settings() throws -> IsolationSettings {
-        var settings = IsolationSettings()
+    /// `--seccomp MODE`, else `$VIREO_SECCOMP`, else nil (the VMM's default); one-line error when unknown.
+    static func seccompMode(_ flag: String?) throws -> SeccompMode? {
         let environmentMode = getenv("VIREO_SECCOMP").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-        if let mode = seccomp ?? environmentMode {
-            guard let parsed = SeccompMode(rawValue: mode) else {
-                throw ValidationError("--seccomp must be one of on, kill, log, off; got '\(mode)'")
-            }
-            settings.seccomp = parsed
+        guard let mode = flag ?? environmentMode else { return nil }
+        guard let parsed = SeccompMode(rawValue: mode) else {
+            throw ValidationError("--seccomp must be one of \(SeccompMode.allCases.map(\.rawValue).joined(separator: ", ")); got '\(mode)'")
         }
-        settings.jail = jail || jailDir != nil
-        settings.jailDirectory = jailDir
-        settings.user = uid
-        settings.group = gid
-        if let cpuWeight = resources.cpuWeight {
-            guard CPUWeight.range.contains(cpuWeight) else {
-                throw ValidationError("--cpu-weight must be between \(CPUWeight.range.lowerBound) and \(CPUWeight.range.upperBound) (the cgroup cpu.weight range), got \(cpuWeight)")
-            }
-            settings.cpuWeight = cpuWeight
-        }
-        if let parsed = try resources.parsedCPUMax() {
-            if let problem = parsed.problem { throw ValidationError("--cpu-max: \(problem)") }
-            settings.cpuMax = parsed
-        }
-        settings.memoryMax = try resources.parsedMemoryMax()
-        settings.cpuAffinity = try resources.parsedAffinity()
-        return settings
+        return parsed
     }
 }

@@ -1,9 +1,5 @@
 import ArgumentParser
-import KVM
 import VMM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `vireo run`: boot one VM in the foreground with its serial console on this terminal.
 package struct RunCommand: ParsableCommand {
@@ -84,129 +80,23 @@ package struct RunCommand: ParsableCommand {
     @OptionGroup(title: "Isolation")
     var isolation: IsolationOptions
 
+    @Option(name: .long, help: ArgumentHelp("Run the VM a spec file describes (JSON, as the daemon writes it) instead of these flags.", valueName: "file"))
+    var spec: String?
+
     package func validate() throws {
-        guard (kernel == nil) != (restore == nil) else {
-            throw ValidationError(kernel == nil ? "give --kernel PATH (or --restore DIR)" : "--kernel and --restore cannot be used together")
-        }
-        guard (1...VMConfig.maxCPUs).contains(cpus) else {
-            throw ValidationError("--cpus must be between 1 and \(VMConfig.maxCPUs), got \(cpus)")
-        }
-        guard let bytes = ByteSize.parse(memory) else {
-            throw ValidationError("--memory '\(memory)' is not a size (examples: 512M, 2G)")
-        }
-        guard bytes >= VMConfig.minimumMemory else {
-            throw ValidationError("--memory \(memory) is too small: a VM needs at least \(ByteSize.format(VMConfig.minimumMemory))")
-        }
-        guard bytes <= VMConfig.maximumMemory else {
-            throw ValidationError("--memory \(memory) is too large: the limit is \(ByteSize.format(VMConfig.maximumMemory))")
-        }
-        if let consoleLogMax {
-            guard let bytes = ByteSize.parse(consoleLogMax), bytes >= 4096 else {
-                throw ValidationError("--console-log-max '\(consoleLogMax)' must be a size of at least 4K")
-            }
-        }
-        switch (snapshotOn, snapshotDir) {
-        case (nil, nil): break
-        case (let signal?, _?):
-            guard RunCommand.snapshotSignal(signal) != nil else {
-                let names = Machine.snapshotSignals.map(\.name).joined(separator: " or ")
-                throw ValidationError("--snapshot-on must be \(names), got '\(signal)'")
-            }
-        case (_?, nil): throw ValidationError("--snapshot-on needs --snapshot-dir DIR (where the snapshots go)")
-        case (nil, _?): throw ValidationError("--snapshot-dir needs --snapshot-on SIGNAL")
-        }
-        guard BootProtocol(rawValue: boot) != nil else {
-            throw ValidationError("--boot must be one of auto, linux, pvh; got '\(boot)'")
-        }
+        _ = try vmSpec()
     }
 
     package func run() throws {
-        var config = VMConfig(kernelPath: kernel ?? "")
-        config.initrdPath = initrd
-        config.cmdline = cmdline
-        config.cpus = cpus
-        config.memoryBytes = ByteSize.parse(memory)!
-        config.bootProtocol = BootProtocol(rawValue: boot)!
-        config.consoleLogPath = consoleLog
-        // Before any parsing: a long list must fail with a count, not run into a per-device limit.
-        guard disk.count + net.count <= VMConfig.virtioSlots else {
-            throw ValidationError("\(disk.count) --disk and \(net.count) --net: the VM has \(VMConfig.virtioSlots) virtio device slots")
-        }
-        do {
-            config.disks = try disk.map { (text) throws(VMMError) in try DiskSpec.parse(text) }
-            config.nets = try net.enumerated().map { (index, text) throws(VMMError) in try NetSpec.parse(text, index: index) }
-        } catch {
-            throw ValidationError(error.description)
-        }
-        config.rng = rng
-        try devices.apply(to: &config)
-        guard config.virtioDeviceCount <= VMConfig.virtioSlots else {
-            throw ValidationError("\(config.virtioDeviceCount) virtio devices asked for: the VM has \(VMConfig.virtioSlots) slots")
-        }
-        config.consoleLogLimit = consoleLogMax.flatMap(ByteSize.parse)
-        config.apiSocketPath = apiSocket
-        config.snapshotSignal = snapshotOn.flatMap(RunCommand.snapshotSignal)
-        config.snapshotDirectory = snapshotDir
-        config.consoleToStdout = !noConsole
-        config.consoleInputFD = noStdin ? nil : 0
-        config.debugExitPort = debugExit ? 0x501 : nil
-
-        let machine: Machine
-        let isolationPlan: IsolationPlan
-        do {
-            isolationPlan = try IsolationPlan.prepare(isolation.settings(), config: &config)
-            try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
-            if let restore {
-                machine = try Machine(restoring: restore, options: config)
-            } else {
-                machine = try Machine(config: config)
-            }
-            try isolationPlan.enter(helpers: machine.helperProcesses)
-        } catch let error as VMMError {
-            throw ValidationError(error.description)
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        if verbose {
-            printError("vireo: host: \(machine.hostKind); \(machine.config.cpus) vCPU(s), \(ByteSize.format(machine.config.memoryBytes)); cmdline: \(machine.commandLine)\n")
-        }
-        // Printed only once the VM is built, so that a refused run still fails with exactly one line.
-        if geteuid() == 0 && isolation.uid == nil && !isolation.jail && isolation.jailDir == nil {
-            printError("vireo: running the VMM as root without --uid or --jail; see docs/security.md\n")
-        }
-        for line in isolationPlan.warnings + (verbose ? isolationPlan.summary : []) { printError("vireo: \(line)\n") }
-        let terminal = RawTerminal(fd: 0)
-        if config.consoleInputFD != nil { terminal.enter() }
-        let outcome = machine.run()
-        terminal.restore()
-        let reason = outcome.reason
-        if !machine.stuckVCPUs.isEmpty {
-            printError("vireo: vCPU(s) \(machine.stuckVCPUs.map(String.init).joined(separator: ", ")) did not leave KVM_RUN within \(Int(Machine.stopGraceSeconds)) s of the stop; exiting anyway\n")
-        }
-        if verbose {
-            let s = outcome.statistics
-            let milestones = Timeline.milestonesMs
-            printError("vireo: first guest entry \(format3(milestones.firstEntry)) ms, first exit \(format3(milestones.firstExit)) ms after process start\n")
-            printError("vireo: ran \(format3(outcome.runSeconds)) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n")
-            printError("vireo: accesses no device claimed: \(machine.unclaimedAccesses.ports) port, \(machine.unclaimedAccesses.mmio) MMIO\n")
-            for snapshot in machine.vcpuSnapshots() { printError("vireo: \(snapshot)\n") }
-            printError("vireo: memory: peak RSS \(outcome.peakRSS / 1024) KiB, guest RAM resident \(outcome.guestResident / 1024) KiB, VMM overhead \(outcome.overhead / 1024) KiB\n")
-        }
-        if reason.exitCode == 0 {
-            if verbose { printError("vireo: \(reason)\n") }
-        } else {
-            printError("vireo: \(reason)\n")
-        }
-        throw VMExit(code: reason.exitCode)
+        try SpecRunner(spec: try vmSpec(), verbose: verbose).run()
     }
 }
 
 extension RunCommand {
-    /// The signal number for `SIGUSR2`, `usr2`, `SIGQUIT`, …; nil for any other.
-    static func snapshotSignal(_ text: String) -> Int32? {
+    /// `SIGUSR2` for `SIGUSR2`, `usr2`, `sigusr2`: the name as the spec holds it.
+    static func signalName(_ text: String) -> String {
         let upper = text.uppercased()
-        let name = upper.hasPrefix("SIG") ? upper : "SIG" + upper
-        return Machine.snapshotSignals.first { $0.name == name }?.number
+        return upper.hasPrefix("SIG") ? upper : "SIG" + upper
     }
 }
 

@@ -37,6 +37,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("console-log-max"), help: ArgumentHelp("Rotate each VM's console log and vmm.log past this size (default 1M).", valueName: "size"))
     var consoleLogMax: String = "1M"
 
+    @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Close an API connection that leaves a request unfinished (or sends none) for this many seconds; streams the daemon is sending and the interactive console are exempt (default 30).", valueName: "seconds"))
+    var requestTimeout: Double = 30
+
     @Option(name: .customLong("vmm-binary"), help: ArgumentHelp("Executable that runs each VM as '<binary> run …' (default: vireo-vmm next to this vireo, else this vireo).", valueName: "path"))
     var vmmBinary: String?
 
@@ -53,6 +56,9 @@ struct ServeCommand: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
         }
+        guard requestTimeout >= 0.1, requestTimeout <= 86400 else {
+            throw ValidationError("--request-timeout must be between 0.1 and 86400 seconds; got \(requestTimeout)")
+        }
         if let vmmBinary, access(absolute(vmmBinary), X_OK) != 0 {
             throw ValidationError("--vmm-binary '\(vmmBinary)' is not an executable file")
         }
@@ -67,6 +73,7 @@ struct ServeCommand: ParsableCommand {
         configuration.imageRoots = imageRoots.map(absolute)
         configuration.vmmExecutable = vmmBinary.map(absolute)
         configuration.consoleLogMaxBytes = Int(ByteSize.parse(consoleLogMax)!)
+        configuration.requestTimeoutSeconds = requestTimeout
         configuration.logLevel = Logger.Level(rawValue: logLevel)!
         configuration.readSnapshot = { directory throws in
             do {
@@ -102,6 +109,7 @@ struct ServeCommand: ParsableCommand {
 }
 
 /// The daemon's failure, carried from its task to the main thread.
+/// @unchecked Sendable: `value` is only read and written inside `lock.sync` (a serial queue).
 private final class DaemonOutcome: @unchecked Sendable {
     private let lock = DispatchQueue(label: "vireo.serve.outcome")
     private var value: String?

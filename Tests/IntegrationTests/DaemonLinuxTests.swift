@@ -21,7 +21,14 @@ extension DaemonTests {
                 ("rng", .bool(true)),
             ])
             let started = Date()
-            #expect(try daemon.action("linux", "start").state == "running")
+            let vm = try daemon.action("linux", "start")
+            #expect(vm.state == "running")
+            // Least privilege by default (issue 12): no `isolation.user`, yet the VMM that boots this
+            // guest and its disk runs as a per-VM uid with every capability set empty.
+            let vmmPID = try #require(vm.pid)
+            let credentials = try #require(ProcessCredentials(pid: vmmPID))
+            #expect(credentials.uids.allSatisfy { $0 != 0 } && credentials.uids.count == 4, "VMM uids: \(credentials.uids)")
+            #expect(credentials.hasNoCapabilities, "VMM capabilities: \(credentials.capabilities)")
             let reached = daemon.waitForLog("linux", "Run /sbin/init as init process", timeout: 400)
             TestEnvironment.log("Linux under the daemon reached 'Run /sbin/init' after \(Int(Date().timeIntervalSince(started))) s on \(TestEnvironment.host)")
             let console = daemon.logs("linux")

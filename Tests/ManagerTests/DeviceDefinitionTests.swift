@@ -46,13 +46,18 @@ import Testing
         #expect(vm.resources == ResourceSettings(cpuWeight: 300, cpuMax: .init(quotaMicros: 20000, periodMicros: 100_000),
                                                  memoryMaxMiB: 600, cpuAffinity: [1, 0]))
         #expect(vm.isolation == IsolationDefinition(seccomp: "kill", jail: true, user: "0", group: "0"))
-        let arguments = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20).vmmArguments(for: vm)
-        let line = arguments.joined(separator: " ")
-        for expected in ["--disk /k/root.ext4 --disk /k/data,readonly", "--net user --net tap=vtap0,mac=02:ab:00:00:00:01",
-                         "--rng", "--cpu-weight 300 --cpu-max 20000/100000 --memory-max 600M --cpu-affinity 1,0",
-                         "--seccomp kill --jail --uid 0 --gid 0", "--kernel /k/vmlinux"] {
-            #expect(line.contains(expected), "\(line)")
-        }
+        let spec = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20).spec(for: vm)
+        #expect(spec.boot == .kernel(VMSpec.KernelBoot(kernel: "/k/vmlinux")))
+        #expect(spec.devices.disks == [VMSpec.Disk(path: "/k/root.ext4"), VMSpec.Disk(path: "/k/data", readOnly: true)])
+        #expect(spec.devices.nets == [VMSpec.Net(mode: .user), VMSpec.Net(mode: .tap, tap: "vtap0", mac: "02:ab:00:00:00:01")])
+        #expect(spec.devices.rng)
+        #expect(spec.resources == VMSpec.Resources(cpuWeight: 300, cpuMax: .init(quotaMicros: 20000, periodMicros: 100_000),
+                                                   memoryMaxBytes: 600 << 20, cpuAffinity: [1, 0]))
+        #expect(spec.isolation == VMSpec.Isolation(seccomp: .kill, jail: true, user: "0", group: "0"))
+        #expect(spec.console == VMSpec.Console(logPath: "vmm/console.log", logMaxBytes: 1 << 20, toStdout: false, fromStdin: false))
+        #expect(spec.control.apiSocket == "vmm/api.sock")
+        // What the VMM reads back is what the daemon wrote.
+        #expect(try VMSpec.parse(Array(spec.jsonText().utf8)) == spec)
     }
 
     @Test func badDevicesNameTheirField() {
@@ -79,7 +84,7 @@ import Testing
         expectFailure("{\(base),\"resources\":{\"cpuWeight\":10001}}", field: "resources.cpuWeight", contains: "between 1 and 10000")
         expectFailure("{\(base),\"resources\":{\"cpuMax\":{\"quotaMicros\":10}}}", field: "resources.cpuMax.quotaMicros", contains: "between 1000")
         expectFailure("{\(base),\"resources\":{\"cpuMax\":{\"quotaMicros\":5000,\"periodMicros\":2000000}}}", field: "resources.cpuMax.periodMicros", contains: "1000000")
-        expectFailure("{\(base),\"resources\":{\"memoryMaxMiB\":520}}", field: "resources.memoryMaxMiB", contains: "512 MiB of RAM plus 32")
+        expectFailure("{\(base),\"resources\":{\"memoryMaxMiB\":520}}", field: "resources.memoryMaxMiB", contains: "below guest RAM (512 MiB) plus VMM overhead (32 MiB)")
         expectFailure("{\(base),\"resources\":{\"cpuAffinity\":[7]}}", field: "resources.cpuAffinity", contains: "CPU 7 does not exist")
         expectFailure("{\(base),\"resources\":{\"cpuAffinity\":[1,1]}}", field: "resources.cpuAffinity", contains: "twice")
         expectFailure("{\(base),\"resources\":{\"cpuAffinity\":[]}}", field: "resources.cpuAffinity", contains: "entries")
@@ -92,16 +97,16 @@ import Testing
     @Test func overlaysNeedNotExistYet() throws {
         let vm = try create(#"{"name":"a","kernel":"/k/vmlinux","disks":[{"path":"/tmp/vireo-new.ovl","backing":"/k/base.img"}]}"#)
         #expect(vm.disks == [DiskDefinition(path: "/tmp/vireo-new.ovl", backing: "/k/base.img")])
-        let arguments = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20).vmmArguments(for: vm)
-        #expect(arguments.joined(separator: " ").contains("--disk /tmp/vireo-new.ovl,backing=/k/base.img"))
+        let spec = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20).spec(for: vm)
+        #expect(spec.devices.disks == [VMSpec.Disk(path: "/tmp/vireo-new.ovl", backing: "/k/base.img")])
     }
 
     @Test func restoredVMsTakeTheirShapeFromTheSnapshot() throws {
         let vm = try create(#"{"name":"clone","restore":"/tmp","disks":[{"path":"/k/clone.ext4"}],"resources":{"cpuWeight":50}}"#)
         #expect(vm.restore == "/tmp" && vm.kernel == "/k/vmlinux" && vm.cpus == 2 && vm.memoryMiB == 256)
-        let arguments = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20).vmmArguments(for: vm)
-        #expect(Array(arguments.prefix(3)) == ["run", "--restore", "/tmp"])
-        #expect(!arguments.contains("--kernel") && !arguments.contains("--cpus") && arguments.contains("--disk"))
+        let spec = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20).spec(for: vm)
+        #expect(spec.boot == .restore(directory: "/tmp") && spec.restoreDirectory == "/tmp")
+        #expect(spec.machine == VMSpec.MachineShape(cpus: 2, memoryBytes: 256 << 20) && spec.devices.disks.count == 1)
         expectFailure(#"{"name":"c","restore":"/tmp","cpus":4}"#, field: "cpus", contains: "comes from the snapshot")
         expectFailure(#"{"name":"c","restore":"/tmp","kernel":"/k/vmlinux"}"#, field: "kernel", contains: "comes from the snapshot")
         expectFailure(#"{"name":"c","restore":"/tmp","nets":[]}"#, field: "nets", contains: "comes from the snapshot")

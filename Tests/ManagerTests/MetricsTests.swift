@@ -10,7 +10,7 @@ import Testing
         running.startedAt = Date().addingTimeInterval(-5)
         running.restartCount = 3
         let stopped = VMRecord(definition: VMDefinition(name: "db", kernel: "/k"))
-        let live = JSONValue.object([("exits", .object([("io", .int(42)), ("mmio", .int(7))]))])
+        let live = VMMStatus(state: "running", vcpus: 2, exits: ExitCounts(io: 42, mmio: 7), devices: .object([]), isolation: .null)
         let text = MetricsExporter.render([
             .init(record: stopped, live: nil, residentBytes: nil),
             .init(record: running, live: live, residentBytes: 8192),

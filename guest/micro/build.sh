@@ -10,7 +10,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
 CC=${CC:-gcc}
-PROGRAMS=(poweroff echo counter smp hello pio mmio touch idle)
+PROGRAMS=(poweroff echo counter smp hello pio mmio touch idle vsockflood)
 
 # Freestanding, static, non-PIC (the image runs at its link address), no SSE
 # (CR4.OSFXSR stays off), no red zone (CPL0 code shares its stack with

@@ -50,6 +50,9 @@ int csys_no_new_privs(void);
 /// Installs the SIGSYS handler that reports a seccomp denial (syscall name and number, thread role)
 /// on stderr with write(2) and ends the process with exit_group(159); 0 or -errno.
 int csys_install_sigsys_reporter(void);
+/// Names a crash (SIGILL/SIGTRAP/SIGSEGV/SIGBUS/SIGFPE/SIGABRT) and its thread on stderr, then
+/// exits 128+signal: under seccomp, Swift's backtracer cannot run. 0 or -errno.
+int csys_install_crash_reporter(void);
 /// Records the calling thread's role name for the SIGSYS report (the pointer must stay valid).
 void csys_set_thread_role(const char *role);
 
@@ -78,6 +81,7 @@ int csys_get_affinity(pid_t tid, int *cpus, int capacity);
 /// For the supervisor: SIGINT, SIGTERM and SIGHUP are forwarded to `child`; 0 or -errno.
 int csys_forward_stop_signals(pid_t child);
 /// A raw syscall (test hooks only).
+/// Defined in debug builds only: a release binary has no raw-syscall entry point.
 long csys_raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
 
 // --- namespaces, mounts, credentials, capabilities ---

@@ -1,6 +1,7 @@
 import Synchronization
 
-/// A 16550A UART (a PC COM port) whose transmitter sends each byte straight to a `ConsoleSink`.
+/// A 16550A UART (a PC COM port) whose transmitter sends each byte to a `ConsoleSink` (directly,
+/// or in bursts through its output thread).
 ///
 /// Register it on the port I/O bus at `Serial8250.com1Base` (0x3F8) with length `portCount` (8)
 /// and wire `interrupt` to IRQ 4. The transmitter is modelled as infinitely fast: THR and the
@@ -95,7 +96,7 @@ public final class Serial8250: BusDevice {
     }
 
     let interrupt: any InterruptLine
-    private let sink: any ConsoleSink
+    private let output: SerialOutput
     private let onReceiveSpace: (@Sendable () -> Void)?
     let state = Mutex(State())
     private let transmitted = Atomic<UInt64>(0)
@@ -105,7 +106,8 @@ public final class Serial8250: BusDevice {
     ///
     /// - Parameters:
     ///   - interrupt: the IRQ line (IRQ 4 for COM1), driven only when its level changes.
-    ///   - sink: receives every byte the guest transmits (called with the device lock held).
+    ///   - sink: receives every byte the guest transmits: on the vCPU thread with the device lock
+    ///     held, or in bursts from the output thread once `startOutputThread` ran.
     ///   - onReceiveSpace: called, without the lock, once the receive FIFO has drained after a
     ///     `receive(_:)` call was refused bytes, so an input thread can wait instead of polling.
     public init(
@@ -114,9 +116,23 @@ public final class Serial8250: BusDevice {
         onReceiveSpace: (@Sendable () -> Void)? = nil
     ) {
         self.interrupt = interrupt
-        self.sink = sink
+        output = SerialOutput(sink: sink)
         self.onReceiveSpace = onReceiveSpace
     }
+
+    /// From now on transmitted bytes are buffered and handed to the sink by a thread of the UART's
+    /// own (`threadStart` runs first on it), a burst at a time, instead of one write per byte on
+    /// the vCPU thread.
+    public func startOutputThread(threadStart: (@Sendable () -> Void)? = nil) {
+        output.start(threadStart: threadStart)
+    }
+
+    /// Stops the output thread after writing out what it holds (output is synchronous again).
+    public func stopOutputThread() { output.stop() }
+
+    /// Writes out what the guest transmitted so far, on the calling thread (e.g. before the VMM
+    /// looks at the console for a panic message).
+    public func flushOutput() { output.drain() }
 
     /// Bytes the guest has transmitted to the sink.
     public var bytesTransmitted: UInt64 { transmitted.load(ordering: .relaxed) }
@@ -234,8 +250,7 @@ public final class Serial8250: BusDevice {
                 // The transmitter is wired to the receiver; a full FIFO loses the byte as an overrun.
                 if !s.push(value) { s.overrun = true }
             } else {
-                var byte = value
-                withUnsafeBytes(of: &byte) { sink.consoleOutput($0) }
+                output.put(value)
                 transmitted.add(1, ordering: .relaxed)
             }
             // Writing THR clears THRE; the byte leaves at once, so THR is empty again and THRE re-arms.

@@ -7,7 +7,7 @@ import Glibc
 /// descriptor (readable whenever one of the watched descriptors has an event), and the device
 /// drains it in `handleEvent`. It lets a device watch descriptors that come and go (vsock
 /// connections) and wait for writability, which the worker's fixed EPOLLIN list cannot express.
-public final class EventPoller: @unchecked Sendable {
+public final class EventPoller: Sendable {
     /// Event bits, as epoll(7) reports them.
     public struct Events: OptionSet, Sendable {
         public let rawValue: UInt32

@@ -23,6 +23,7 @@ public struct VirtQueueLayout: Equatable, Sendable {
 /// Every value read from guest memory is copied once and validated before use; a violation throws
 /// `VirtioError` and the transport puts the device into NEEDS_RESET. Not thread-safe: a queue is
 /// used only by its device's worker, under the transport's processing lock.
+/// @unchecked Sendable: Ring indices are touched only by the owning device's worker, under the transport's engine lock (see above).
 public final class VirtQueue: @unchecked Sendable {
     /// Largest indirect table accepted, in descriptors (QEMU's limit; Linux never comes close).
     public static let maxIndirectDescriptors = 1024
@@ -129,70 +130,15 @@ public final class VirtQueue: @unchecked Sendable {
         return try walk(head: head)
     }
 
-    /// Follows the chain from `head`, validating each descriptor as it is copied out.
+    /// Follows the chain from `head`, validating each descriptor as it is copied out; the chain
+    /// records only where it starts and its lengths (devices walk it again, lazily).
     private func walk(head: UInt16) throws(VirtioError) -> DescriptorChain {
-        var readable: [GuestSegment] = [], writable: [GuestSegment] = []
-        var readableLength: UInt64 = 0, writableLength: UInt64 = 0
-        var table = layout.descriptorTable, tableSize = Int(size)
-        var position = Int(head), visited = 0
-        var inIndirect = false, sawWritable = false
-        var raw = (UInt64(0), UInt64(0))
-        while true {
-            visited += 1
-            guard visited <= tableSize else { throw .chainTooLong(queue: index, limit: tableSize) }
-            // One copy of the whole descriptor: the guest may rewrite it while we look.
-            let descriptorAddress = table + 16 * UInt64(position)
-            try withUnsafeMutableBytes(of: &raw) { (bytes) throws(VirtioError) in
-                do throws(GuestMemoryError) { try memory.read(into: bytes, at: descriptorAddress) } catch { throw .memory(error) }
-            }
-            let address = UInt64(littleEndian: raw.0)
-            let length = UInt32(truncatingIfNeeded: UInt64(littleEndian: raw.1))
-            let flags = UInt16(truncatingIfNeeded: UInt64(littleEndian: raw.1) >> 32)
-            let next = UInt16(truncatingIfNeeded: UInt64(littleEndian: raw.1) >> 48)
-
-            if flags & VirtQueue.flagIndirect != 0 {
-                guard indirect else { throw .indirectNotNegotiated(queue: index) }
-                guard !inIndirect else { throw .nestedIndirect(queue: index) }
-                guard flags & VirtQueue.flagNext == 0 else { throw .indirectWithNext(queue: index) }
-                let count = Int(length / 16)
-                guard length % 16 == 0, count > 0, count <= VirtQueue.maxIndirectDescriptors,
-                      memory.isRAM(address, length: UInt64(length)) else {
-                    throw .indirectTable(queue: index, address: address, length: length)
-                }
-                table = address
-                tableSize = count
-                position = 0
-                visited = 0
-                inIndirect = true
-                continue
-            }
-
-            if flags & VirtQueue.flagWrite != 0 {
-                sawWritable = true
-                if length > 0 {
-                    guard memory.appendSegments(address: address, length: UInt64(length), to: &writable) else {
-                        throw .descriptorOutsideRAM(queue: index, address: address, length: length)
-                    }
-                }
-                writableLength += UInt64(length)
-            } else {
-                guard !sawWritable else { throw .readableAfterWritable(queue: index) }
-                if length > 0 {
-                    guard memory.appendSegments(address: address, length: UInt64(length), to: &readable) else {
-                        throw .descriptorOutsideRAM(queue: index, address: address, length: length)
-                    }
-                }
-                readableLength += UInt64(length)
-            }
-            guard readableLength <= UInt64(UInt32.max), writableLength <= UInt64(UInt32.max) else {
-                throw .chainTooLarge(queue: index)
-            }
-            guard flags & VirtQueue.flagNext != 0 else { break }
-            guard Int(next) < tableSize else { throw .nextOutOfRange(queue: index, next: next, tableSize: tableSize) }
-            position = Int(next)
-        }
-        return DescriptorChain(head: head, readable: readable, writable: writable,
-                               readableLength: Int(readableLength), writableLength: Int(writableLength))
+        let start = DescriptorChain(head: head, readableLength: 0, writableLength: 0, table: layout.descriptorTable,
+                                    tableSize: Int(size), indirectAllowed: indirect, queue: index)
+        var walker = ChainWalker(memory: memory, chain: start)
+        let (readable, writable) = try walker.validate()
+        return DescriptorChain(head: head, readableLength: readable, writableLength: writable, table: layout.descriptorTable,
+                               tableSize: Int(size), indirectAllowed: indirect, queue: index)
     }
 
     // MARK: used ring

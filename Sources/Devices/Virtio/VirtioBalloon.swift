@@ -37,6 +37,7 @@ public struct BalloonStatistics: Sendable, Equatable {
 /// guest touching them again faults fresh zero pages in. Features: STATS_VQ and DEFLATE_ON_OOM.
 /// The statistics buffer is held by the device and returned when `requestStatistics` asks for a
 /// fresh set (the driver refills it).
+/// @unchecked Sendable: The held statistics chain is touched only by the device's worker, under the transport's engine lock; what other threads read (statistics, target) sits in a Mutex or an Atomic.
 public final class VirtioBalloon: VirtioDevice, @unchecked Sendable {
     public static let inflateQueue = 0, deflateQueue = 1, statisticsQueue = 2
     public static let queueSize: UInt16 = 256

@@ -12,6 +12,7 @@ import Glibc
 /// replaces the older). Input is read only while the guest has receive buffers posted, so a guest
 /// not reading pushes back on the client. Output nobody can take (no client, or a client that does
 /// not read) is dropped and counted: a console must not stop the guest.
+/// @unchecked Sendable: The client descriptor and file state are touched only by the device's worker, under the transport's engine lock; counters other threads read sit in a Mutex.
 public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
     public static let receiveQueue = 0, transmitQueue = 1
     public static let queueSize: UInt16 = 256
@@ -126,8 +127,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
             var written = 0, dropped = 0
             var target = client, isFile = false
             if case let .file(fd) = backend { target = fd; isFile = true }
-            for segment in chain.readable {
-                let view = try activation.memory.view(segment)
+            try chain.forEachPiece(writable: false, from: 0, length: chain.readableLength, memory: activation.memory) { view in
                 var done = 0
                 // The file's room left; a socket has none to keep (the client reads it away).
                 let room = isFile ? Int(min(UInt64(view.count), fileLimit - min(fileSize, fileLimit))) : view.count
@@ -163,8 +163,7 @@ public final class VirtioConsole: VirtioDevice, @unchecked Sendable {
             if peeked <= 0 { if errno != EINTR { dropClient() }; return }
             guard let chain = try queue.popAvailable() else { return }  // the driver's refill notifies us
             var vectors: [iovec] = []
-            for segment in chain.writable {
-                let view = try activation.memory.view(segment)
+            try chain.forEachPiece(writable: true, from: 0, length: chain.writableLength, memory: activation.memory) { view in
                 vectors.append(iovec(iov_base: view.baseAddress, iov_len: view.count))
             }
             var count = 0

@@ -4,7 +4,7 @@ import Memory
 ///
 /// Created by the transport at DRIVER_OK and dropped at reset or on a violation. Used only on the
 /// device's worker thread, under the transport's processing lock.
-public final class VirtioActivation: @unchecked Sendable {
+public final class VirtioActivation: Sendable {
     public let memory: GuestMemory
     /// Features the driver accepted (device-specific and transport bits).
     public let features: UInt64

@@ -12,7 +12,7 @@ import Glibc
 /// VMM registers each notifier as an ioeventfd at base + `queueNotifyOffset` (4 bytes, datamatch = queue index).
 ///
 /// Locks: `engine` (activation; held while a queue is processed) is taken before `registers`, never after.
-public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
+public final class VirtioMMIOTransport: BusDevice, Sendable {
     public static let magicValue: UInt32 = 0x7472_6976
     public static let version: UInt32 = 2
     /// "VIRO", little-endian.
@@ -68,6 +68,9 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     let queueMaxSizes: [UInt16]
     let registers: Mutex<Registers>
     let engine = Mutex(Engine())
+    /// Mirrors of `engine.activation != nil` and `engine.violations` for readers on other threads.
+    let activeFlag = Atomic<Bool>(false)
+    let violationTotal = Atomic<Int>(0)
     /// InterruptStatus; changes and their delivery happen under this lock so a level line never lags.
     let interruptState = Mutex<UInt32>(0)
     private let worker = Mutex<VirtioWorker?>(nil)
@@ -101,10 +104,11 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     public var status: UInt32 { registers.withLock { $0.status } }
     /// The InterruptStatus register.
     public var interruptStatus: UInt32 { interruptState.withLock { $0 } }
-    /// True between a successful DRIVER_OK and the next reset or violation.
-    public var isActive: Bool { engine.withLock { $0.activation != nil } }
-    /// Protocol violations seen since creation (each one set NEEDS_RESET).
-    public var violationCount: Int { engine.withLock { $0.violations } }
+    /// True between a successful DRIVER_OK and the next reset or violation. Never waits for the
+    /// engine lock, which the worker holds across blocking backend I/O (pread, fsync).
+    public var isActive: Bool { activeFlag.load(ordering: .relaxed) }
+    /// Protocol violations seen since creation (each one set NEEDS_RESET); lock-free like `isActive`.
+    public var violationCount: Int { violationTotal.load(ordering: .relaxed) }
 
     // MARK: BusDevice
 
@@ -256,6 +260,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
                 let activation = VirtioActivation(memory: memory, features: features, queues: built)
                 try device.activate(activation)
                 engine.activation = activation
+                activeFlag.store(true, ordering: .relaxed)
             } catch {
                 failLocked(&engine, error)
             }
@@ -269,6 +274,7 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
 
     private func resetLocked(_ engine: inout Engine) {
         engine.activation = nil
+        activeFlag.store(false, ordering: .relaxed)
         device.reset()
         registers.withLock { r in
             let generation = r.configGeneration
@@ -295,7 +301,9 @@ public final class VirtioMMIOTransport: BusDevice, @unchecked Sendable {
     /// line (rate-limited).
     private func failLocked(_ engine: inout Engine, _ error: VirtioError) {
         engine.activation = nil
+        activeFlag.store(false, ordering: .relaxed)
         engine.violations += 1
+        violationTotal.store(engine.violations, ordering: .relaxed)
         let running = registers.withLock { r -> Bool in
             r.status |= VirtioStatus.needsReset
             return r.status & VirtioStatus.driverOK != 0

@@ -30,8 +30,7 @@ public final class VirtioRNG: VirtioDevice {
         guard let queue = activation.queue(index) else { return }
         while let chain = try queue.popAvailable() {
             var written = 0
-            for segment in DescriptorChain.slice(chain.writable, from: 0, length: VirtioRNG.maxBytesPerRequest) {
-                let view = try activation.memory.view(segment)
+            try chain.forEachPiece(writable: true, from: 0, length: VirtioRNG.maxBytesPerRequest, memory: activation.memory) { view in
                 written += VirtioRNG.fill(view)
             }
             served.add(UInt64(written), ordering: .relaxed)

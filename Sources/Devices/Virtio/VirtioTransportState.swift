@@ -95,6 +95,7 @@ extension VirtioMMIOTransport {
         registers.withLock { $0 = r }
         try engine.withLock { (e) throws(StateError) in
             e.activation = nil
+            activeFlag.store(false, ordering: .relaxed)
             if let activation {
                 do {
                     try device.activate(activation)
@@ -102,6 +103,7 @@ extension VirtioMMIOTransport {
                     throw .invalid(what: "virtio device \(name) (activation: \(error))")
                 }
                 e.activation = activation
+                activeFlag.store(true, ordering: .relaxed)
             }
         }
         try device.restoreSnapshotState(deviceState, activation: activation)

@@ -12,6 +12,7 @@ public struct VirtioWorkerError: Error, Equatable, CustomStringConvertible {
 
 /// One device's worker: a plain pthread in epoll over its queue notifiers, its backends' descriptors
 /// and a stop eventfd, so queue processing and backend I/O never run on a vCPU thread.
+/// @unchecked Sendable: `thread` and `joined` are written only by `start` and `stop`, on the VMM's main thread; the worker thread itself only reads the epoll and eventfd descriptors, which never change.
 final class VirtioWorker: @unchecked Sendable {
     private static let stopToken = UInt64.max
     private static let resumeToken = UInt64.max - 1

@@ -27,7 +27,7 @@ enum JSONResponse {
     }
 
     /// A VM as `GET /vms/{name}` shows it; `live` is the VMM's own status reply, when asked for.
-    static func vm(_ vm: VMRecord, paths: VMPaths, live: JSONValue? = nil, includeLive: Bool = false) -> JSONValue {
+    static func vm(_ vm: VMRecord, paths: VMPaths, live: VMMStatus? = nil, includeLive: Bool = false) -> JSONValue {
         var members: [(key: String, value: JSONValue)] = [
             ("name", .string(vm.name)),
             ("kernel", .string(vm.kernel)),
@@ -71,11 +71,7 @@ enum JSONResponse {
             ])),
         ]
         if includeLive {
-            var vmm: JSONValue = .null
-            if case let .object(reply)? = live {
-                vmm = .object(reply.filter { $0.key != "ok" })
-            }
-            members.append(("vmm", vmm))
+            members.append(("vmm", live.flatMap { try? JSONCoding.encode($0) } ?? .null))
         }
         return .object(members)
     }

@@ -23,8 +23,8 @@ enum MetricsExporter {
     /// What one scrape knows about one VM.
     struct VMSample {
         var record: VMRecord
-        /// The VMM's `status` reply (has `exits`), for running and paused VMs.
-        var live: JSONValue?
+        /// The VMM's `status`, for running and paused VMs.
+        var live: VMMStatus?
         var residentBytes: Int64?
     }
 
@@ -73,7 +73,7 @@ enum MetricsExporter {
 
         family("vireo_vm_exits_total", "counter", "vCPU exits of the VM's current run, by kind, as counted by its VMM.")
         for vm in samples {
-            guard case let .object(exits)? = vm.live?["exits"] else { continue }
+            guard let counts = vm.live?.exits, case let .object(exits)? = try? JSONCoding.encode(counts) else { continue }
             for (kind, value) in exits {
                 if let count = value.intValue { sample("vireo_vm_exits_total", [("vm", vm.record.name), ("kind", kind)], Double(count)) }
             }

@@ -125,6 +125,7 @@ public struct UnixHTTPClient: Sendable {
 
 /// One HTTP/1.1 exchange on a connected socket: writes the request, reads the reply incrementally
 /// (Content-Length, chunked, or until the server closes).
+/// @unchecked Sendable: One exchange belongs to the one caller that made the request and reads it to its end; its parse state is never shared between threads.
 public final class HTTPConnection: @unchecked Sendable {
     public let fd: Int32
     private var buffer: [UInt8] = []

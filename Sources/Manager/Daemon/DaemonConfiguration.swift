@@ -14,6 +14,9 @@ public struct DaemonConfiguration: Sendable {
     public var vmmExecutable: String?
     /// Each VM's console log is rotated past this size (one old generation is kept).
     public var consoleLogMaxBytes: Int = 1 << 20
+    /// An API connection that keeps the daemon waiting this long for its request is closed
+    /// (`--request-timeout`; RequestTimeouts).
+    public var requestTimeoutSeconds: Double = 30
     public var logLevel: Logger.Level = .info
     /// JSON lines instead of text on stderr.
     public var jsonLogs = false

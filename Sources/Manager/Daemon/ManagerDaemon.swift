@@ -52,6 +52,7 @@ public enum ManagerDaemon {
         let descriptors = DescriptorLimit.raise()
         let app = Application(
             router: api.buildRouter(),
+            server: .http1(configuration: .init(additionalChannelHandlers: [RequestTimeouts(seconds: configuration.requestTimeoutSeconds)])),
             configuration: .init(address: .unixDomainSocket(path: socketPath), serverName: "vireo/\(version)",
                                  availableConnectionsDelegate: MaximumAvailableConnections(
                                      DescriptorLimit.maximumConnections(forLimit: descriptors), logger: serverLogger)),

@@ -68,7 +68,7 @@ public struct DefinitionValidator: Sendable {
             var definition = VMDefinition(name: name, kernel: info.kernel, cmdline: info.cmdline, cpus: info.cpus,
                                           memoryMiB: info.memoryMiB, restore: directory)
             try apply(members, to: &definition)
-        try checkDeviceSlots(definition)
+            try checkSpec(definition)
             try checkDiskCount(definition.disks, against: info)
             return definition
         }
@@ -77,7 +77,7 @@ public struct DefinitionValidator: Sendable {
         }
         var definition = VMDefinition(name: name, kernel: try path(kernelValue, "kernel"))
         try apply(members, to: &definition)
-        try checkDeviceSlots(definition)
+        try checkSpec(definition)
         return definition
     }
 
@@ -97,18 +97,19 @@ public struct DefinitionValidator: Sendable {
         if existing.restore != nil { try refuseFixedBySnapshot(members) }
         if let kernelValue = members["kernel"] { definition.kernel = try path(kernelValue, "kernel") }
         try apply(members, to: &definition)
-        try checkDeviceSlots(definition)
+        try checkSpec(definition)
         if let directory = existing.restore, members["disks"] != nil {
             try checkDiskCount(definition.disks, against: try snapshot(directory))
         }
         return definition
     }
 
-    private func checkDeviceSlots(_ definition: VMDefinition) throws(APIError) {
-        let used = definition.disks.count + definition.nets.count + (definition.rng ? 1 : 0)
-        guard used <= VMLimits.virtioSlots else {
-            throw .invalidField(definition.nets.isEmpty ? "disks" : "nets",
-                                "field '\(definition.nets.isEmpty ? "disks" : "nets")': \(definition.disks.count) disk(s), \(definition.nets.count) NIC(s)\(definition.rng ? " and the rng" : "") need \(used) virtio slots; the VMM has \(VMLimits.virtioSlots)")
+    /// The shared limits (`SpecValidator`, as `vireo run` applies them), with the same words.
+    private func checkSpec(_ definition: VMDefinition) throws(APIError) {
+        do {
+            try SpecValidator.validate(definition.spec)
+        } catch {
+            throw .invalidField(error.field, error.message(.api))
         }
     }
 
@@ -163,20 +164,13 @@ public struct DefinitionValidator: Sendable {
             definition.initrd = value == .null ? nil : try path(value, "initrd")
         }
         if let value = members["cmdline"] {
-            let cmdline = try string(value, "cmdline")
-            guard cmdline.utf8.count < VMLimits.cmdlineBytes else {
-                throw .invalidField("cmdline", "field 'cmdline' is \(cmdline.utf8.count) bytes long; the limit is \(VMLimits.cmdlineBytes - 1)")
-            }
-            guard !cmdline.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-                throw .invalidField("cmdline", "field 'cmdline' must not contain control characters")
-            }
-            definition.cmdline = cmdline
+            definition.cmdline = try string(value, "cmdline")
         }
         if let value = members["cpus"] {
-            definition.cpus = try integer(value, "cpus", in: VMLimits.cpus, unit: "")
+            definition.cpus = try integer(value, "cpus")
         }
         if let value = members["memoryMiB"] {
-            definition.memoryMiB = try integer(value, "memoryMiB", in: VMLimits.memoryMiB, unit: " MiB")
+            definition.memoryMiB = try integer(value, "memoryMiB")
         }
         if let value = members["autostart"] { definition.autostart = try bool(value, "autostart") }
         if let value = members["restartPolicy"] {
@@ -195,10 +189,6 @@ public struct DefinitionValidator: Sendable {
         }
         if let value = members["isolation"] {
             definition.isolation = value == .null ? IsolationDefinition() : try isolation(value, base: definition.isolation)
-        }
-        if let limit = definition.resources.memoryMaxMiB,
-           limit < definition.memoryMiB + VMLimits.memoryMaxOverheadMiB {
-            throw .invalidField("resources.memoryMaxMiB", "field 'resources.memoryMaxMiB' is \(limit) MiB but the VM needs its \(definition.memoryMiB) MiB of RAM plus \(VMLimits.memoryMaxOverheadMiB) MiB for the VMM")
         }
     }
 
@@ -246,23 +236,13 @@ public struct DefinitionValidator: Sendable {
             }
             // An overlay is created by the VMM when missing; a plain image must exist.
             let diskPath = try path(pathValue, "\(field).path", creatable: backing != nil)
-            // The VMM's --disk syntax separates options with commas.
+            // `vireo run --disk` separates options with commas: refused so that every VM the API
+            // defines can also be written as a command line.
             for (name, value) in [("path", diskPath), ("backing", backing ?? "")] where value.contains(",") {
                 throw .invalidField("\(field).\(name)", "field '\(field).\(name)' must not contain ',' (got '\(value)')")
             }
-            guard !disks.contains(where: { $0.path == diskPath || $0.backing == diskPath }) else {
-                throw .invalidField("\(field).path", "field '\(field).path': '\(diskPath)' is attached twice")
-            }
-            if let backing, disks.contains(where: { $0.path == backing }) {
-                throw .invalidField("\(field).backing", "field '\(field).backing': '\(backing)' is attached as a disk too; a base must only be read")
-            }
-            guard backing != diskPath else {
-                throw .invalidField("\(field).backing", "field '\(field).backing': an overlay cannot be its own base")
-            }
+            // Duplicates, overlays and counts: SpecValidator.
             let readOnly = try members["readOnly"].map { (flag) throws(APIError) in try bool(flag, "\(field).readOnly") } ?? false
-            if readOnly && backing != nil {
-                throw .invalidField("\(field).readOnly", "field '\(field).readOnly': an overlay takes the guest's writes; attach the base itself read-only instead")
-            }
             disks.append(DiskDefinition(path: diskPath, readOnly: readOnly, backing: backing))
         }
         return disks
@@ -282,41 +262,17 @@ public struct DefinitionValidator: Sendable {
             switch (mode, members["tap"]) {
             case (.tap, nil):
                 throw .missingField("\(field).tap", hint: "(the host TAP device for mode tap)")
-            case (.tap, let tapValue?):
-                let tap = try string(tapValue, "\(field).tap")
-                let ok = (1...15).contains(tap.utf8.count) && tap.utf8.allSatisfy {
-                    $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
-                }
-                guard ok else {
-                    throw .invalidField("\(field).tap", "field '\(field).tap' must be a network interface name (1–15 letters, digits, '-', '_', '.'), got \(JSONValue.string(tap).serialized())")
-                }
-                net.tap = tap
-            case (.user, .some):
-                throw .invalidField("\(field).tap", "field '\(field).tap' is only for mode tap")
+            case (_, let tapValue?):
+                net.tap = try string(tapValue, "\(field).tap")  // its name and mode: SpecValidator
             case (.user, nil):
                 break
             }
             if let macValue = members["mac"] {
-                let mac = try string(macValue, "\(field).mac")
-                guard let first = DefinitionValidator.macFirstOctet(mac) else {
-                    throw .invalidField("\(field).mac", "field '\(field).mac' must be a MAC address XX:XX:XX:XX:XX:XX, got \(JSONValue.string(mac).serialized())")
-                }
-                guard first & 1 == 0 else {
-                    throw .invalidField("\(field).mac", "field '\(field).mac' is a multicast address; a NIC needs a unicast one (even first octet)")
-                }
-                net.mac = mac.lowercased()
+                net.mac = try string(macValue, "\(field).mac").lowercased()
             }
             nets.append(net)
         }
         return nets
-    }
-
-    /// The first octet of `XX:XX:XX:XX:XX:XX`, or nil when it is not one.
-    static func macFirstOctet(_ text: String) -> UInt8? {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 6, parts.allSatisfy({ $0.count == 2 }) else { return nil }
-        let octets = parts.compactMap { UInt8($0, radix: 16) }
-        return octets.count == 6 ? octets[0] : nil
     }
 
     private func resources(_ value: JSONValue, base: ResourceSettings) throws(APIError) -> ResourceSettings {
@@ -331,30 +287,28 @@ public struct DefinitionValidator: Sendable {
             }
         }
         if let weight = members["cpuWeight"], weight != .null {
-            settings.cpuWeight = try integer(weight, "resources.cpuWeight", in: VMLimits.cpuWeight, unit: " (the cgroup cpu.weight range)")
+            settings.cpuWeight = try integer(weight, "resources.cpuWeight")
         }
         if let cpuMax = members["cpuMax"], cpuMax != .null {
             let fields = try object(cpuMax, "resources.cpuMax", keys: ["quotaMicros", "periodMicros"])
             guard let quota = fields["quotaMicros"] else { throw .missingField("resources.cpuMax.quotaMicros") }
-            var limit = ResourceSettings.CPUMax(quotaMicros: try integer(quota, "resources.cpuMax.quotaMicros", in: VMLimits.cpuMaxQuotaMicros, unit: " µs"))
+            var limit = ResourceSettings.CPUMax(quotaMicros: try integer(quota, "resources.cpuMax.quotaMicros"))
             if let period = fields["periodMicros"] {
-                limit.periodMicros = try integer(period, "resources.cpuMax.periodMicros", in: VMLimits.cpuMaxPeriodMicros, unit: " µs")
+                limit.periodMicros = try integer(period, "resources.cpuMax.periodMicros")
             }
             settings.cpuMax = limit
         }
         if let memory = members["memoryMaxMiB"], memory != .null {
-            settings.memoryMaxMiB = try integer(memory, "resources.memoryMaxMiB", in: VMLimits.memoryMiB, unit: " MiB")
+            settings.memoryMaxMiB = try integer(memory, "resources.memoryMaxMiB")
         }
         if let affinity = members["cpuAffinity"], affinity != .null {
             var cpus: [Int] = []
-            let items = try array(affinity, "resources.cpuAffinity", limit: 1...4096)
+            let items = try array(affinity, "resources.cpuAffinity", limit: 1...SpecLimits.cpuNumbers.count)
             for item in items {
-                let cpu = try integer(item, "resources.cpuAffinity", in: 0...4095, unit: "")
+                let cpu = try integer(item, "resources.cpuAffinity", in: SpecLimits.cpuNumbers, unit: "")
+                // The host's CPUs are this side's own check; duplicates are SpecValidator's.
                 guard cpu < hostCPUs else {
                     throw .invalidField("resources.cpuAffinity", "field 'resources.cpuAffinity': CPU \(cpu) does not exist on this host (it has CPUs 0–\(hostCPUs - 1))")
-                }
-                guard !cpus.contains(cpu) else {
-                    throw .invalidField("resources.cpuAffinity", "field 'resources.cpuAffinity' lists CPU \(cpu) twice")
                 }
                 cpus.append(cpu)
             }
@@ -371,7 +325,7 @@ public struct DefinitionValidator: Sendable {
         if members["group"] == .null { settings.group = nil }
         if let mode = members["seccomp"], mode != .null {
             let text = try string(mode, "isolation.seccomp")
-            guard IsolationDefinition.seccompModes.contains(text) else {
+            guard SeccompMode(rawValue: text) != nil else {
                 throw .invalidField("isolation.seccomp", "field 'isolation.seccomp' must be one of \(IsolationDefinition.seccompModes.joined(separator: ", ")); got \(JSONValue.string(text).serialized())")
             }
             settings.seccomp = text
@@ -389,9 +343,6 @@ public struct DefinitionValidator: Sendable {
             guard Int(text) != nil || getgrnam(text) != nil else {
                 throw .invalidField("isolation.group", "field 'isolation.group': no group '\(text)' on this host")
             }
-            guard settings.user != nil else {
-                throw .invalidField("isolation.group", "field 'isolation.group' needs 'isolation.user'")
-            }
             settings.group = text
         }
         return settings
@@ -402,6 +353,11 @@ public struct DefinitionValidator: Sendable {
             throw .invalidField(field, "field '\(field)' must be a string, got \(value.typeDescription)")
         }
         return text
+    }
+
+    /// An integer of any size; its range is SpecValidator's to check.
+    private func integer(_ value: JSONValue, _ field: String) throws(APIError) -> Int {
+        try integer(value, field, in: Int.min...Int.max, unit: "")
     }
 
     private func integer(_ value: JSONValue, _ field: String, in range: ClosedRange<Int>, unit: String) throws(APIError) -> Int {
@@ -471,12 +427,5 @@ public struct DefinitionValidator: Sendable {
         guard stat(path, &info) == 0 else { return .missing }
         guard info.st_mode & S_IFMT == S_IFREG else { return .notRegularFile }
         return access(path, R_OK) == 0 ? .regularFile : .unreadable
-    }
-}
-
-extension UInt8 {
-    var isASCIIAlphanumeric: Bool {
-        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self)
-            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self)
     }
 }

@@ -1,3 +1,5 @@
+@_exported import VMSpec
+
 /// When the Supervisor starts a VM again after its VMM process ended on its own.
 public enum RestartPolicy: String, Codable, Sendable, CaseIterable {
     /// Never.
@@ -54,25 +56,42 @@ public struct VMDefinition: Codable, Sendable, Equatable {
     public static let defaultCmdline = "console=ttyS0"
 }
 
-/// Limits the API enforces; they match what `vireo run` accepts.
+/// Limits the API enforces: `SpecLimits` (shared with `vireo run`) in the API's units, and the
+/// bounds of the HTTP layer itself.
 public enum VMLimits {
-    public static let cpus = 1...254
-    /// 16 MiB (the smallest guest) to 1 TiB (the VMM's limit).
-    public static let memoryMiB = 16...(1 << 20)
-    /// virtio-mmio slots the VMM has (VMConfig.virtioSlots; DeviceSlotLimitTests keeps them equal),
-    /// shared by disks, NICs and the rng: the API never accepts what the VMM cannot build.
-    public static let virtioSlots = 10
+    public static let cpus = SpecLimits.cpus
+    public static let memoryMiB = Int(SpecLimits.minimumMemoryBytes >> 20)...Int(SpecLimits.maximumMemoryBytes >> 20)
+    public static let virtioSlots = SpecLimits.virtioSlots
+    /// Each list alone can at most fill every slot (the validator counts them together).
     public static let disks = 0...virtioSlots
     public static let nets = 0...virtioSlots
-    /// cgroup v2 cpu.weight.
-    public static let cpuWeight = 1...10_000
-    /// The kernel's CFS bandwidth bounds, in µs.
-    public static let cpuMaxPeriodMicros = 1_000...1_000_000
-    public static let cpuMaxQuotaMicros = 1_000...(1 << 40)
-    /// What the VMM itself needs beyond guest RAM (as `vireo run --memory-max` checks).
-    public static let memoryMaxOverheadMiB = 32
-    /// Linux's COMMAND_LINE_SIZE on x86.
-    public static let cmdlineBytes = 2048
     /// Request bodies larger than this are refused with 413.
     public static let maxBodyBytes = 1 << 20
+}
+
+extension VMDefinition {
+    /// The VMM's spec for this definition, without the run-time parts the launcher adds (console
+    /// log, control socket): what the shared `SpecValidator` checks.
+    public var spec: VMSpec {
+        let boot: VMSpec.BootSource = restore.map { .restore(directory: $0) }
+            ?? .kernel(VMSpec.KernelBoot(kernel: kernel, initrd: initrd, cmdline: cmdline))
+        let devices = VMSpec.Devices(
+            disks: disks.map { VMSpec.Disk(path: $0.path, readOnly: $0.readOnly, backing: $0.backing) },
+            nets: nets.map { VMSpec.Net(mode: $0.mode == .tap ? .tap : .user, tap: $0.tap, mac: $0.mac) },
+            rng: rng)
+        let limits = VMSpec.Resources(
+            cpuWeight: resources.cpuWeight,
+            cpuMax: resources.cpuMax.map { VMSpec.Resources.CPUMax(quotaMicros: $0.quotaMicros, periodMicros: $0.periodMicros) },
+            memoryMaxBytes: resources.memoryMaxMiB.map(VMDefinition.bytes(mebibytes:)), cpuAffinity: resources.cpuAffinity)
+        return VMSpec(machine: VMSpec.MachineShape(cpus: cpus, memoryBytes: VMDefinition.bytes(mebibytes: memoryMiB)),
+                      boot: boot, devices: devices, resources: limits,
+                      isolation: VMSpec.Isolation(seccomp: isolation.seccomp.flatMap(SeccompMode.init(rawValue:)),
+                                                  jail: isolation.jail, user: isolation.user, group: isolation.group))
+    }
+
+    /// MiB to bytes, saturating (an absurd request still reaches the validator's range message).
+    static func bytes(mebibytes: Int) -> Int64 {
+        let (product, overflow) = Int64(clamping: mebibytes).multipliedReportingOverflow(by: 1 << 20)
+        return overflow ? (mebibytes < 0 ? Int64.min : Int64.max) : product
+    }
 }

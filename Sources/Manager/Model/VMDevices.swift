@@ -89,7 +89,7 @@ public struct IsolationDefinition: Codable, Sendable, Equatable {
         group = try container.decodeIfPresent(String.self, forKey: .group)
     }
 
-    public static let seccompModes = ["on", "kill", "log", "off"]
+    public static let seccompModes = SeccompMode.allCases.map(\.rawValue)
 }
 
 /// What the daemon needs to know of a snapshot a VM is restored from; read (and verified) by the

@@ -46,6 +46,8 @@ public actor Supervisor {
     /// Consecutive runs that ended within `quickRunSeconds`: the restart back-off exponent.
     private var quickExits: [String: Int] = [:]
     private var monitor: Task<Void, Never>?
+    /// The per-VM uid each VM's VMM was last started as (VMMPrivileges).
+    private var vmmUIDs: [String: uid_t] = [:]
     private static let quickRunSeconds = 10.0
 
     public init(configuration: Configuration, store: Store, events: EventBus, logger: Logger,
@@ -72,9 +74,9 @@ public actor Supervisor {
     }
 
     /// The VMM's own `status` reply (state, exit counts) for a running or paused VM.
-    public nonisolated func liveStatus(of vm: VMRecord) async -> JSONValue? {
+    public nonisolated func liveStatus(of vm: VMRecord) async -> VMMStatus? {
         guard vm.state == .running || vm.state == .paused else { return nil }
-        return try? await VMMControl(socketPath: paths(for: vm.name).apiSocket, expectedPID: vm.pid).request("status", timeout: 1)
+        return try? await VMMControl(socketPath: paths(for: vm.name).apiSocket, expectedPID: vm.pid).request(.status, timeout: 1).status
     }
 
     // MARK: Definitions
@@ -109,6 +111,7 @@ public actor Supervisor {
         restartTasks.removeValue(forKey: name)?.cancel()
         try store.delete(name: name)
         vms[name] = nil
+        vmmUIDs[name] = nil
         requests[name] = nil
         quickExits[name] = nil
         try? FileManager.default.removeItem(atPath: paths(for: name).directory)
@@ -138,7 +141,7 @@ public actor Supervisor {
         try commit(vm)
         emit(name, "stopping", .stopping, "stopping VM '\(name)'")
         do {
-            _ = try await VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: pid).request("stop", timeout: 2)
+            _ = try await VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: pid).request(.stop, timeout: 2)
         } catch {
             logger.warning("control socket did not take 'stop'; sending SIGTERM", metadata: ["vm": "\(name)", "error": "\(error)"])
             signal(pid, startTime: vm.pidStartTime, SIGTERM)
@@ -173,11 +176,11 @@ public actor Supervisor {
     static let pauseTimeout = 15.0
 
     public func pause(_ name: String) async throws -> VMRecord {
-        try await control(name, action: .pause, command: "pause", to: .paused, event: "paused")
+        try await control(name, action: .pause, command: .pause, to: .paused, event: "paused")
     }
 
     public func resume(_ name: String) async throws -> VMRecord {
-        try await control(name, action: .resume, command: "resume", to: .running, event: "resumed")
+        try await control(name, action: .resume, command: .resume, to: .running, event: "resumed")
     }
 
     /// Writes a snapshot of the VM to `directory` (absolute; absent or an empty directory). A running
@@ -186,19 +189,24 @@ public actor Supervisor {
         let vm = try record(name)
         try Lifecycle.check(.snapshot, name: name, state: vm.state)
         let directory = try SnapshotTarget.check(given, roots: validator.imageRoots)
+        // An unprivileged VMM cannot create it in a root-owned parent: it gets the empty directory,
+        // and root takes the finished snapshot back (SnapshotOwnership).
+        let owner = vm.pid.flatMap(VMMPrivileges.identity(ofProcess:))
+        try SnapshotOwnership.handOver(directory, to: owner)
+        defer { SnapshotOwnership.takeBack(directory, from: owner) }
         let control = VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
         let pausedHere = vm.state == .running
-        if pausedHere { _ = try await control.request("pause", timeout: Supervisor.pauseTimeout) }
-        let reply: JSONValue
+        if pausedHere { _ = try await control.request(.pause, timeout: Supervisor.pauseTimeout) }
+        let reply: ControlReply
         do {
             // Writing guest RAM takes a while for big guests.
-            reply = try await control.request("snapshot " + directory, timeout: 600)
+            reply = try await control.request(.snapshot(directory: directory), timeout: 600)
         } catch {
-            if pausedHere { _ = try? await control.request("resume") }
+            if pausedHere { _ = try? await control.request(.resume) }
             throw error
         }
-        if pausedHere { _ = try await control.request("resume") }
-        let milliseconds = Int(reply["ms"]?.intValue ?? 0)
+        if pausedHere { _ = try await control.request(.resume) }
+        let milliseconds = reply.ms ?? 0
         emit(name, "snapshotted", vm.state, "VM '\(name)' snapshotted to \(directory) in \(milliseconds) ms")
         return (try record(name), milliseconds)
     }
@@ -211,14 +219,14 @@ public actor Supervisor {
         return try await start(name)
     }
 
-    private func control(_ name: String, action: VMAction, command: String, to target: VMState, event: String) async throws -> VMRecord {
+    private func control(_ name: String, action: VMAction, command: ControlRequest, to target: VMState, event: String) async throws -> VMRecord {
         let vm = try record(name)
         try Lifecycle.check(action, name: name, state: vm.state)
         let reply = try await VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
             .request(command, timeout: action == .pause ? Supervisor.pauseTimeout : 5)
         guard var current = vms[name], current.pid == vm.pid, current.state == vm.state else { return try record(name) }
-        guard reply["state"]?.stringValue == target.rawValue else {
-            throw APIError.vmmUnavailable("the VMM answered '\(command)' with state \(reply["state"]?.serialized() ?? "none")")
+        guard reply.state == target.rawValue else {
+            throw APIError.vmmUnavailable("the VMM answered '\(command.line)' with state \(reply.state.map { "\"\($0)\"" } ?? "none")")
         }
         current.state = target
         current.stateChangedAt = Date()
@@ -243,8 +251,10 @@ public actor Supervisor {
         let name = vm.name
         try validator.checkPaths(vm.definition)
         let paths = paths(for: name)
+        let (definition, vmmUID) = try VMMPrivileges.effective(vm.definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name])
+        vmmUIDs[name] = vmmUID
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
-        try VMDirectory.prepare(paths, owner: try VMOwner(vm.isolation))
+        try VMDirectory.prepare(paths, owner: try VMOwner(definition.isolation))
         let lock = try await acquireLock(paths, name: name)
         defer { close(lock) }  // the shim and the VMM hold it from here on
         vm.state = .starting
@@ -257,7 +267,7 @@ public actor Supervisor {
 
         let shim: Int32
         do {
-            shim = try launcher.spawn(vm.definition, paths: paths, lockFD: lock)
+            shim = try launcher.spawn(definition, paths: paths, lockFD: lock)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
@@ -297,7 +307,7 @@ public actor Supervisor {
                 await handleExit(name, pid: pid)
                 continue
             }
-            if access(paths.apiSocket, F_OK) == 0, (try? await control.request("status", timeout: 2)) != nil { break }
+            if access(paths.apiSocket, F_OK) == 0, (try? await control.request(.status, timeout: 2)) != nil { break }
             if Date() > readyDeadline {
                 logger.error("VMM did not answer on its control socket in time; killing it", metadata: ["vm": "\(name)"])
                 signal(pid, startTime: now.pidStartTime, SIGKILL)
@@ -313,6 +323,11 @@ public actor Supervisor {
         try commit(running)
         emit(name, "started", .running, "VM '\(name)' running (VMM pid \(pid))")
         return running
+    }
+
+    /// The per-VM uids other VMs were last started with (VMMPrivileges adds those running now).
+    private func uidsInUse(except name: String) -> Set<uid_t> {
+        Set(vmmUIDs.filter { $0.key != name }.values)
     }
 
     /// What a start that was overtaken (the VMM ended, or was killed) returns.
@@ -460,10 +475,10 @@ public actor Supervisor {
 
     private func adopt(_ record: VMRecord, pid: Int32) async {
         var vm = record
-        let status = try? await VMMControl(socketPath: paths(for: vm.name).apiSocket, expectedPID: pid).request("status", timeout: 2)
+        let status = try? await VMMControl(socketPath: paths(for: vm.name).apiSocket, expectedPID: pid).request(.status, timeout: 2)
         vm.pid = pid
         vm.pidStartTime = ProcessProbe.startTime(of: pid)
-        vm.state = status?["state"]?.stringValue == "paused" ? .paused : .running
+        vm.state = status?.state == "paused" ? .paused : .running
         if vm.startedAt == nil { vm.startedAt = Date() }
         vm.stateChangedAt = Date()
         try? commit(vm)

@@ -27,19 +27,23 @@ struct VMMControl: Sendable {
         return fd
     }
 
-    /// Sends `command` (`status`, `pause`, `resume`, `stop`, `kill`) and returns the parsed reply.
-    /// Throws the VMM's own error text for `{"ok":false,"error":…}`.
-    func request(_ command: String, timeout: Double = 5) async throws -> JSONValue {
+    /// Sends `request` and returns the VMM's typed reply; throws the VMM's own error text for a refusal.
+    func request(_ request: ControlRequest, timeout: Double = 5) async throws -> ControlReply {
         let path = socketPath, pid = expectedPID
         return try await runOnThread {
             let fd = try VMMControl.connect(path, expecting: pid, timeout: timeout)
             defer { close(fd) }
-            try UnixSocket.sendAll(fd, Array((command + "\n").utf8))
+            try UnixSocket.sendAll(fd, Array((request.line + "\n").utf8))
             var rest: [UInt8] = []
             let line = try UnixSocket.readLine(fd, rest: &rest)
-            let reply = try JSONParser.parse(line)
-            guard reply["ok"]?.boolValue == true else {
-                throw APIError.vmmUnavailable("the VMM refused '\(command)': \(reply["error"]?.stringValue ?? line)")
+            let reply: ControlReply
+            do {
+                reply = try ControlReply.parse(line)
+            } catch {
+                throw APIError.vmmUnavailable("the VMM answered '\(request.line)' with something that is no reply (\(error)): \(line.prefix(200))")
+            }
+            guard reply.ok else {
+                throw APIError.vmmUnavailable("the VMM refused '\(request.line)': \(reply.error ?? line)")
             }
             return reply
         }

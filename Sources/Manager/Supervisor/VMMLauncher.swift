@@ -23,52 +23,49 @@ struct VMMLauncher: Sendable {
         echo $? > vmm.exit.tmp && mv -f vmm.exit.tmp vmm.exit
         """
 
-    /// `vireo run` arguments for a definition (paths relative to the VM directory).
-    func vmmArguments(for definition: VMDefinition) -> [String] {
-        var arguments = ["run"]
-        if let snapshot = definition.restore {
-            // The snapshot fixes the machine's shape, its NICs and rng.
-            arguments += ["--restore", snapshot]
-        } else {
-            arguments += ["--kernel", definition.kernel]
-            if let initrd = definition.initrd { arguments += ["--initrd", initrd] }
-            arguments += [
-                "--cmdline", definition.cmdline,
-                "--cpus", String(definition.cpus),
-                "--memory", "\(definition.memoryMiB)M",
-            ]
-            for net in definition.nets {
-                var spec = net.mode == .tap ? "tap=\(net.tap ?? "")" : "user"
-                if let mac = net.mac { spec += ",mac=\(mac)" }
-                arguments += ["--net", spec]
-            }
-            if definition.rng { arguments.append("--rng") }
-        }
-        for disk in definition.disks {
-            arguments += ["--disk", disk.path + (disk.readOnly ? ",readonly" : "") + (disk.backing.map { ",backing=\($0)" } ?? "")]
-        }
-        arguments += VMMLauncher.isolationArguments(definition.resources, definition.isolation)
-        arguments += [
-            "--no-stdin", "--no-console",
-            "--console-log", VMPaths.consoleLogName,
-            "--console-log-max", "\(max(4, consoleLogMaxBytes / 1024))K",
-            "--api-socket", VMPaths.apiSocketName,
-        ]
-        return arguments
+    /// The VMM's spec for a definition: the definition's own spec plus what every daemon VM gets
+    /// (no terminal, a rotated console log and a control socket, relative to the VM directory).
+    func spec(for definition: VMDefinition) -> VMSpec {
+        var spec = definition.spec
+        spec.console = VMSpec.Console(logPath: VMPaths.consoleLogName,
+                                      logMaxBytes: UInt64(max(4, consoleLogMaxBytes / 1024)) << 10,
+                                      toStdout: false, fromStdin: false)
+        spec.control = VMSpec.Control(apiSocket: VMPaths.apiSocketName)
+        return spec
     }
 
-    /// `vireo run`'s cgroup, pinning, seccomp and jail flags for these settings.
-    static func isolationArguments(_ resources: ResourceSettings, _ isolation: IsolationDefinition) -> [String] {
-        var arguments: [String] = []
-        if let weight = resources.cpuWeight { arguments += ["--cpu-weight", String(weight)] }
-        if let cpuMax = resources.cpuMax { arguments += ["--cpu-max", "\(cpuMax.quotaMicros)/\(cpuMax.periodMicros)"] }
-        if let memory = resources.memoryMaxMiB { arguments += ["--memory-max", "\(memory)M"] }
-        if let cpus = resources.cpuAffinity { arguments += ["--cpu-affinity", cpus.map(String.init).joined(separator: ",")] }
-        if let mode = isolation.seccomp { arguments += ["--seccomp", mode] }
-        if isolation.jail { arguments.append("--jail") }
-        if let user = isolation.user { arguments += ["--uid", user] }
-        if let group = isolation.group { arguments += ["--gid", group] }
-        return arguments
+    /// Writes the spec the VMM reads (`run --spec FILE`) into the VM's directory, which only the
+    /// daemon writes: a fresh file (never through a planted link), readable by the daemon's user alone.
+    func writeSpec(_ spec: VMSpec, paths: VMPaths) throws(APIError) {
+        let text: String
+        do {
+            text = try spec.jsonText()
+        } catch {
+            throw .internal("cannot encode the VMM spec: \(error)")
+        }
+        let temporary = paths.specFile + ".tmp"
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .internal("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        var bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                let error = errno
+                close(fd)
+                unlink(temporary)
+                throw .internal("cannot write \(temporary): \(String(cString: strerror(error)))")
+            }
+            written += count
+        }
+        close(fd)
+        guard rename(temporary, paths.specFile) == 0 else {
+            let error = errno
+            unlink(temporary)
+            throw .internal("cannot write \(paths.specFile): \(String(cString: strerror(error)))")
+        }
     }
 
     /// Spawns the shim; returns its pid. Stale pid/exit files are removed first.
@@ -76,8 +73,9 @@ struct VMMLauncher: Sendable {
     func spawn(_ definition: VMDefinition, paths: VMPaths, lockFD: Int32) throws(APIError) -> Int32 {
         // The directory is the daemon's alone (VMDirectory); stale records go all the same.
         for file in [paths.pidFile, paths.exitFile, paths.pidFile + ".tmp", paths.exitFile + ".tmp"] { unlink(file) }
-        let argv = ["vireo-shim", "-c", VMMLauncher.shimScript, "vireo-shim", paths.directory, executable]
-            + vmmArguments(for: definition)
+        try writeSpec(spec(for: definition), paths: paths)
+        let argv = ["vireo-shim", "-c", VMMLauncher.shimScript, "vireo-shim", paths.directory, executable,
+                    "run", "--spec", VMPaths.specName]
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -22,6 +22,8 @@ public struct VMPaths: Sendable, Equatable {
     public var exitFile: String { directory + "/vmm.exit" }
     /// Held (flock) by the running VMM and its shim: one VMM per VM (VMLock).
     public var lockFile: String { directory + "/vmm.lock" }
+    /// The spec the VMM runs (`run --spec`), written by the daemon before each start.
+    public var specFile: String { directory + "/" + VMPaths.specName }
     /// The VMM's stdout and stderr for its latest run.
     public var vmmLog: String { directory + "/vmm.log" }
     /// The older part of `vmm.log` once it passed its limit (VMMLog).
@@ -34,4 +36,5 @@ public struct VMPaths: Sendable, Equatable {
     static let rotatedConsoleLogFile = "console.log.1"
     static let consoleLogName = "vmm/console.log"
     static let apiSocketName = "vmm/api.sock"
+    static let specName = "vmm.spec.json"
 }

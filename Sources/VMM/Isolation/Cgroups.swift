@@ -181,6 +181,7 @@ struct CgroupSettings: Sendable {
 }
 
 /// A VM's cgroups once created: joined by the VMM, removed when the VM ends.
+/// @unchecked Sendable: `created` is written by `create` and `remove` on the main thread of the one process that manages the cgroups (the supervisor, or the VMM before its other threads exist).
 public final class VMCgroups: @unchecked Sendable {
     public let placements: [CgroupPlacement]
     let settings: CgroupSettings

@@ -20,7 +20,10 @@ public struct UserIdentity: Equatable, Sendable, CustomStringConvertible {
         } else {
             entry = getpwnam(user)
         }
-        guard let entry else { throw .invalidConfiguration("--uid: no user '\(user)' on this host") }
+        guard let entry else {
+            if let number = UInt32(user), UserIdentity.perVMRange.contains(number) { return try perVM(number, group: group) }
+            throw .invalidConfiguration("--uid: no user '\(user)' on this host")
+        }
         var identity = UserIdentity(uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid,
                                     name: String(cString: entry.pointee.pw_name))
         if let group {
@@ -28,6 +31,26 @@ public struct UserIdentity: Equatable, Sendable, CustomStringConvertible {
             if let number = UInt32(group) { groupEntry = getgrgid(number) } else { groupEntry = getgrnam(group) }
             guard let groupEntry else { throw .invalidConfiguration("--gid: no group '\(group)' on this host") }
             identity.gid = groupEntry.pointee.gr_gid
+        }
+        return identity
+    }
+
+    /// The ids `vireo serve` gives the VMMs of VMs without `isolation.user`, one per running VM
+    /// (the daemon's VMMPrivileges.perVMRange, which must stay equal). They need no account: like
+    /// Firecracker's jailer `--uid`, a bare number nothing else on the host owns files as.
+    public static let perVMRange: ClosedRange<UInt32> = 0x7E56_0000...0x7E56_FFFF
+
+    /// A per-VM id without an account; its group is `--gid` if given, else the same number.
+    private static func perVM(_ uid: UInt32, group: String?) throws(VMMError) -> UserIdentity {
+        var identity = UserIdentity(uid: uid, gid: uid, name: "per-VM uid \(uid)")
+        if let group {
+            if let number = UInt32(group) {
+                identity.gid = number
+            } else if let entry = getgrnam(group) {
+                identity.gid = entry.pointee.gr_gid
+            } else {
+                throw .invalidConfiguration("--gid: no group '\(group)' on this host")
+            }
         }
         return identity
     }

@@ -16,7 +16,8 @@ import Glibc
 ///    a new PID namespace) and returns to build the VM.
 /// 3. `enter` (after the Machine is built, before any thread starts): pivot_root into the jail,
 ///    switch user, drop capabilities, set no_new_privs, install the base (control) seccomp filter.
-///    Threads then call `ThreadRole.enter()` for their own filter and affinity.
+///    Threads then call `ThreadRole.enter(under:)` with the plan for their own filter and affinity.
+/// @unchecked Sendable: Its state is written by `prepare`, `launch` and `enter` on the main thread before any other VMM thread exists; afterwards threads only read it (`enterThread`, `status`).
 public final class IsolationPlan: @unchecked Sendable {
     public let settings: IsolationSettings
     /// `vm-<pid of vireo run>`: the cgroup and jail names.
@@ -27,17 +28,15 @@ public final class IsolationPlan: @unchecked Sendable {
     /// Lines `vireo run` prints on stderr whatever the verbosity (e.g. that seccomp is off).
     public private(set) var warnings: [String] = []
 
-    private var programs: [String: [BPFInstruction]] = [:]
-    private var policies: [String: SeccompPolicy] = [:]
-    private var roleNames: [String: UnsafeMutablePointer<CChar>] = [:]
+    private var programs: [SeccompRole: [BPFInstruction]] = [:]
+    private var policies: [SeccompRole: SeccompPolicy] = [:]
+    private var roleNames: [SeccompRole: UnsafeMutablePointer<CChar>] = [:]
     private let vcpuThreads = Mutex<[(vcpu: UInt32, tid: Int32)]>([])
     private var supervised = false
     /// The effective capabilities once `enter` dropped privileges (read before the filter is on).
     private var capabilitiesAfterDrop: Int64 = -1
     private var identityAfterDrop: (uid: UInt32, gid: UInt32, noNewPrivileges: Bool) = (0, 0, false)
 
-    /// The plan in force in this process (set by `enter`, read by threads and the control socket).
-    nonisolated(unsafe) public private(set) static var current: IsolationPlan?
 
     private init(settings: IsolationSettings, vmID: String, user: UserIdentity?, jail: JailLayout?, cgroups: VMCgroups?) {
         self.settings = settings
@@ -53,18 +52,7 @@ public final class IsolationPlan: @unchecked Sendable {
     /// when jailed (they must mean the same inside the jail).
     public static func prepare(_ settings: IsolationSettings, config: inout VMConfig) throws(VMMError) -> IsolationPlan {
         let vmID = "vm-\(getpid())"
-        if let weight = settings.cpuWeight, !CPUWeight.range.contains(weight) {
-            throw .invalidConfiguration("--cpu-weight must be between \(CPUWeight.range.lowerBound) and \(CPUWeight.range.upperBound) (the cgroup cpu.weight range), got \(weight)")
-        }
-        if let cpuMax = settings.cpuMax, let problem = cpuMax.problem {
-            throw .invalidConfiguration("--cpu-max: \(problem)")
-        }
-        if let memoryMax = settings.memoryMax {
-            let needed = config.memoryBytes + IsolationSettings.minimumMemoryOverhead
-            guard memoryMax >= needed else {
-                throw .invalidConfiguration("--memory-max \(ByteSize.format(memoryMax)) is below guest RAM (\(ByteSize.format(config.memoryBytes))) plus VMM overhead (\(ByteSize.format(IsolationSettings.minimumMemoryOverhead)))")
-            }
-        }
+        // Ranges (cpu weight, cpu max, memory max against guest RAM) are SpecValidator's; these are the host's.
         if let affinity = settings.cpuAffinity {
             let online = CPUList.online()
             let allowed = CPUList.allowed()
@@ -198,7 +186,7 @@ public final class IsolationPlan: @unchecked Sendable {
         // Read now: the control filter does not allow capget, getuid or prctl(PR_GET_*).
         capabilitiesAfterDrop = Privileges.effectiveCapabilities
         identityAfterDrop = (getuid(), getgid(), csys_no_new_privs() == 1)
-        for role in ["control", "vCPU", "device I/O", "device"] { roleNames[role] = strdup(role) }
+        for role in SeccompRole.allCases { roleNames[role] = strdup(role.rawValue) }
         if let deny = settings.seccomp.denyAction {
             let pid = getpid()
             do {
@@ -215,15 +203,17 @@ public final class IsolationPlan: @unchecked Sendable {
                 let result = csys_install_sigsys_reporter()
                 guard result == 0 else { throw .invalidConfiguration("seccomp: cannot install the SIGSYS reporter") }
             }
-            csys_set_thread_role(roleNames["control"])
+            // Swift's crash handler cannot run its backtracer under the filter: name crashes here.
+            guard csys_install_crash_reporter() == 0 else { throw .invalidConfiguration("seccomp: cannot install the crash reporter") }
+            csys_set_thread_role(roleNames[.control])
             // TSYNC: should the runtime have started a thread, it gets the base filter too.
-            let result = install(programs["control"]!, synchronizeThreads: true)
+            let result = install(programs[.control]!, synchronizeThreads: true)
             guard result == 0 else {
                 throw .invalidConfiguration("seccomp: cannot install the control filter: \(String(cString: strerror(-result)))")
             }
         }
-        IsolationPlan.current = self
         TestHooks.openPathIfRequested()
+        TestHooks.crashIfRequested(in: "control")
     }
 
     private func install(_ program: [BPFInstruction], synchronizeThreads: Bool) -> Int32 {
@@ -237,32 +227,34 @@ public final class IsolationPlan: @unchecked Sendable {
     func enterThread(_ role: ThreadRole) {
         switch role {
         case .control:
-            csys_set_thread_role(roleNames["control"])
+            csys_set_thread_role(roleNames[.control])
         case let .vcpu(index):
-            csys_set_thread_role(roleNames["vCPU"])
+            csys_set_thread_role(roleNames[.vcpu])
             let tid = csys_gettid()
             vcpuThreads.withLock { $0.append((index, tid)) }
             if let cpus = settings.cpuAffinity {
                 let result = cpus.map(Int32.init).withUnsafeBufferPointer { csys_set_affinity($0.baseAddress, Int32($0.count)) }
                 if result != 0 { fatal("cannot pin vCPU \(index) to CPUs \(CPUList.format(cpus)): \(String(cString: strerror(-result)))") }
             }
-            if let program = programs["vCPU"] {
+            if let program = programs[.vcpu] {
                 let result = install(program, synchronizeThreads: false)
                 if result != 0 { fatal("cannot install the vCPU seccomp filter: \(String(cString: strerror(-result)))") }
             }
             if index == 0 { TestHooks.performForbiddenSyscall() }
+            TestHooks.crashIfRequested(in: "vcpu\(index)")
         case let .device(name):
             // The reporter names the device: "… in the virtio-rng device thread" (the string lives
             // as long as the thread, so it is never freed).
             csys_set_thread_role(strdup("\(name) device"))
-            if let program = programs["device"] {
+            if let program = programs[.device] {
                 let result = install(program, synchronizeThreads: false)
                 if result != 0 { fatal("cannot install the device seccomp filter for \(name): \(String(cString: strerror(-result)))") }
             }
             TestHooks.performDeviceSyscall(device: name)
+            TestHooks.crashIfRequested(in: name)
         case .deviceIO:
-            csys_set_thread_role(roleNames["device I/O"])
-            if let program = programs["device I/O"] {
+            csys_set_thread_role(roleNames[.deviceIO])
+            if let program = programs[.deviceIO] {
                 let result = install(program, synchronizeThreads: false)
                 if result != 0 { fatal("cannot install the device I/O seccomp filter: \(String(cString: strerror(-result)))") }
             }
@@ -286,8 +278,8 @@ public final class IsolationPlan: @unchecked Sendable {
     public var summary: [String] {
         var lines: [String] = []
         if let deny = settings.seccomp.denyAction {
-            let counts = ["control", "vCPU", "device I/O"].map { role in
-                "\(role) \(policies[role].map { "\($0.allowedSyscalls.count) syscalls, \(programs[role]?.count ?? 0) BPF instructions" } ?? "-")"
+            let counts = [SeccompRole.control, .vcpu, .deviceIO].map { role in
+                "\(role.rawValue) \(policies[role].map { "\($0.allowedSyscalls.count) syscalls, \(programs[role]?.count ?? 0) BPF instructions" } ?? "-")"
             }
             let how: String
             switch deny {
@@ -318,35 +310,33 @@ public final class IsolationPlan: @unchecked Sendable {
     }
 
     /// The control socket's `isolation` object.
-    public var statusJSON: String {
-        var fields: [String] = ["\"seccomp\":\"\(settings.seccomp.rawValue)\""]
-        fields.append("\"jail\":" + (jail.map { "\"\(jsonEscape($0.root))\"" } ?? "null"))
-        fields.append("\"uid\":\(identityAfterDrop.uid)")
-        fields.append("\"gid\":\(identityAfterDrop.gid)")
-        fields.append("\"no_new_privs\":\(identityAfterDrop.noNewPrivileges)")
-        fields.append("\"capabilities\":\"" + (capabilitiesAfterDrop == 0 ? "none" : "0x" + String(capabilitiesAfterDrop, radix: 16)) + "\"")
-        fields.append("\"supervised\":\(supervised)")
-        if let cgroups {
-            let entries = cgroups.placements.map {
-                "{\"controller\":\"\($0.controller)\",\"version\":\($0.version),\"path\":\"\(jsonEscape($0.directory))\"}"
-            }
-            fields.append("\"cgroups\":[\(entries.joined(separator: ","))]")
-        } else {
-            fields.append("\"cgroups\":[]")
+    public var status: JSONValue {
+        let capabilities = capabilitiesAfterDrop == 0 ? "none" : "0x" + String(capabilitiesAfterDrop, radix: 16)
+        let cgroupEntries = (cgroups?.placements ?? []).map { placement in
+            JSONValue.object([("controller", .string(placement.controller)), ("version", .int(Int64(placement.version))),
+                              ("path", .string(placement.directory))])
         }
-        fields.append("\"cpu_weight\":" + (settings.cpuWeight.map(String.init) ?? "null"))
-        fields.append("\"cpu_max\":" + (settings.cpuMax.map { "\"\($0.quotaMicroseconds) \($0.periodMicroseconds)\"" } ?? "null"))
-        fields.append("\"memory_max\":" + (settings.memoryMax.map(String.init) ?? "null"))
-        fields.append("\"cpu_affinity\":" + (settings.cpuAffinity.map { "\"\(CPUList.format($0))\"" } ?? "null"))
         let threads = vcpuAffinities.map { entry in
-            "{\"vcpu\":\(entry.vcpu),\"tid\":\(entry.tid),\"cpus\":\"\(entry.cpus.map(CPUList.format) ?? "?")\"}"
+            JSONValue.object([("vcpu", .int(Int64(entry.vcpu))), ("tid", .int(Int64(entry.tid))),
+                              ("cpus", .string(entry.cpus.map(CPUList.format) ?? "?"))])
         }
-        fields.append("\"vcpu_threads\":[\(threads.joined(separator: ","))]")
-        return "{" + fields.joined(separator: ",") + "}"
+        func optional<T>(_ value: T?, _ transform: (T) -> JSONValue) -> JSONValue { value.map(transform) ?? .null }
+        return .object([
+            ("seccomp", .string(settings.seccomp.rawValue)),
+            ("jail", optional(jail) { .string($0.root) }),
+            ("uid", .int(Int64(identityAfterDrop.uid))),
+            ("gid", .int(Int64(identityAfterDrop.gid))),
+            ("no_new_privs", .bool(identityAfterDrop.noNewPrivileges)),
+            ("capabilities", .string(capabilities)),
+            ("supervised", .bool(supervised)),
+            ("cgroups", .array(cgroupEntries)),
+            ("cpu_weight", optional(settings.cpuWeight) { .int(Int64($0)) }),
+            ("cpu_max", optional(settings.cpuMax) { .string("\($0.quotaMicroseconds) \($0.periodMicroseconds)") }),
+            ("memory_max", optional(settings.memoryMax) { .int(Int64(clamping: $0)) }),
+            ("cpu_affinity", optional(settings.cpuAffinity) { .string(CPUList.format($0)) }),
+            ("vcpu_threads", .array(threads)),
+        ])
     }
-
-    /// `status` JSON when no plan is in force (a Machine run without `vireo run`).
-    public static var currentStatusJSON: String { current?.statusJSON ?? "null" }
 }
 
 /// The role a VMM thread plays: which seccomp filter it adds and whether it is pinned.
@@ -360,26 +350,14 @@ public enum ThreadRole: Sendable {
     /// The worker of virtio device `name` (e.g. "virtio-blk0"): the device filter.
     case device(String)
 
-    /// Call first in the thread's body; does nothing when no isolation plan is in force.
-    public func enter() {
-        IsolationPlan.current?.enterThread(self)
+    /// Call first in the thread's body with the plan the VMM runs under (`Machine.run` passes it
+    /// on); nil, for a Machine run without isolation, does nothing.
+    public func enter(under plan: IsolationPlan?) {
+        plan?.enterThread(self)
     }
 }
 
 /// Names the calling thread (visible in /proc/<pid>/task/<tid>/comm; at most 15 bytes kept).
 func nameCurrentThread(_ name: String) {
     _ = csys_set_thread_name(String(name.utf8.prefix(15))!)
-}
-
-func jsonEscape(_ text: String) -> String {
-    var result = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": result += "\\\""
-        case "\\": result += "\\\\"
-        case _ where scalar.value < 0x20: result += " "
-        default: result.unicodeScalars.append(scalar)
-        }
-    }
-    return result
 }

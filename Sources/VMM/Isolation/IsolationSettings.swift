@@ -22,7 +22,7 @@ public struct IsolationSettings: Equatable, Sendable {
     public init() {}
 
     /// The VMM needs no more than this beyond guest RAM (bench/boot measures 14–20 MiB).
-    public static let minimumMemoryOverhead: UInt64 = 32 << 20
+    public static let minimumMemoryOverhead = UInt64(SpecLimits.memoryMaxOverheadBytes)
 
     /// True when any cgroup limit is asked for.
     public var usesCgroups: Bool { cpuWeight != nil || cpuMax != nil || memoryMax != nil }

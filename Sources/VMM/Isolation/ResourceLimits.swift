@@ -63,9 +63,9 @@ public struct CPUMax: Equatable, Sendable, CustomStringConvertible {
     public var periodMicroseconds: Int
 
     /// The kernel's bounds: period 1 ms – 1 s, quota at least 1 ms.
-    public static let periodRange = 1_000...1_000_000
-    public static let minimumQuota = 1_000
-    public static let defaultPeriod = 100_000
+    public static let periodRange = SpecLimits.cpuMaxPeriodMicros
+    public static let minimumQuota = SpecLimits.cpuMaxQuotaMicros.lowerBound
+    public static let defaultPeriod = SpecLimits.defaultCPUMaxPeriodMicros
 
     public init(quotaMicroseconds: Int, periodMicroseconds: Int = CPUMax.defaultPeriod) {
         self.quotaMicroseconds = quotaMicroseconds
@@ -110,7 +110,7 @@ public struct CPUMax: Equatable, Sendable, CustomStringConvertible {
 /// `--cpu-weight` and its cgroup v1 translation.
 public enum CPUWeight {
     /// cgroup v2 cpu.weight bounds.
-    public static let range = 1...10_000
+    public static let range = SpecLimits.cpuWeight
 
     /// cgroup v1 cpu.shares for a v2 weight, as systemd maps them: weight × 1024 / 100, clamped
     /// to the kernel's 2…262144 (so the default weight 100 is the default 1024 shares).

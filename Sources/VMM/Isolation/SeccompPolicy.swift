@@ -3,6 +3,19 @@ internal import CVireoSystem
 import Glibc
 #endif
 
+/// Which allowlist a thread's filter comes from; the raw value is the name the SIGSYS report and
+/// `--verbose` print.
+public enum SeccompRole: String, CaseIterable, Sendable {
+    /// Main, signal, API, log-rotation and vsock-connector threads: the process-wide base filter.
+    case control
+    /// The exit loop of a vCPU and in-line device emulation.
+    case vcpu = "vCPU"
+    /// Console input.
+    case deviceIO = "device I/O"
+    /// Virtio workers.
+    case device
+}
+
 /// What a seccomp filter does with a syscall.
 public enum SeccompAction: Equatable, Sendable {
     case allow
@@ -77,11 +90,11 @@ public enum SeccompPolicyError: Error, Equatable, CustomStringConvertible {
 
 /// An allowlist for one thread role, compiled to a seccomp BPF program.
 public struct SeccompPolicy: Equatable, Sendable {
-    public var role: String
+    public var role: SeccompRole
     public var rules: [SyscallRule]
     public var defaultAction: SeccompAction
 
-    public init(role: String, rules: [SyscallRule], defaultAction: SeccompAction) {
+    public init(role: SeccompRole, rules: [SyscallRule], defaultAction: SeccompAction) {
         self.role = role
         self.rules = rules
         self.defaultAction = defaultAction

@@ -2,18 +2,7 @@
 import Glibc
 #endif
 
-/// `--seccomp`: how the VMM's syscall filters treat a call outside the allowlist.
-public enum SeccompMode: String, CaseIterable, Sendable {
-    /// SECCOMP_RET_TRAP: a SIGSYS handler names the syscall on stderr and ends the VMM (exit 159).
-    case on
-    /// SECCOMP_RET_KILL_PROCESS: the kernel kills the VMM; `vireo run` supervises it and reports
-    /// the syscall from the kernel's audit line (or just "SIGSYS" when the log is unreadable).
-    case kill
-    /// SECCOMP_RET_LOG: nothing is denied, would-be denials are logged by the kernel (audit type 1326).
-    case log
-    /// No filter at all (debugging only; `vireo run` says so on stderr).
-    case off
-
+extension SeccompMode {
     /// What the filters return for a syscall outside the allowlist.
     public var denyAction: SeccompAction? {
         switch self {
@@ -99,8 +88,8 @@ public enum SeccompProfiles {
             SyscallRule("recvfrom"), SyscallRule("recvmsg"), SyscallRule("sendto"), SyscallRule("sendmsg"),
             SyscallRule("shutdown"), SyscallRule("connect"),
             // Virtio device workers (started with the guest): epoll over queue notifiers and backends,
-            // eventfds, block discard / write-zeroes.
-            SyscallRule("epoll_create1"), SyscallRule("epoll_ctl"), SyscallRule("epoll_wait"),
+            // eventfds, block I/O straight into guest memory, block discard / write-zeroes.
+            SyscallRule("preadv"), SyscallRule("pwritev"), SyscallRule("epoll_create1"), SyscallRule("epoll_ctl"), SyscallRule("epoll_wait"),
             SyscallRule("epoll_pwait"), SyscallRule("eventfd2"), SyscallRule("fallocate"), SyscallRule("rmdir"),
             SyscallRule("wait4", when: [[.oneOf(argument: 0, values: ownPIDs)]]),
             // Threads only (pthread_create); no fork. clone3 passes its flags in memory seccomp
@@ -118,7 +107,7 @@ public enum SeccompProfiles {
             // Threads add their role's narrower filter on top of this one (filters only ever narrow).
             SyscallRule("seccomp", when: [[.equals(argument: 0, value: seccompSetModeFilter)]]),
         ]
-        return SeccompPolicy(role: "control", rules: rules, defaultAction: deny)
+        return SeccompPolicy(role: .control, rules: rules, defaultAction: deny)
     }
 
     /// A vCPU thread: KVM_RUN and the exit handlers (port/MMIO devices, console output to the
@@ -133,7 +122,7 @@ public enum SeccompProfiles {
             // and closes the device's vsock connections.
             SyscallRule("read"), SyscallRule("shutdown"),
         ]
-        return SeccompPolicy(role: "vCPU", rules: rules, defaultAction: deny)
+        return SeccompPolicy(role: .vcpu, rules: rules, defaultAction: deny)
     }
 
     /// A virtio device worker, the thread that parses guest-controlled rings: I/O on descriptors
@@ -151,7 +140,7 @@ public enum SeccompProfiles {
             SyscallRule("shutdown"), SyscallRule("accept"), SyscallRule("accept4"), SyscallRule("getrandom"),
             SyscallRule("set_robust_list"), SyscallRule("rseq"), SyscallRule("sigaltstack"),
         ] + memory + runtime(pid: pid)
-        return SeccompPolicy(role: "device", rules: rules, defaultAction: deny)
+        return SeccompPolicy(role: .device, rules: rules, defaultAction: deny)
     }
 
     /// The console input thread: read the input, hand bytes to the UART, raise its interrupt.
@@ -160,6 +149,6 @@ public enum SeccompProfiles {
             SyscallRule("read"),
             SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(deviceIoctls))]]),
         ] + memory + runtime(pid: pid)
-        return SeccompPolicy(role: "device I/O", rules: rules, defaultAction: deny)
+        return SeccompPolicy(role: .deviceIO, rules: rules, defaultAction: deny)
     }
 }

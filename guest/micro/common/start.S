@@ -288,8 +288,9 @@ next_cpu:
 
 /* Static identity page tables (no CPL0 loop to build them): the first GiB in
  * 2 MiB pages, all user-accessible so CPL3 can reach start_info, the cmdline
- * and the trampoline page; plus, uncached, the local APIC page and the 2 MiB
- * at MMIO_PROBE that the mmio program pokes (no device lives there). */
+ * and the trampoline page; plus, uncached, the local APIC page, the 2 MiB
+ * at MMIO_PROBE that the mmio program pokes (no device lives there) and the
+ * 2 MiB of virtio-mmio windows at 0xD0000000 that vsockflood drives. */
     .section .data.pagetables, "aw"
     .balign 4096
 pml4:
@@ -307,7 +308,9 @@ pd_low:
     .set addr, addr + 0x200000
     .endr
 pd_apic:
-    .fill 0x100, 8, 0
+    .fill 0x80, 8, 0
+    .quad 0xD0000000 + 0x9F         /* virtio-mmio windows, uncached: vsockflood */
+    .fill 0x100 - 0x81, 8, 0
     .quad MMIO_PROBE + 0x9F         /* 0xE0000000, uncached: mmio program */
     .fill 0x1F7 - 0x101, 8, 0
     .quad 0xFEE00000 + 0x9F         /* + PWT, PCD: xAPIC registers */

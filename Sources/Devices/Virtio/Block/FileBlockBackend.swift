@@ -5,7 +5,7 @@ import Glibc
 
 /// A raw disk image (or host block device) accessed with pread/pwrite, fsync and fallocate; locked
 /// (OFD lock) for writing, or shared for reading when read-only, while open.
-public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
+public final class FileBlockBackend: BlockBackend, Sendable {
     public let path: String
     public let size: UInt64
     public let isReadOnly: Bool
@@ -46,6 +46,9 @@ public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Vectors per preadv/pwritev call (Linux's IOV_MAX).
+    static let maxVectors = 1024
+
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockBackendError) {
         guard let base = buffer.baseAddress else { return }
         var done = 0
@@ -75,6 +78,47 @@ public final class FileBlockBackend: BlockBackend, @unchecked Sendable {
                 throw BlockBackendError(operation: "pwrite \(path)", errno: errno)
             }
             done += result
+        }
+    }
+
+    public func readVectors(_ vectors: UnsafeMutableBufferPointer<iovec>, at offset: UInt64) throws(BlockBackendError) {
+        // One piece: plain pread (preadv costs an iovec copy-in for nothing).
+        if vectors.count == 1 {
+            return try read(into: UnsafeMutableRawBufferPointer(start: vectors[0].iov_base, count: vectors[0].iov_len), at: offset)
+        }
+        var first = 0, position = off_t(offset)
+        while first < vectors.count {
+            let result = preadv(fd, vectors.baseAddress! + first, Int32(min(vectors.count - first, FileBlockBackend.maxVectors)), position)
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw BlockBackendError(operation: "preadv \(path)", errno: errno)
+            }
+            if result == 0 {
+                // The image shrank under us: what is past its end reads as zeroes.
+                for vector in vectors[first...] where vector.iov_len > 0 { memset(vector.iov_base, 0, vector.iov_len) }
+                return
+            }
+            position += off_t(result)
+            first = advance(vectors, from: first, by: result)
+        }
+    }
+
+    public func writeVectors(_ vectors: UnsafeMutableBufferPointer<iovec>, at offset: UInt64) throws(BlockBackendError) {
+        guard !isReadOnly else { throw BlockBackendError(operation: "write to read-only \(path)", errno: EROFS) }
+        if vectors.count == 1 {
+            return try write(from: UnsafeRawBufferPointer(start: vectors[0].iov_base, count: vectors[0].iov_len), at: offset)
+        }
+        var first = 0, position = off_t(offset)
+        while first < vectors.count {
+            let result = pwritev(fd, vectors.baseAddress! + first, Int32(min(vectors.count - first, FileBlockBackend.maxVectors)), position)
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw BlockBackendError(operation: "pwritev \(path)", errno: errno)
+            }
+            // Pieces are never empty, so nothing written means the device took nothing: no endless retry.
+            guard result > 0 else { throw BlockBackendError(operation: "pwritev \(path)", errno: EIO) }
+            position += off_t(result)
+            first = advance(vectors, from: first, by: result)
         }
     }
 

@@ -7,6 +7,7 @@ import Glibc
 /// the base). Which 4 KiB blocks the overlay holds is a bitmap kept in `OVERLAY.map`, written after
 /// the overlay's data on every flush: a host crash loses at most the writes the guest had not yet
 /// flushed, exactly as with a plain image. Clones of one snapshot each get an overlay over one base.
+/// @unchecked Sendable: The bitmap and scratch buffer are used only by the VirtioBlock that owns the backend, from its worker under the transport's engine lock.
 public final class OverlayBlockBackend: BlockBackend, @unchecked Sendable {
     public static let blockSize = 4096
     static let magic = Array("VIREOMAP".utf8)

@@ -1,4 +1,7 @@
 import Memory
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Request decoding and execution for VirtioBlock (virtio 1.2 §5.2.6).
 extension VirtioBlock {
@@ -24,16 +27,21 @@ extension VirtioBlock {
         guard chain.readableLength >= VirtioBlock.headerSize, chain.writableLength >= 1 else {
             throw .malformedRequest("virtio-blk request without a 16-byte header or a status byte")
         }
-        let header = try chain.readBytes(from: memory, offset: 0, count: VirtioBlock.headerSize)
-        let type = header.littleEndianValue(UInt32.self, at: 0)
-        let sector = header.littleEndianValue(UInt64.self, at: 8)
+        // type (u32), reserved (u32), sector (u64): copied out once, onto the stack.
+        var header: (UInt64, UInt64) = (0, 0)
+        try withUnsafeMutableBytes(of: &header) { (raw) throws(VirtioError) in
+            _ = try chain.read(from: memory, offset: 0, into: raw)
+        }
+        let type = UInt32(truncatingIfNeeded: UInt64(littleEndian: header.0))
+        let sector = UInt64(littleEndian: header.1)
 
         let (status, dataWritten) = try execute(type: type, sector: sector, chain: chain, memory: memory)
-        try chain.writeBytes([status.rawValue], to: memory, offset: chain.writableLength - 1)
-        counters.withLock { stats in
-            stats.requests += 1
-            if status != .ok { stats.errors += 1 }
+        var statusByte = status.rawValue
+        try withUnsafeBytes(of: &statusByte) { (raw) throws(VirtioError) in
+            _ = try chain.write(to: memory, offset: chain.writableLength - 1, from: raw)
         }
+        requestCount.wrappingAdd(1, ordering: .relaxed)
+        if status != .ok { errorCount.wrappingAdd(1, ordering: .relaxed) }
         return dataWritten + 1
     }
 
@@ -43,39 +51,25 @@ extension VirtioBlock {
         case .read:
             let length = chain.writableLength - 1
             guard inRange(sector: sector, bytes: UInt64(length)) else { return (.ioError, 0) }
-            var done = 0
-            for segment in DescriptorChain.slice(chain.writable, from: 0, length: length) {
-                let view = try memory.view(segment)
-                do {
-                    try backend.read(into: view, at: sector * VirtioBlock.sectorSize + UInt64(done))
-                } catch {
-                    return (.ioError, done)
-                }
-                done += segment.length
-            }
-            counters.withLock { $0.bytesRead += UInt64(done) }
+            let done = try transfer(toGuest: true, chain: chain, from: 0, length: length,
+                                    diskOffset: sector * VirtioBlock.sectorSize, memory: memory)
+            guard done == length else { return (.ioError, done) }
+            bytesReadCount.wrappingAdd(UInt64(done), ordering: .relaxed)
             return (.ok, done)
 
         case .write:
             guard !backend.isReadOnly else { return (.ioError, 0) }
             let length = chain.readableLength - VirtioBlock.headerSize
             guard inRange(sector: sector, bytes: UInt64(length)) else { return (.ioError, 0) }
-            var done = 0
-            for segment in DescriptorChain.slice(chain.readable, from: VirtioBlock.headerSize, length: length) {
-                let view = try memory.view(segment)
-                do {
-                    try backend.write(from: UnsafeRawBufferPointer(view), at: sector * VirtioBlock.sectorSize + UInt64(done))
-                } catch {
-                    return (.ioError, 0)
-                }
-                done += segment.length
-            }
-            counters.withLock { $0.bytesWritten += UInt64(done) }
+            let done = try transfer(toGuest: false, chain: chain, from: VirtioBlock.headerSize, length: length,
+                                    diskOffset: sector * VirtioBlock.sectorSize, memory: memory)
+            guard done == length else { return (.ioError, 0) }
+            bytesWrittenCount.wrappingAdd(UInt64(done), ordering: .relaxed)
             return (.ok, 0)
 
         case .flush:
             do { try backend.flush() } catch { return (.ioError, 0) }
-            counters.withLock { $0.flushes += 1 }
+            flushCount.wrappingAdd(1, ordering: .relaxed)
             return (.ok, 0)
 
         case .getID:
@@ -130,6 +124,40 @@ extension VirtioBlock {
             }
         }
         return .ok
+    }
+
+    /// Moves `length` bytes of the chain's data, from byte `offset` of its writable part (a read,
+    /// `toGuest`) or readable part (a write), between guest memory and the disk at `diskOffset`:
+    /// preadv/pwritev straight into or out of guest RAM, `vectorCapacity` pieces per call.
+    /// Returns the bytes moved before the backend failed (`length` when it did not).
+    private func transfer(toGuest: Bool, chain: DescriptorChain, from offset: Int, length: Int,
+                          diskOffset: UInt64, memory: GuestMemory) throws(VirtioError) -> Int {
+        let vectors = self.vectors, backend = self.backend
+        var count = 0, pending = 0, done = 0, failed = false
+        func submit() {
+            guard count > 0, !failed else { return }
+            let batch = UnsafeMutableBufferPointer(rebasing: vectors[0..<count])
+            do {
+                if toGuest {
+                    try backend.readVectors(batch, at: diskOffset + UInt64(done))
+                } else {
+                    try backend.writeVectors(batch, at: diskOffset + UInt64(done))
+                }
+                done += pending
+            } catch {
+                failed = true
+            }
+            count = 0
+            pending = 0
+        }
+        try chain.forEachPiece(writable: toGuest, from: offset, length: length, memory: memory) { piece in
+            vectors[count] = iovec(iov_base: piece.baseAddress, iov_len: piece.count)
+            count += 1
+            pending += piece.count
+            if count == vectors.count { submit() }
+        }
+        submit()
+        return done
     }
 
     /// True when `bytes` is whole sectors and `[sector, sector + bytes/512)` lies on the disk.

@@ -1,5 +1,8 @@
 import Memory
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Counters of one virtio-net device (read from any thread).
 public struct VirtioNetStatistics: Sendable, Equatable {
@@ -36,6 +39,7 @@ public struct VirtioNetStatistics: Sendable, Equatable {
 /// the guest's buffer are dropped and counted, never truncated. Transmit: a frame the backend cannot
 /// take is held and transmission pauses until the backend's descriptor is writable again (watched
 /// through an `EventPoller`), so the guest's transmit ring fills and its driver stops the queue.
+/// @unchecked Sendable: The frame buffers and held chains are touched only by the device's worker, under the transport's engine lock; counters other threads read sit in a Mutex.
 public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     public static let receiveQueue = 0, transmitQueue = 1
     public static let queueSize: UInt16 = 256
@@ -62,7 +66,12 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     private let poller: EventPoller
     let kick: EventFD
     private let log: @Sendable (String) -> Void
-    private let counters = Mutex(VirtioNetStatistics())
+    // Counters: relaxed atomic adds per packet, never a lock (status reads come from any thread).
+    private let rxPackets = Atomic<UInt64>(0), rxBytes = Atomic<UInt64>(0)
+    private let txPackets = Atomic<UInt64>(0), txBytes = Atomic<UInt64>(0)
+    private let rxDropped = Atomic<UInt64>(0), txDropped = Atomic<UInt64>(0)
+    private let rxWaits = Atomic<UInt64>(0), txWaits = Atomic<UInt64>(0)
+    private let closedFlag = Atomic<Bool>(false)
 
     // Worker-thread state (serialised by the transport).
     let frame: UnsafeMutableRawBufferPointer
@@ -70,6 +79,9 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     var heldChain: DescriptorChain?
     let txFrame: UnsafeMutableRawBufferPointer
     var txHeldLength: Int?
+    /// iovecs over guest buffers for the backend, one list per direction (worker thread only).
+    private let rxVectors = UnsafeMutableBufferPointer<iovec>.allocate(capacity: NetVectors.capacity)
+    private let txVectors = UnsafeMutableBufferPointer<iovec>.allocate(capacity: NetVectors.capacity)
     private var writableArmed = false
     private var closedLogged = false
 
@@ -91,9 +103,23 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
     deinit {
         frame.deallocate()
         txFrame.deallocate()
+        rxVectors.deallocate()
+        txVectors.deallocate()
     }
 
-    public var statistics: VirtioNetStatistics { counters.withLock { $0 } }
+    public var statistics: VirtioNetStatistics {
+        var s = VirtioNetStatistics()
+        s.rxPackets = rxPackets.load(ordering: .relaxed)
+        s.rxBytes = rxBytes.load(ordering: .relaxed)
+        s.txPackets = txPackets.load(ordering: .relaxed)
+        s.txBytes = txBytes.load(ordering: .relaxed)
+        s.rxDropped = rxDropped.load(ordering: .relaxed)
+        s.txDropped = txDropped.load(ordering: .relaxed)
+        s.rxWaits = rxWaits.load(ordering: .relaxed)
+        s.txWaits = txWaits.load(ordering: .relaxed)
+        s.backendClosed = closedFlag.load(ordering: .relaxed)
+        return s
+    }
 
     public var deviceType: VirtioDeviceType { .network }
     public var deviceFeatures: UInt64 { VirtioNet.featureMTU | VirtioNet.featureMAC | VirtioNet.featureStatus }
@@ -120,11 +146,11 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         heldChain = nil
         if frameLength != nil {
             frameLength = nil
-            counters.withLock { $0.rxDropped += 1 }
+            rxDropped.wrappingAdd(1, ordering: .relaxed)
         }
         if txHeldLength != nil {
             txHeldLength = nil
-            counters.withLock { $0.txDropped += 1 }
+            txDropped.wrappingAdd(1, ordering: .relaxed)
         }
     }
 
@@ -157,46 +183,74 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
 
     // MARK: receive (backend → guest)
 
+    /// The virtio_net_hdr of every received frame: no flags, GSO none, num_buffers 1 (no MRG_RXBUF).
+    private static let receiveHeader: (UInt64, UInt32) = (0, UInt32(1 << 16).littleEndian)
+
+    /// Frames go from the backend straight into the guest's buffer (one readv for a TAP, one copy
+    /// out of passt's stream for the stream backend). With no buffer posted, one frame is taken
+    /// into the device's own and held (so nothing more is read: backpressure) until the driver
+    /// refills the queue and notifies it.
     private func receive(_ activation: VirtioActivation) throws(VirtioError) {
         guard let queue = activation.queue(VirtioNet.receiveQueue) else { return }
+        let memory = activation.memory
         for _ in 0..<VirtioNet.batchLimit {
-            if frameLength == nil {
-                switch backend.receive(into: frame) {
-                case let .frame(length): frameLength = length
-                case .wouldBlock: return
-                case .closed: backendClosed(); return
-                }
-            }
-            guard let length = frameLength else { return }
             let popped: DescriptorChain?
             if let held = heldChain { popped = held } else { popped = try queue.popAvailable() }
             guard let chain = popped else {
-                // No buffer: keep the frame; the driver's next refill notifies the queue.
-                counters.withLock { $0.rxWaits += 1 }
+                if frameLength == nil {
+                    switch backend.receive(into: frame) {
+                    case let .frame(length): frameLength = length
+                    case .wouldBlock: return
+                    case .closed: backendClosed(); return
+                    }
+                }
+                rxWaits.wrappingAdd(1, ordering: .relaxed)
                 return
             }
             heldChain = nil
             guard chain.writableLength >= VirtioNet.headerSize + VirtioNet.minFrameLength else {
                 throw .malformedRequest("net receive buffer of \(chain.writableLength) bytes cannot hold a header and a frame")
             }
-            guard chain.writableLength >= VirtioNet.headerSize + length else {
+            let capacity = chain.writableLength - VirtioNet.headerSize
+            let length: Int
+            let gathered = frameLength == nil
+                ? try chain.gather(writable: true, from: VirtioNet.headerSize, length: capacity, memory: memory, into: rxVectors)
+                : (count: 0, bytes: 0)
+            if frameLength == nil && gathered.bytes == capacity {
+                switch backend.receive(into: UnsafeBufferPointer(rebasing: rxVectors[0..<gathered.count]), capacity: capacity, spill: frame) {
+                case .wouldBlock: heldChain = chain; return
+                case .closed: heldChain = chain; backendClosed(); return
+                case let .frame(received): length = received
+                }
+            } else {
+                // A frame that waited for a buffer (or came with a snapshot), or a buffer in more
+                // pieces than the vectors hold: through the device's own buffer.
+                if frameLength == nil {
+                    switch backend.receive(into: frame) {
+                    case let .frame(received): frameLength = received
+                    case .wouldBlock: heldChain = chain; return
+                    case .closed: heldChain = chain; backendClosed(); return
+                    }
+                }
+                length = frameLength!
+                if length <= capacity {
+                    try chain.write(to: memory, offset: VirtioNet.headerSize, from: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
+                }
+                frameLength = nil
+            }
+            guard length <= capacity else {
                 // Too big for this driver's buffers (they are all alike): drop it, keep the buffer.
                 heldChain = chain
-                frameLength = nil
-                counters.withLock { $0.rxDropped += 1 }
+                rxDropped.wrappingAdd(1, ordering: .relaxed)
                 continue
             }
-            var header = [UInt8](repeating: 0, count: VirtioNet.headerSize)
-            header[10] = 1  // num_buffers = 1 (no MRG_RXBUF)
-            try chain.writeBytes(header, to: activation.memory, offset: 0)
-            try chain.write(to: activation.memory, offset: VirtioNet.headerSize,
-                            from: UnsafeRawBufferPointer(rebasing: frame[0..<length]))
-            try queue.addUsed(head: chain.head, length: UInt32(VirtioNet.headerSize + length))
-            frameLength = nil
-            counters.withLock {
-                $0.rxPackets += 1
-                $0.rxBytes += UInt64(length)
+            var header = VirtioNet.receiveHeader
+            try withUnsafeBytes(of: &header) { (raw) throws(VirtioError) in
+                _ = try chain.write(to: memory, offset: 0, from: UnsafeRawBufferPointer(rebasing: raw[0..<VirtioNet.headerSize]))
             }
+            try queue.addUsed(head: chain.head, length: UInt32(VirtioNet.headerSize + length))
+            rxPackets.wrappingAdd(1, ordering: .relaxed)
+            rxBytes.wrappingAdd(UInt64(length), ordering: .relaxed)
         }
         kick.signal()  // more may be waiting: come back after other work
     }
@@ -209,20 +263,20 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
             switch backend.receive(into: frame) {
             case .frame: dropped += 1
             case .wouldBlock:
-                counters.withLock { $0.rxDropped += dropped }
+                rxDropped.wrappingAdd(dropped, ordering: .relaxed)
                 return
             case .closed:
-                counters.withLock { $0.rxDropped += dropped }
+                rxDropped.wrappingAdd(dropped, ordering: .relaxed)
                 backendClosed()
                 return
             }
         }
-        counters.withLock { $0.rxDropped += dropped }
+        rxDropped.wrappingAdd(dropped, ordering: .relaxed)
         kick.signal()
     }
 
     private func backendClosed() {
-        counters.withLock { $0.backendClosed = true }
+        closedFlag.store(true, ordering: .relaxed)
         if !closedLogged {
             closedLogged = true
             log("virtio-net: the network backend closed; the NIC gets no more traffic")
@@ -231,8 +285,11 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
 
     // MARK: transmit (guest → backend)
 
+    /// Frames go from the guest's buffers straight to the backend (one writev/sendmsg); only a
+    /// frame the backend cannot take now is copied, held, and sent once it is writable again.
     private func transmit(_ activation: VirtioActivation) throws(VirtioError) {
         guard let queue = activation.queue(VirtioNet.transmitQueue) else { return }
+        let memory = activation.memory
         if let held = txHeldLength {
             guard sendHeld(held) else { return }
         }
@@ -241,19 +298,45 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
             let frameBytes = chain.readableLength - VirtioNet.headerSize
             var valid = frameBytes >= VirtioNet.minFrameLength && frameBytes <= VirtioNet.maxFrameLength
             if valid {
-                let header = try chain.readBytes(from: activation.memory, offset: 0, count: VirtioNet.headerSize)
+                // flags and gso_type, the header's first two bytes.
+                var header: (UInt8, UInt8) = (0, 0)
+                try withUnsafeMutableBytes(of: &header) { (raw) throws(VirtioError) in
+                    _ = try chain.read(from: memory, offset: 0, into: raw)
+                }
                 // Neither checksum nor segmentation offload was offered: such frames are invalid.
-                valid = header[0] & VirtioNet.headerNeedsChecksum == 0 && header[1] == VirtioNet.gsoNone
+                valid = header.0 & VirtioNet.headerNeedsChecksum == 0 && header.1 == VirtioNet.gsoNone
             }
-            if valid {
-                _ = try chain.read(from: activation.memory, offset: VirtioNet.headerSize,
-                                   into: UnsafeMutableRawBufferPointer(rebasing: txFrame[0..<frameBytes]))
+            guard valid else {
+                txDropped.wrappingAdd(1, ordering: .relaxed)
+                try queue.addUsed(head: chain.head, length: 0)
+                continue
+            }
+            let gathered = try chain.gather(writable: false, from: VirtioNet.headerSize, length: frameBytes,
+                                            memory: memory, into: txVectors)
+            let result: NetSendResult
+            if gathered.bytes == frameBytes {
+                result = backend.send(gathering: UnsafeBufferPointer(rebasing: txVectors[0..<gathered.count]),
+                                      length: frameBytes, scratch: txFrame)
             } else {
-                counters.withLock { $0.txDropped += 1 }
+                // More pieces than the vectors hold (or a chain rewritten under us): copy it first.
+                let copied = try chain.read(from: memory, offset: VirtioNet.headerSize,
+                                            into: UnsafeMutableRawBufferPointer(rebasing: txFrame[0..<frameBytes]))
+                result = backend.send(UnsafeRawBufferPointer(rebasing: txFrame[0..<copied]))
             }
-            // The frame is copied out: the buffer goes back to the driver at once.
+            switch result {
+            case .sent:
+                txPackets.wrappingAdd(1, ordering: .relaxed)
+                txBytes.wrappingAdd(UInt64(frameBytes), ordering: .relaxed)
+            case .failed:
+                txDropped.wrappingAdd(1, ordering: .relaxed)
+            case .wouldBlock:
+                // Keep a copy: the buffer goes back to the driver now, the frame waits for the backend.
+                let copied = try chain.read(from: memory, offset: VirtioNet.headerSize,
+                                            into: UnsafeMutableRawBufferPointer(rebasing: txFrame[0..<frameBytes]))
+                hold(copied)
+            }
             try queue.addUsed(head: chain.head, length: 0)
-            if valid && !sendHeld(frameBytes) { return }
+            if result == .wouldBlock { return }
         }
         kick.signal()
     }
@@ -264,23 +347,26 @@ public final class VirtioNet: VirtioDevice, @unchecked Sendable {
         switch result {
         case .sent:
             txHeldLength = nil
-            counters.withLock {
-                $0.txPackets += 1
-                $0.txBytes += UInt64(length)
-            }
+            txPackets.wrappingAdd(1, ordering: .relaxed)
+            txBytes.wrappingAdd(UInt64(length), ordering: .relaxed)
             return true
         case .failed:
             txHeldLength = nil
-            counters.withLock { $0.txDropped += 1 }
+            txDropped.wrappingAdd(1, ordering: .relaxed)
             return true
         case .wouldBlock:
-            if txHeldLength == nil { counters.withLock { $0.txWaits += 1 } }
-            txHeldLength = length
-            if !writableArmed {
-                writableArmed = true
-                poller.modify(backend.fd, events: [.writable, .oneShot], token: 0)
-            }
+            hold(length)
             return false
+        }
+    }
+
+    /// `txFrame[0..<length]` waits until the backend's descriptor is writable.
+    private func hold(_ length: Int) {
+        if txHeldLength == nil { txWaits.wrappingAdd(1, ordering: .relaxed) }
+        txHeldLength = length
+        if !writableArmed {
+            writableArmed = true
+            poller.modify(backend.fd, events: [.writable, .oneShot], token: 0)
         }
     }
 }

@@ -46,6 +46,7 @@ public struct VsockStatistics: Sendable, Equatable {
 /// credit the guest advertised. Host sockets are read straight into guest receive buffers only while
 /// the guest has credit and buffers, so a slow guest pushes back on the host peer.
 /// Connections known to the guest are closed when the driver resets the device.
+/// @unchecked Sendable: Connection tables and queues are touched only by the device's worker, under the transport's engine lock; counters other threads read sit in a Mutex.
 public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     public static let receiveQueue = 0, transmitQueue = 1, eventQueue = 2
     public static let queueSize: UInt16 = 256
@@ -143,6 +144,8 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     private var readySet: Set<UInt64> = []
     var heldChain: DescriptorChain?
     private var active = false
+    /// iovecs between guest buffers and host sockets (worker thread only).
+    private let vectors = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 64)
 
     public var snapshotConfiguration: String { "cid=\(guestCID)" }
 
@@ -164,6 +167,7 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
     deinit {
         for connection in connections.values { close(connection.fd) }
         close(listener)
+        vectors.deallocate()
     }
 
     public var statistics: VsockStatistics { counters.withLock { $0 } }
@@ -382,7 +386,12 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
             guard chain.readableLength >= VsockHeader.size else {
                 throw .malformedRequest("vsock packet of \(chain.readableLength) bytes has no header")
             }
-            let header = VsockHeader(bytes: try chain.readBytes(from: activation.memory, offset: 0, count: VsockHeader.size))
+            // Copied out onto the stack; bytes a guest took away since the pop read as zero.
+            var wire = VsockHeader.emptyWire
+            try withUnsafeMutableBytes(of: &wire) { (raw) throws(VirtioError) in
+                _ = try chain.read(from: activation.memory, offset: 0, into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<VsockHeader.size]))
+            }
+            let header = withUnsafeBytes(of: &wire) { VsockHeader(wire: $0) }
             try handle(header, chain: chain, memory: activation.memory)
             try queue.addUsed(head: chain.head, length: 0)
         }
@@ -501,21 +510,15 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
             return
         }
         counters.withLock { $0.bytesFromGuest += UInt64(length) }
-        let segments = DescriptorChain.slice(chain.readable, from: VsockHeader.size, length: length)
         var written = 0
         if connection.pendingBytes == 0 {
-            var vectors: [iovec] = []
-            for segment in segments {
-                let view = try memory.view(segment)
-                vectors.append(iovec(iov_base: view.baseAddress, iov_len: view.count))
-            }
+            // Straight from guest memory; pieces past `vectors` go the buffered way below.
+            let gathered = try chain.gather(writable: false, from: VsockHeader.size, length: length, memory: memory, into: vectors)
             while true {
-                let count = vectors.withUnsafeMutableBufferPointer { v -> Int in
-                    var message = msghdr()
-                    message.msg_iov = v.baseAddress
-                    message.msg_iovlen = v.count
-                    return sendmsg(connection.fd, &message, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-                }
+                var message = msghdr()
+                message.msg_iov = vectors.baseAddress
+                message.msg_iovlen = gathered.count
+                let count = sendmsg(connection.fd, &message, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                 if count < 0 && errno == EINTR { continue }
                 if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
                     queueReset(connection)
@@ -597,6 +600,15 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
         return chain
     }
 
+    /// Puts `header`'s wire form at the start of the chain's writable part, from the stack.
+    private func writeHeader(_ header: VsockHeader, to chain: DescriptorChain, memory: GuestMemory) throws(VirtioError) {
+        var wire = VsockHeader.emptyWire
+        try withUnsafeMutableBytes(of: &wire) { (raw) throws(VirtioError) in
+            header.store(into: raw)
+            _ = try chain.write(to: memory, offset: 0, from: UnsafeRawBufferPointer(rebasing: raw[0..<VsockHeader.size]))
+        }
+    }
+
     /// Fills receive buffers: control packets first, then data from connections with credit.
     private func deliver(_ activation: VirtioActivation) throws(VirtioError) {
         guard let queue = activation.queue(VirtioVsock.receiveQueue) else { return }
@@ -615,9 +627,8 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
                     continue
                 }
                 if packet.op == .reset { counters.withLock { $0.resetsSent += 1 } }
-                let bytes = header(packet.op, local: packet.localPort, peer: packet.peerPort, connection: connection,
-                                   flags: packet.flags).bytes
-                try chain.writeBytes(bytes, to: activation.memory, offset: 0)
+                try writeHeader(header(packet.op, local: packet.localPort, peer: packet.peerPort, connection: connection,
+                                       flags: packet.flags), to: chain, memory: activation.memory)
                 try queue.addUsed(head: chain.head, length: UInt32(VsockHeader.size))
                 continue
             }
@@ -638,21 +649,18 @@ public final class VirtioVsock: VirtioDevice, @unchecked Sendable {
                 markReady(connection)
                 return
             }
-            var vectors: [iovec] = []
-            for segment in DescriptorChain.slice(chain.writable, from: VsockHeader.size, length: room) {
-                let view = try activation.memory.view(segment)
-                vectors.append(iovec(iov_base: view.baseAddress, iov_len: view.count))
-            }
+            // Straight into guest memory (as much of the buffer as `vectors` covers).
+            let gathered = try chain.gather(writable: true, from: VsockHeader.size, length: room,
+                                            memory: activation.memory, into: vectors)
             var count = 0
             repeat {
-                count = vectors.withUnsafeMutableBufferPointer { Int(readv(connection.fd, $0.baseAddress, Int32($0.count))) }
+                count = readv(connection.fd, vectors.baseAddress, Int32(gathered.count))
             } while count < 0 && errno == EINTR
             if count > 0 {
                 connection.sentToGuest &+= UInt32(count)
                 counters.withLock { $0.bytesToGuest += UInt64(count) }
-                let bytes = header(.readWrite, local: connection.localPort, peer: connection.peerPort,
-                                   connection: connection, length: count).bytes
-                try chain.writeBytes(bytes, to: activation.memory, offset: 0)
+                try writeHeader(header(.readWrite, local: connection.localPort, peer: connection.peerPort,
+                                       connection: connection, length: count), to: chain, memory: activation.memory)
                 try queue.addUsed(head: chain.head, length: UInt32(VsockHeader.size + count))
                 markReady(connection)
                 continue

@@ -60,6 +60,46 @@ public struct VsockHeader: Equatable, Sendable {
         forwardCount = load(UInt32.self, 40)
     }
 
+    /// Stack room for one header's wire form (48 bytes; the header is the first 44).
+    public typealias Wire = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+    public static var emptyWire: Wire { (0, 0, 0, 0, 0, 0) }
+
+    /// Decodes the first 44 bytes of `raw` (which holds at least that many) without allocating.
+    public init(wire raw: UnsafeRawBufferPointer) {
+        precondition(raw.count >= VsockHeader.size)
+        func load<T: FixedWidthInteger>(_: T.Type, _ offset: Int) -> T {
+            T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+        sourceCID = load(UInt64.self, 0)
+        destinationCID = load(UInt64.self, 8)
+        sourcePort = load(UInt32.self, 16)
+        destinationPort = load(UInt32.self, 20)
+        length = load(UInt32.self, 24)
+        type = load(UInt16.self, 28)
+        op = load(UInt16.self, 30)
+        flags = load(UInt32.self, 32)
+        bufferAllocation = load(UInt32.self, 36)
+        forwardCount = load(UInt32.self, 40)
+    }
+
+    /// Encodes the 44 wire bytes into the start of `raw` (at least that long) without allocating.
+    public func store(into raw: UnsafeMutableRawBufferPointer) {
+        precondition(raw.count >= VsockHeader.size)
+        func put<T: FixedWidthInteger>(_ value: T, _ offset: Int) {
+            raw.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+        }
+        put(sourceCID, 0)
+        put(destinationCID, 8)
+        put(sourcePort, 16)
+        put(destinationPort, 20)
+        put(length, 24)
+        put(type, 28)
+        put(op, 30)
+        put(flags, 32)
+        put(bufferAllocation, 36)
+        put(forwardCount, 40)
+    }
+
     /// The 44 wire bytes.
     public var bytes: [UInt8] {
         var result = [UInt8](repeating: 0, count: VsockHeader.size)

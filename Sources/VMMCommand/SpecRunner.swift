@@ -1,0 +1,72 @@
+import ArgumentParser
+import KVM
+import VMM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs one VM from a validated spec in the foreground: isolation, machine, console, report.
+/// `vireo run`'s flags and `vireo-vmm run --spec FILE` both end here.
+struct SpecRunner {
+    let spec: VMSpec
+    let verbose: Bool
+
+    func run() throws {
+        var config = VMConfig(spec: spec)
+        let machine: Machine
+        let isolationPlan: IsolationPlan
+        do {
+            // An unset mode (a spec file that leaves it to the host) is $VIREO_SECCOMP's, checked like the flag, or on.
+            let seccomp = try spec.isolation.seccomp ?? IsolationOptions.seccompMode(nil) ?? .on
+            isolationPlan = try IsolationPlan.prepare(IsolationSettings(spec: spec, defaultSeccomp: seccomp), config: &config)
+            try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
+            if let restore = spec.restoreDirectory {
+                machine = try Machine(restoring: restore, options: config)
+            } else {
+                machine = try Machine(config: config)
+            }
+            try isolationPlan.enter(helpers: machine.helperProcesses)
+        } catch let error as VMMError {
+            throw ValidationError(error.description)
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        if verbose {
+            printError("vireo: host: \(machine.hostKind); \(machine.config.cpus) vCPU(s), \(ByteSize.format(machine.config.memoryBytes)); cmdline: \(machine.commandLine)\n")
+        }
+        // Printed only once the VM is built, so that a refused run still fails with exactly one line.
+        if geteuid() == 0 && spec.isolation.user == nil && !spec.isolation.jail {
+            printError("vireo: running the VMM as root without --uid or --jail; see docs/security.md\n")
+        }
+        for line in isolationPlan.warnings + (verbose ? isolationPlan.summary : []) { printError("vireo: \(line)\n") }
+        let terminal = RawTerminal(fd: 0)
+        if config.consoleInputFD != nil { terminal.enter() }
+        let outcome = machine.run(isolation: isolationPlan)
+        terminal.restore()
+        report(outcome, machine: machine)
+        throw VMExit(code: outcome.reason.exitCode)
+    }
+
+    private func report(_ outcome: RunOutcome, machine: Machine) {
+        let reason = outcome.reason
+        if !machine.stuckVCPUs.isEmpty {
+            printError("vireo: vCPU(s) \(machine.stuckVCPUs.map(String.init).joined(separator: ", ")) did not leave KVM_RUN within \(Int(Machine.stopGraceSeconds)) s of the stop; exiting anyway\n")
+        }
+        if verbose {
+            let s = outcome.statistics
+            let milestones = Timeline.milestonesMs
+            printError("vireo: first guest entry \(format3(milestones.firstEntry)) ms, first exit \(format3(milestones.firstExit)) ms after process start\n")
+            printError("vireo: ran \(format3(outcome.runSeconds)) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n")
+            printError("vireo: accesses no device claimed: \(machine.unclaimedAccesses.ports) port, \(machine.unclaimedAccesses.mmio) MMIO\n")
+            for snapshot in machine.vcpuSnapshots() { printError("vireo: \(snapshot)\n") }
+            printError("vireo: memory: peak RSS \(outcome.peakRSS / 1024) KiB, guest RAM resident \(outcome.guestResident / 1024) KiB, VMM overhead \(outcome.overhead / 1024) KiB\n")
+        }
+        if reason.exitCode == 0 {
+            if verbose { printError("vireo: \(reason)\n") }
+        } else {
+            printError("vireo: \(reason)\n")
+        }
+    }
+}
