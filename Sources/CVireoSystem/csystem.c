@@ -64,6 +64,16 @@ static size_t append_number(char *buffer, size_t used, size_t capacity, long val
     return used;
 }
 
+// Writes `length` bytes to stderr with raw write(2) calls (async-signal-safe), giving up on an error.
+static void write_all_stderr(const char *bytes, size_t length) {
+    while (length > 0) {
+        long written = syscall(SYS_write, 2, bytes, length);
+        if (written <= 0) return;
+        bytes += written;
+        length -= (size_t)written;
+    }
+}
+
 // Async-signal-safe: only write(2) and exit_group(2), no allocation, no locks.
 static void sigsys_reporter(int signal, siginfo_t *info, void *context) {
     (void)signal;
@@ -83,13 +93,7 @@ static void sigsys_reporter(int signal, siginfo_t *info, void *context) {
     used = append(line, used, sizeof line, ") in the ");
     used = append(line, used, sizeof line, thread_role ? thread_role : "control");
     used = append(line, used, sizeof line, " thread; the VMM is stopped\n");
-    const char *p = line;
-    while (used > 0) {
-        long written = syscall(SYS_write, 2, p, used);
-        if (written <= 0) break;
-        p += written;
-        used -= (size_t)written;
-    }
+    write_all_stderr(line, used);
     syscall(SYS_exit_group, 128 + SIGSYS);
 }
 
@@ -130,13 +134,7 @@ static void crash_reporter(int signal, siginfo_t *info, void *context) {
     used = append(line, used, sizeof line, thread_role ? thread_role : "control");
     used = append(line, used, sizeof line, " thread; a Swift message above names the cause if there was one"
                                            " (run with --seccomp off for a backtrace)\n");
-    const char *p = line;
-    while (used > 0) {
-        long written = syscall(SYS_write, 2, p, used);
-        if (written <= 0) break;
-        p += written;
-        used -= (size_t)written;
-    }
+    write_all_stderr(line, used);
     syscall(SYS_exit_group, 128 + signal);
 }
 

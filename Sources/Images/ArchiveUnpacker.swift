@@ -12,8 +12,10 @@ enum ArchiveUnpacker {
         defer { stream.cancel() }
         let tree = try SafeTree(path: directory)
         let reader = TarReader(fd: stream.fd)
+        var budget = UnpackBudget()
         do {
             while let entry = try reader.next() {
+                try budget.spendEntry()
                 let parts = try SafeTree.components(entry.path)
                 guard let name = parts.last else { continue }
                 switch entry.kind {
@@ -27,13 +29,8 @@ enum ArchiveUnpacker {
                     guard fd >= 0 else { throw ImageError("cannot create '\(entry.path)': \(SafeTree.error())") }
                     defer { close(fd) }
                     try reader.readData { chunk in
-                        var rest = chunk
-                        while !rest.isEmpty {
-                            let n = write(fd, rest.baseAddress, rest.count)
-                            if n < 0 && errno == EINTR { continue }
-                            guard n > 0 else { throw ImageError("writing '\(entry.path)' failed: \(SafeTree.error()) (disk full?)") }
-                            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-                        }
+                        try budget.spend(bytes: chunk.count)
+                        try SafeTree.writeAll(fd, chunk) { ImageError("writing '\(entry.path)' failed: \(SafeTree.error()) (disk full?)") }
                     }
                 default:
                     continue

@@ -20,10 +20,12 @@ public struct BaseBuilder {
         let final = store.basePath(record.configDigest)
         if FileManager.default.fileExists(atPath: final) { return (final, false) }
         let lockPath = "\(store.root)/bases/.\(record.configDigest.hex).lock"
-        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard lock >= 0 else { throw ImageError("cannot create \(lockPath): \(String(cString: strerror(errno)))") }
-        defer { close(lock); unlink(lockPath) }
-        flock(lock, LOCK_EX)
+        // The lock file stays: unlinking it while another builder waits on it would let a third
+        // lock a fresh file and build at the same time.
+        defer { close(lock) }
+        guard flock(lock, LOCK_EX) == 0 else { throw ImageError("cannot lock \(lockPath): \(String(cString: strerror(errno)))") }
         if FileManager.default.fileExists(atPath: final) { return (final, false) }
 
         let config = try ImageConfigReader.read(store: store, digest: record.configDigest)

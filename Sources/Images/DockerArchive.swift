@@ -8,7 +8,7 @@ struct DockerArchive {
     let directory: String
 
     func importImage(reference: String) throws -> ImageRecord {
-        guard let data = FileManager.default.contents(atPath: directory + "/manifest.json") else {
+        guard let data = try SmallFile.read(directory + "/manifest.json", what: "docker-archive manifest.json") else {
             throw ImageError("docker-archive has no manifest.json")
         }
         let entries: [DockerArchiveEntry]

@@ -86,6 +86,9 @@ public struct ImageImporter {
         }
         let manifestDigest = try store.storeBlob(manifestBytes)
         let configDigest = try Digest.parse(manifest.config.digest, what: "config")
+        guard manifest.config.size >= 0, manifest.config.size <= SmallFile.limit else {
+            throw ImageError("config \(configDigest): size \(manifest.config.size) is implausible")
+        }
         try store.importBlob(from: layout.blobPath(configDigest), expected: configDigest, size: manifest.config.size, what: "config \(configDigest)")
         let config = try ImageConfigReader.read(store: store, digest: configDigest)
         guard config.rootfs?.diff_ids.count == manifest.layers.count else {

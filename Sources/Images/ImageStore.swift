@@ -73,7 +73,7 @@ public struct ImageStore: Sendable {
     }
 
     public func readBlob(_ digest: Digest) throws -> Data {
-        guard let data = FileManager.default.contents(atPath: blobPath(digest)) else {
+        guard let data = try SmallFile.read(blobPath(digest), what: "blob \(digest)") else {
             throw ImageError("blob \(digest) is missing from the cache \(root)")
         }
         return data
@@ -89,23 +89,23 @@ public struct ImageStore: Sendable {
     }
 
     private func copyHashing(from source: String, to destination: String, what: String) throws -> (digest: Digest, count: Int64) {
-        let input = open(source, O_RDONLY | O_CLOEXEC)
+        // A regular file only (a planted /dev/zero link or FIFO would fill the disk or hang), and
+        // never more than it held when opened.
+        let input = open(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard input >= 0 else { throw ImageError("\(what): cannot read \(source): \(String(cString: strerror(errno)))") }
         defer { close(input) }
+        var status = stat()
+        guard fstat(input, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            throw ImageError("\(what): \(source) is not a regular file; refusing it")
+        }
         let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw ImageError("cannot create \(destination): \(String(cString: strerror(errno)))") }
         defer { close(output) }
         var stream = DigestStream()
         let reader = ByteReader(fd: input, bufferSize: 1 << 20)
-        _ = try reader.stream(Int64.max) { chunk in
+        _ = try reader.stream(Int64(status.st_size)) { chunk in
             stream.update(chunk)
-            var rest = chunk
-            while !rest.isEmpty {
-                let n = write(output, rest.baseAddress, rest.count)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw ImageError("writing \(destination) failed: \(String(cString: strerror(errno))) (disk full?)") }
-                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-            }
+            try SafeTree.writeAll(output, chunk) { ImageError("writing \(destination) failed: \(SafeTree.error()) (disk full?)") }
         }
         return (stream.finish(), stream.count)
     }

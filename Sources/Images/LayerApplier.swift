@@ -19,6 +19,8 @@ public final class LayerApplier {
     public private(set) var inodes = 0
     /// Paths this layer created (for opaque directories: those stay).
     private var createdInLayer: Set<String> = []
+    /// What all layers applied so far have written (bombs stop here).
+    private var budget = UnpackBudget()
 
     public init(root: String) throws { tree = try SafeTree(path: root) }
 
@@ -29,7 +31,10 @@ public final class LayerApplier {
         createdInLayer = []
         let reader = TarReader(fd: fd, hashing: true)
         do {
-            while let entry = try reader.next() { try apply(entry, reader: reader) }
+            while let entry = try reader.next() {
+                try budget.spendEntry()
+                try apply(entry, reader: reader)
+            }
         } catch let error as ImageError {
             throw ImageError("layer \(name): \(error.description)")
         }
@@ -78,13 +83,8 @@ public final class LayerApplier {
             guard fd >= 0 else { throw failure(entry, "create") }
             defer { close(fd) }
             try reader.readData { chunk in
-                var rest = chunk
-                while !rest.isEmpty {
-                    let n = write(fd, rest.baseAddress, rest.count)
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw failure(entry, "write") }
-                    rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-                }
+                try budget.spend(bytes: chunk.count)
+                try SafeTree.writeAll(fd, chunk) { failure(entry, "write") }
             }
             dataBytes += entry.size
             try setAttributes(fd: fd, entry)

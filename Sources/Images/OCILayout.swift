@@ -10,7 +10,7 @@ struct OCILayout {
     func verifiedBlob(_ descriptor: Descriptor, what: String) throws -> [UInt8] {
         let digest = try Digest.parse(descriptor.digest, what: what)
         guard descriptor.size >= 0 && descriptor.size <= 4 << 20 else { throw ImageError("\(what) \(digest): size \(descriptor.size) is implausible") }
-        guard let data = FileManager.default.contents(atPath: blobPath(digest)) else {
+        guard let data = try SmallFile.read(blobPath(digest), what: what) else {
             throw ImageError("\(what) \(digest) is missing from \(directory)")
         }
         let bytes = [UInt8](data)
@@ -20,7 +20,7 @@ struct OCILayout {
 
     /// The manifest for linux/amd64, following nested indexes.
     func selectManifest() throws -> Descriptor {
-        guard let data = FileManager.default.contents(atPath: directory + "/index.json") else {
+        guard let data = try SmallFile.read(directory + "/index.json", what: "index.json") else {
             throw ImageError("\(directory) has no index.json")
         }
         let index: ImageIndex

@@ -18,14 +18,28 @@ final class SafeTree {
 
     static func error() -> String { String(cString: strerror(errno)) }
 
+    /// Writes all of `bytes` to `fd` (retrying short writes and EINTR); `failure` names what failed.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, failure: () -> ImageError) throws(ImageError) {
+        var rest = bytes
+        while !rest.isEmpty {
+            let n = write(fd, rest.baseAddress, rest.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw failure() }
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+        }
+    }
+
     /// `path` as components, refusing absolute escapes and `..`; "" for the root itself.
     static func components(_ path: String) throws -> [String] {
+        // Bounded like Linux's PATH_MAX: the walk and removal recurse once per level.
+        guard path.utf8.count <= 4096 else { throw ImageError("'\(path.prefix(64))…' is longer than 4096 bytes") }
         var parts: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
             if part == "." { continue }
             guard part != ".." else { throw ImageError("'\(path)' contains '..': it would write outside the image's root") }
             parts.append(String(part))
         }
+        guard parts.count <= 256 else { throw ImageError("'\(path.prefix(64))…' is nested more than 256 levels deep") }
         return parts
     }
 

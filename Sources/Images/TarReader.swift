@@ -10,6 +10,8 @@ public final class TarReader {
     private var pendingPadding: Int64 = 0
     /// Limit on PAX and GNU long-name records (they are read into memory).
     static let maxMetadata: Int64 = 1 << 20
+    /// The largest member (1 TiB): far beyond any real layer, far below where size arithmetic overflows.
+    static let maxMemberSize: Int64 = 1 << 40
 
     public init(fd: Int32, hashing: Bool = false) {
         input = ByteReader(fd: fd)
@@ -25,6 +27,7 @@ public final class TarReader {
         var longName: String?
         var longLink: String?
         var pax: [String: [UInt8]] = [:]
+        var metadataBytes: Int64 = 0  // of this member: each record is bounded, their number too
         while true {
             guard let header = try input.read(exactly: 512) else {
                 throw ImageError("the archive ends in the middle (no end-of-archive marker)")
@@ -33,10 +36,13 @@ public final class TarReader {
             try verifyChecksum(header)
             let type = header[156]
             let size = try number(header, 124, 12, "size")
-            guard size >= 0 else { throw ImageError("tar member has a negative size") }
+            guard size >= 0, size <= TarReader.maxMemberSize else { throw ImageError("tar member size \(size) is out of range") }
             switch type {
             case UInt8(ascii: "L"), UInt8(ascii: "K"), UInt8(ascii: "x"), UInt8(ascii: "g"):
-                guard size <= TarReader.maxMetadata else { throw ImageError("tar metadata record of \(size) bytes is too large") }
+                metadataBytes += size
+                guard size <= TarReader.maxMetadata, metadataBytes <= 4 * TarReader.maxMetadata else {
+                    throw ImageError("tar metadata records of \(metadataBytes) bytes for one member are too large")
+                }
                 guard let data = try input.read(exactly: Int(size)) else { throw ImageError("the archive ends in a metadata record") }
                 _ = try input.read(exactly: Int(padding(size)))
                 if type == UInt8(ascii: "L") { longName = cString(data[...]) }
@@ -118,7 +124,7 @@ public final class TarReader {
             case "path": entry.path = text
             case "linkpath": entry.linkTarget = text
             case "size":
-                guard let size = Int64(text), size >= 0 else { throw ImageError("PAX size '\(text)' is not a size") }
+                guard let size = Int64(text), size >= 0, size <= TarReader.maxMemberSize else { throw ImageError("PAX size '\(text.prefix(32))' is not a size") }
                 if entry.kind == .file { entry.size = size }
             case "uid": entry.uid = UInt32(text) ?? entry.uid
             case "gid": entry.gid = UInt32(text) ?? entry.gid
@@ -136,7 +142,7 @@ public final class TarReader {
         while at < data.count {
             guard let space = data[at...].firstIndex(of: UInt8(ascii: " ")),
                   let length = Int(String(decoding: data[at..<space], as: UTF8.self)), length > 0,
-                  at + length <= data.count, data[at + length - 1] == UInt8(ascii: "\n"),
+                  length <= data.count - at, data[at + length - 1] == UInt8(ascii: "\n"),
                   let equals = data[(space + 1)..<(at + length)].firstIndex(of: UInt8(ascii: "=")) else {
                 throw ImageError("malformed PAX header record")
             }
@@ -151,10 +157,13 @@ public final class TarReader {
     private func number(_ header: [UInt8], _ offset: Int, _ length: Int, _ what: String) throws -> Int64 {
         let field = header[offset..<offset + length]
         if let first = field.first, first & 0x80 != 0 {
-            guard first == 0x80, field.dropFirst().prefix(length - 9).allSatisfy({ $0 == 0 }) else {
+            // At most the last 7 bytes may be non-zero (56 bits): no shift can overflow.
+            let body = field.dropFirst()
+            let significant = body.suffix(7)
+            guard first == 0x80, body.dropLast(significant.count).allSatisfy({ $0 == 0 }) else {
                 throw ImageError("tar \(what) field out of range")
             }
-            return field.suffix(8).reduce(Int64(0)) { ($0 << 8) | Int64($1) } & Int64.max
+            return significant.reduce(Int64(0)) { ($0 << 8) | Int64($1) }
         }
         var value: Int64 = 0
         var seenDigit = false

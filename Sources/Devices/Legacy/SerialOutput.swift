@@ -82,7 +82,7 @@ final class SerialOutput: @unchecked Sendable {
     /// eventfd, or if the thread cannot start, output stays synchronous.
     func start(threadStart: (@Sendable () -> Void)?) {
         guard let doorbell, !running.load(ordering: .relaxed) else { return }
-        let body = OutputThreadBody { [unowned self] in
+        let started = DeviceThread.start { [unowned self] in
             clinux_set_thread_name("vireo-serial")
             threadStart?()
             while !stopping.load(ordering: .acquiring) {
@@ -90,21 +90,8 @@ final class SerialOutput: @unchecked Sendable {
                 drain()
             }
         }
-        let context = Unmanaged.passRetained(body).toOpaque()
-        // Like the virtio workers: process-directed signals belong to the VMM's signal thread.
-        var all = sigset_t(), previous = sigset_t()
-        sigfillset(&all)
-        for synchronous in [SIGSYS, SIGSEGV, SIGBUS, SIGILL, SIGFPE] { sigdelset(&all, synchronous) }
-        pthread_sigmask(SIG_SETMASK, &all, &previous)
-        let result = pthread_create(&thread, nil, { argument in
-            Unmanaged<OutputThreadBody>.fromOpaque(argument!).takeRetainedValue().run()
-            return nil
-        }, context)
-        pthread_sigmask(SIG_SETMASK, &previous, nil)
-        guard result == 0 else {
-            Unmanaged<OutputThreadBody>.fromOpaque(context).release()
-            return
-        }
+        guard case .success(let handle) = started else { return }
+        thread = handle
         running.store(true, ordering: .releasing)
     }
 
@@ -116,10 +103,4 @@ final class SerialOutput: @unchecked Sendable {
         pthread_join(thread, nil)
         drain()
     }
-}
-
-/// The closure the output thread runs, boxed for pthread_create's context pointer.
-private final class OutputThreadBody {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
 }

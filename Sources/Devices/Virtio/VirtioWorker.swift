@@ -51,30 +51,16 @@ final class VirtioWorker: @unchecked Sendable {
 
         let stop = stopFD
         let name = "vireo-\(transport.name)"
-        let body = WorkerBody {
+        switch DeviceThread.start({
             clinux_set_thread_name(name)
             threadStart?(transport.name)
             _ = stop  // kept alive for as long as the thread polls it
             VirtioWorker.loop(epoll: epoll, transport: transport)
-        }
-        let context = Unmanaged.passRetained(body).toOpaque()
-        // The worker blocks every signal: process-directed ones (SIGINT, SIGTERM) belong to the VMM's
-        // signal thread and must neither interrupt nor kill a device thread.
-        // Synchronous signals stay deliverable: a blocked SIGSYS from the seccomp filter would kill
-        // the VMM without the reporter naming the syscall.
-        var all = sigset_t(), previous = sigset_t()
-        sigfillset(&all)
-        for synchronous in [SIGSYS, SIGSEGV, SIGBUS, SIGILL, SIGFPE] { sigdelset(&all, synchronous) }
-        pthread_sigmask(SIG_SETMASK, &all, &previous)
-        let result = pthread_create(&thread, nil, { argument in
-            Unmanaged<WorkerBody>.fromOpaque(argument!).takeRetainedValue().run()
-            return nil
-        }, context)
-        pthread_sigmask(SIG_SETMASK, &previous, nil)
-        guard result == 0 else {
-            Unmanaged<WorkerBody>.fromOpaque(context).release()
+        }) {
+        case .success(let started): thread = started
+        case .failure(let error):
             close(epoll)
-            throw VirtioWorkerError(operation: "pthread_create", errno: result)
+            throw VirtioWorkerError(operation: "pthread_create", errno: error.errno)
         }
     }
 
@@ -114,10 +100,4 @@ final class VirtioWorker: @unchecked Sendable {
             }
         }
     }
-}
-
-/// The closure a worker thread runs, boxed for pthread_create's context pointer.
-private final class WorkerBody {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
 }

@@ -81,7 +81,7 @@ extension VMDefinition {
             rng: rng)
         let limits = VMSpec.Resources(
             cpuWeight: resources.cpuWeight,
-            cpuMax: resources.cpuMax.map { VMSpec.Resources.CPUMax(quotaMicros: $0.quotaMicros, periodMicros: $0.periodMicros) },
+            cpuMax: resources.cpuMax,
             memoryMaxBytes: resources.memoryMaxMiB.map(VMDefinition.bytes(mebibytes:)), cpuAffinity: resources.cpuAffinity)
         return VMSpec(machine: VMSpec.MachineShape(cpus: cpus, memoryBytes: VMDefinition.bytes(mebibytes: memoryMiB)),
                       boot: boot, devices: devices, resources: limits,

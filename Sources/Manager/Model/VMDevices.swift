@@ -37,15 +37,8 @@ public struct NetDefinition: Codable, Sendable, Equatable {
 /// `--cpu-affinity`); absent values leave the host's defaults.
 public struct ResourceSettings: Codable, Sendable, Equatable {
     /// CPU bandwidth: `quotaMicros` of CPU time per `periodMicros`.
-    public struct CPUMax: Codable, Sendable, Equatable {
-        public var quotaMicros: Int
-        public var periodMicros: Int
-
-        public init(quotaMicros: Int, periodMicros: Int = 100_000) {
-            self.quotaMicros = quotaMicros
-            self.periodMicros = periodMicros
-        }
-    }
+    /// A CFS quota per period: the spec's own type (one default period, one set of names).
+    public typealias CPUMax = VMSpec.Resources.CPUMax
 
     public var cpuWeight: Int?
     public var cpuMax: CPUMax?

@@ -42,22 +42,7 @@ public struct VsockHeader: Equatable, Sendable {
 
     /// Decodes the first 44 bytes of `bytes`.
     public init(bytes: [UInt8]) {
-        precondition(bytes.count >= VsockHeader.size)
-        func load<T: FixedWidthInteger>(_: T.Type, _ offset: Int) -> T {
-            var value: T = 0
-            for index in 0..<MemoryLayout<T>.size { value |= T(bytes[offset + index]) << (8 * index) }
-            return value
-        }
-        sourceCID = load(UInt64.self, 0)
-        destinationCID = load(UInt64.self, 8)
-        sourcePort = load(UInt32.self, 16)
-        destinationPort = load(UInt32.self, 20)
-        length = load(UInt32.self, 24)
-        type = load(UInt16.self, 28)
-        op = load(UInt16.self, 30)
-        flags = load(UInt32.self, 32)
-        bufferAllocation = load(UInt32.self, 36)
-        forwardCount = load(UInt32.self, 40)
+        self = bytes.withUnsafeBytes { VsockHeader(wire: $0) }
     }
 
     /// Stack room for one header's wire form (48 bytes; the header is the first 44).
