@@ -77,7 +77,7 @@ extension VMDefinition {
             ?? .kernel(VMSpec.KernelBoot(kernel: kernel, initrd: initrd, cmdline: cmdline))
         let devices = VMSpec.Devices(
             disks: disks.map { VMSpec.Disk(path: $0.path, readOnly: $0.readOnly, backing: $0.backing) },
-            nets: nets.map { VMSpec.Net(mode: $0.mode == .tap ? .tap : .user, tap: $0.tap, mac: $0.mac) },
+            nets: nets,
             rng: rng)
         let limits = VMSpec.Resources(
             cpuWeight: resources.cpuWeight,

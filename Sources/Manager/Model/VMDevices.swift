@@ -14,24 +14,8 @@ public struct DiskDefinition: Codable, Sendable, Equatable {
 }
 
 /// A virtio-net NIC: user-mode networking through passt (no root), or an existing host TAP device.
-public struct NetDefinition: Codable, Sendable, Equatable {
-    /// How a NIC reaches the host.
-    public enum Mode: String, Codable, Sendable, CaseIterable {
-        case user, tap
-    }
-
-    public var mode: Mode
-    /// The TAP device, for `tap` mode.
-    public var tap: String?
-    /// The guest's MAC address (`XX:XX:XX:XX:XX:XX`); the VMM picks one when absent.
-    public var mac: String?
-
-    public init(mode: Mode, tap: String? = nil, mac: String? = nil) {
-        self.mode = mode
-        self.tap = tap
-        self.mac = mac
-    }
-}
+/// The spec's own type: the API stores what the VMM is handed.
+public typealias NetDefinition = VMSpec.Net
 
 /// cgroup limits and vCPU pinning of a VM's VMM process (`--cpu-weight`, `--cpu-max`, `--memory-max`,
 /// `--cpu-affinity`); absent values leave the host's defaults.
