@@ -105,8 +105,8 @@ struct DeviceBootTests {
 
         // Balloon: once the guest is ready, take all but 8 MiB of its free memory. Whatever pages the
         // driver picks, that includes most of the freed initrd, which was resident on the host.
-        try #require(guest.waitForOutput("VIREO-BALLOON ready", timeout: 120), "output: \(guest.output.suffix(2000))")
-        let freeKiB = Int(GuestChecks.result(guest.output, "VIREO-BALLOON ready")?["free_kb"] ?? "") ?? 0
+        let ready = try #require(guest.waitForLine("VIREO-BALLOON ready", timeout: 120), "output: \(guest.output.suffix(2000))")
+        let freeKiB = Int(GuestChecks.result(ready, "VIREO-BALLOON ready")?["free_kb"] ?? "") ?? 0
         #expect(freeKiB > 48 << 10, "the guest reports its free memory: \(freeKiB) KiB")
         let rssBefore = DeviceBootTests.residentKiB(vmm)
         let targetMiB = max(16, freeKiB / 1024 - 8)

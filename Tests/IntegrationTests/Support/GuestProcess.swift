@@ -66,6 +66,21 @@ final class GuestProcess: @unchecked Sendable {
         return output.contains(text)
     }
 
+    /// Waits until stdout holds a whole line (newline-terminated) starting with `prefix` and
+    /// returns it: the guest writes a line a byte per exit, so a line still arriving is not taken.
+    func waitForLine(_ prefix: String, timeout: Double) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            let text = output
+            if let start = text.range(of: prefix), let end = text[start.lowerBound...].firstIndex(where: \.isNewline) {
+                return String(text[start.lowerBound..<end])
+            }
+            if !process.isRunning { return nil }
+            usleep(20_000)
+        } while Date() < deadline
+        return nil
+    }
+
     /// Waits for the process to exit; returns its status, or nil after killing it on timeout.
     func waitForExit(timeout: Double) -> Int32? {
         let deadline = Date().addingTimeInterval(timeout)
