@@ -40,6 +40,8 @@ extension IsolationSettings {
         jailDirectory = spec.isolation.jailDirectory
         user = spec.isolation.user
         group = spec.isolation.group
+        uid = spec.isolation.uid
+        gid = spec.isolation.gid
         cpuWeight = spec.resources.cpuWeight
         cpuMax = spec.resources.cpuMax.map { CPUMax(quotaMicroseconds: $0.quotaMicros, periodMicroseconds: $0.periodMicros) }
         memoryMax = spec.resources.memoryMaxBytes.map { UInt64(clamping: $0) }

@@ -14,6 +14,12 @@ public enum SpecValidator {
         if spec.isolation.group != nil && spec.isolation.user == nil {
             throw SpecError("isolation.group", " needs {isolation.user}")
         }
+        if spec.isolation.uid != nil && (spec.isolation.user != nil || spec.isolation.group != nil) {
+            throw SpecError("isolation.uid", " excludes {isolation.user} and {isolation.group}")
+        }
+        if spec.isolation.gid != nil && spec.isolation.uid == nil {
+            throw SpecError("isolation.gid", " needs {isolation.uid}")
+        }
     }
 
     static func validateBoot(_ boot: VMSpec.BootSource) throws(SpecError) {

@@ -240,14 +240,20 @@ public struct VMSpec: Codable, Sendable, Equatable {
         /// The unprivileged user (name or number) the VMM runs as once the VM is built.
         public var user: String?
         public var group: String?
+        /// A numeric identity instead of `user` (the daemon's per-VM uid, which has no account).
+        public var uid: UInt32?
+        /// The group with `uid`; nil: the same number.
+        public var gid: UInt32?
 
         public init(seccomp: SeccompMode? = nil, jail: Bool = false, jailDirectory: String? = nil, user: String? = nil,
-                    group: String? = nil) {
+                    group: String? = nil, uid: UInt32? = nil, gid: UInt32? = nil) {
             self.seccomp = seccomp
             self.jail = jail
             self.jailDirectory = jailDirectory
             self.user = user
             self.group = group
+            self.uid = uid
+            self.gid = gid
         }
     }
 }

@@ -78,7 +78,7 @@ struct PlacementOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Syscall filter mode: on (default), kill, log or off.", valueName: "mode"))
     var seccomp: String?
 
-    @Flag(name: .long, inversion: .prefixedNo, help: "Run the VMM in its own namespaces, pivot_rooted into a per-VM directory, without capabilities.")
+    @Flag(name: .long, inversion: .prefixedNo, help: "Run the VMM in its own namespaces, pivot_rooted into a per-VM directory, without capabilities (default: on where the host allows it).")
     var jail: Bool?
 
     @Option(name: .long, help: ArgumentHelp("Run the VMM as this host user once the VM is built.", valueName: "user"))

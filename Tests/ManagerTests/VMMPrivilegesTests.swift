@@ -7,11 +7,13 @@ import Testing
     @Test func aVMWithoutAUserGetsAFreeIDOfTheRangeAndItsGroup() throws {
         guard geteuid() == 0 else { return }  // a non-root daemon cannot switch users: nothing to allocate
         let plain = VMDefinition(name: "plain", kernel: "/k")
-        let (definition, uid) = try VMMPrivileges.effective(plain, inUse: [], previous: nil)
-        let id = try #require(uid)
+        let id = try #require(try VMMPrivileges.perVMUID(for: plain, inUse: [], previous: nil))
         #expect(VMMPrivileges.perVMRange.contains(id))
-        #expect(definition.isolation.user == String(id) && definition.isolation.group == String(id))
         #expect(getpwuid(id) == nil)
+        // It reaches the VMM typed, as the spec's isolation.uid/gid, never as a user name.
+        let spec = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20)
+            .spec(for: plain, confinement: VMMConfinement(uid: id, jail: true))
+        #expect(spec.isolation.uid == id && spec.isolation.gid == id && spec.isolation.user == nil && spec.isolation.jail)
         // Held by another VM: the next free one; kept when it is this VM's and free.
         let other = try VMMPrivileges.allocate(for: "plain", inUse: [id], previous: nil)
         #expect(other != id && VMMPrivileges.perVMRange.contains(other))
@@ -22,8 +24,7 @@ import Testing
     @Test func anExplicitUserIsLeftAlone() throws {
         var definition = VMDefinition(name: "r", kernel: "/k")
         definition.isolation.user = "root"
-        let (result, uid) = try VMMPrivileges.effective(definition, inUse: [], previous: nil)
-        #expect(uid == nil && result == definition)
+        #expect(try VMMPrivileges.perVMUID(for: definition, inUse: [], previous: nil) == nil)
     }
 
     @Test func theProcessIdentityIsReadFromProc() {

@@ -47,7 +47,7 @@ enum JSONResponse {
             ("resources", resources(vm.resources)),
             ("isolation", .object([
                 ("seccomp", optional(vm.isolation.seccomp) { .string($0) }),
-                ("jail", .bool(vm.isolation.jail)),
+                ("jail", optional(vm.isolation.jail) { .bool($0) }),  // null: the daemon's default
                 ("user", optional(vm.isolation.user) { .string($0) }),
                 ("group", optional(vm.isolation.group) { .string($0) }),
             ])),

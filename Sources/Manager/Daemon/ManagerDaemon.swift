@@ -65,6 +65,9 @@ public enum ManagerDaemon {
                 }
                 logger.notice("listening", metadata: ["socket": "\(socketPath)", "state": "\(stateDirectory)", "pid": "\(getpid())",
                                                       "imageRoots": "\(imageRoots.directories.joined(separator: ","))"])
+                if let reason = JailSupport.unavailableReason {
+                    logger.warning("VMMs run without the jail by default: \(reason); each still runs as its own unprivileged uid (docs/security.md)")
+                }
             },
             logger: serverLogger
         )

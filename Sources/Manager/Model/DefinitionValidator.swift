@@ -330,7 +330,7 @@ public struct DefinitionValidator: Sendable {
             }
             settings.seccomp = text
         }
-        if let jail = members["jail"] { settings.jail = jail == .null ? false : try bool(jail, "isolation.jail") }
+        if let jail = members["jail"] { settings.jail = jail == .null ? nil : try bool(jail, "isolation.jail") }
         if let user = members["user"], user != .null {
             let text = try string(user, "isolation.user")
             guard Int(text) != nil || getpwnam(text) != nil else {

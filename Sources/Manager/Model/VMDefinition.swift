@@ -86,7 +86,7 @@ extension VMDefinition {
         return VMSpec(machine: VMSpec.MachineShape(cpus: cpus, memoryBytes: VMDefinition.bytes(mebibytes: memoryMiB)),
                       boot: boot, devices: devices, resources: limits,
                       isolation: VMSpec.Isolation(seccomp: isolation.seccomp.flatMap(SeccompMode.init(rawValue:)),
-                                                  jail: isolation.jail, user: isolation.user, group: isolation.group))
+                                                  jail: isolation.jail ?? false, user: isolation.user, group: isolation.group))
     }
 
     /// MiB to bytes, saturating (an absurd request still reaches the validator's range message).

@@ -45,13 +45,14 @@ public struct ResourceSettings: Codable, Sendable, Equatable {
 public struct IsolationDefinition: Codable, Sendable, Equatable {
     /// Syscall filter mode: on, kill, log or off; nil is the VMM's default (on).
     public var seccomp: String?
-    /// Namespaces + pivot_root into a per-VM directory, no capabilities.
-    public var jail: Bool
+    /// Namespaces + pivot_root into a per-VM directory, no capabilities. nil: the daemon's default,
+    /// which is on wherever the host can jail (JailSupport); false opts out.
+    public var jail: Bool?
     /// The unprivileged user (name or number) the VMM runs as once the VM is built.
     public var user: String?
     public var group: String?
 
-    public init(seccomp: String? = nil, jail: Bool = false, user: String? = nil, group: String? = nil) {
+    public init(seccomp: String? = nil, jail: Bool? = nil, user: String? = nil, group: String? = nil) {
         self.seccomp = seccomp
         self.jail = jail
         self.user = user
@@ -61,10 +62,26 @@ public struct IsolationDefinition: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         seccomp = try container.decodeIfPresent(String.self, forKey: .seccomp)
-        jail = try container.decodeIfPresent(Bool.self, forKey: .jail) ?? false
+        // Stored definitions from before the jail became the default always carry `jail`, false when
+        // nobody asked: only a `true` there was a choice. Choices made since are `jailChoice`.
+        if container.contains(.jailChoice) {
+            jail = try container.decodeIfPresent(Bool.self, forKey: .jailChoice)
+        } else {
+            jail = try container.decodeIfPresent(Bool.self, forKey: .jail) == true ? true : nil
+        }
         user = try container.decodeIfPresent(String.self, forKey: .user)
         group = try container.decodeIfPresent(String.self, forKey: .group)
     }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(seccomp, forKey: .seccomp)
+        try container.encodeIfPresent(jail, forKey: .jailChoice)
+        try container.encodeIfPresent(user, forKey: .user)
+        try container.encodeIfPresent(group, forKey: .group)
+    }
+
+    private enum CodingKeys: String, CodingKey { case seccomp, jail, jailChoice, user, group }
 
     public static let seccompModes = SeccompMode.allCases.map(\.rawValue)
 }

@@ -189,19 +189,20 @@ public actor Supervisor {
         let vm = try record(name)
         try Lifecycle.check(.snapshot, name: name, state: vm.state)
         let directory = try SnapshotTarget.check(given, roots: validator.imageRoots)
-        // An unprivileged VMM cannot create it in a root-owned parent: it gets the empty directory,
-        // and root takes the finished snapshot back (SnapshotOwnership).
-        let owner = vm.pid.flatMap(VMMPrivileges.identity(ofProcess:))
-        try SnapshotOwnership.handOver(directory, to: owner)
-        defer { SnapshotOwnership.takeBack(directory, from: owner) }
+        // The VMM writes into its own `vmm/` directory (the only one a jailed VMM sees, and one its
+        // unprivileged user may write); the daemon moves the result out as root (SnapshotOwnership).
+        let paths = paths(for: name)
+        let staging = SnapshotOwnership.stagingName()
         let control = VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
         let pausedHere = vm.state == .running
         if pausedHere { _ = try await control.request(.pause, timeout: Supervisor.pauseTimeout) }
         let reply: ControlReply
         do {
             // Writing guest RAM takes a while for big guests.
-            reply = try await control.request(.snapshot(directory: directory), timeout: 600)
+            reply = try await control.request(.snapshot(directory: paths.vmmDirectory + "/" + staging), timeout: 600)
+            try SnapshotOwnership.moveOut(staging, in: paths, to: directory)
         } catch {
+            SnapshotOwnership.discard(staging, in: paths)
             if pausedHere { _ = try? await control.request(.resume) }
             throw error
         }
@@ -251,10 +252,12 @@ public actor Supervisor {
         let name = vm.name
         try validator.checkPaths(vm.definition)
         let paths = paths(for: name)
-        let (definition, vmmUID) = try VMMPrivileges.effective(vm.definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name])
+        let definition = vm.definition
+        let vmmUID = try VMMPrivileges.perVMUID(for: definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name])
         vmmUIDs[name] = vmmUID
+        let confinement = VMMConfinement(uid: vmmUID, jail: JailSupport.jail(for: definition.isolation.jail))
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
-        try VMDirectory.prepare(paths, owner: try VMOwner(definition.isolation))
+        try VMDirectory.prepare(paths, owner: try vmmUID.map { VMOwner(uid: $0, gid: $0) } ?? VMOwner(definition.isolation))
         let lock = try await acquireLock(paths, name: name)
         defer { close(lock) }  // the shim and the VMM hold it from here on
         vm.state = .starting
@@ -267,7 +270,7 @@ public actor Supervisor {
 
         let shim: Int32
         do {
-            shim = try launcher.spawn(definition, paths: paths, lockFD: lock)
+            shim = try launcher.spawn(definition, confinement: confinement, paths: paths, lockFD: lock)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error

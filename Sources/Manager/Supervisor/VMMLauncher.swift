@@ -24,9 +24,15 @@ struct VMMLauncher: Sendable {
         """
 
     /// The VMM's spec for a definition: the definition's own spec plus what every daemon VM gets
-    /// (no terminal, a rotated console log and a control socket, relative to the VM directory).
-    func spec(for definition: VMDefinition) -> VMSpec {
+    /// (no terminal, a rotated console log and a control socket, relative to the VM directory) and
+    /// the confinement the daemon chose for this run.
+    func spec(for definition: VMDefinition, confinement: VMMConfinement = VMMConfinement()) -> VMSpec {
         var spec = definition.spec
+        if let uid = confinement.uid {
+            spec.isolation.uid = uid
+            spec.isolation.gid = uid
+        }
+        if let jail = confinement.jail { spec.isolation.jail = jail }
         spec.console = VMSpec.Console(logPath: VMPaths.consoleLogName,
                                       logMaxBytes: UInt64(max(4, consoleLogMaxBytes / 1024)) << 10,
                                       toStdout: false, fromStdin: false)
@@ -70,10 +76,11 @@ struct VMMLauncher: Sendable {
 
     /// Spawns the shim; returns its pid. Stale pid/exit files are removed first.
     /// `lockFD` (VMLock) becomes the shim's and the VMM's descriptor 3.
-    func spawn(_ definition: VMDefinition, paths: VMPaths, lockFD: Int32) throws(APIError) -> Int32 {
+    func spawn(_ definition: VMDefinition, confinement: VMMConfinement = VMMConfinement(), paths: VMPaths,
+               lockFD: Int32) throws(APIError) -> Int32 {
         // The directory is the daemon's alone (VMDirectory); stale records go all the same.
         for file in [paths.pidFile, paths.exitFile, paths.pidFile + ".tmp", paths.exitFile + ".tmp"] { unlink(file) }
-        try writeSpec(spec(for: definition), paths: paths)
+        try writeSpec(spec(for: definition, confinement: confinement), paths: paths)
         let argv = ["vireo-shim", "-c", VMMLauncher.shimScript, "vireo-shim", paths.directory, executable,
                     "run", "--spec", VMPaths.specName]
 
@@ -143,6 +150,14 @@ struct VMMLauncher: Sendable {
         if message.hasPrefix("vireo: ") { message.removeFirst("vireo: ".count) }
         return String(message.prefix(500))
     }
+}
+
+/// How the daemon confines one run of a VM's VMM beyond the definition's own settings.
+struct VMMConfinement: Sendable, Equatable {
+    /// The per-VM uid (VMMPrivileges), nil when the definition names a user or the daemon is not root.
+    var uid: uid_t?
+    /// Jailed (JailSupport: the VM's choice, else on where the host can); nil: the definition's own.
+    var jail: Bool?
 }
 
 extension String {

@@ -15,17 +15,13 @@ enum VMMPrivileges {
     /// 65,536 ids in 0x70000000–0x7FFDFFFF, which systemd's UID map leaves unassigned.
     static let perVMRange: ClosedRange<uid_t> = 0x7E56_0000...0x7E56_FFFF
 
-    /// The definition the VMM is started with: `definition` itself when it names a user or the
-    /// daemon is not root; otherwise a copy with a free per-VM uid (and that gid) as its user.
+    /// The per-VM uid (gid the same number) the VMM of `definition` runs as: nil when it names a
+    /// user itself or the daemon is not root. It reaches the VMM as the spec's typed
+    /// `isolation.uid` (VMMConfinement), never as a user name.
     /// `inUse`: the ids other VMs' VMMs hold. `previous`: the id this VM had before, kept if free.
-    static func effective(_ definition: VMDefinition, inUse: Set<uid_t>, previous: uid_t?) throws(APIError)
-        -> (definition: VMDefinition, uid: uid_t?) {
-        guard definition.isolation.user == nil, geteuid() == 0 else { return (definition, nil) }
-        let uid = try allocate(for: definition.name, inUse: inUse.union(runningIDs()), previous: previous)
-        var result = definition
-        result.isolation.user = String(uid)
-        if result.isolation.group == nil { result.isolation.group = String(uid) }
-        return (result, uid)
+    static func perVMUID(for definition: VMDefinition, inUse: Set<uid_t>, previous: uid_t?) throws(APIError) -> uid_t? {
+        guard definition.isolation.user == nil, geteuid() == 0 else { return nil }
+        return try allocate(for: definition.name, inUse: inUse.union(runningIDs()), previous: previous)
     }
 
     /// A free id, starting at a point derived from the name so a VM tends to get the same one

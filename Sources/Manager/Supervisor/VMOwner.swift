@@ -8,6 +8,11 @@ struct VMOwner {
     let uid: uid_t
     let gid: gid_t
 
+    init(uid: uid_t, gid: gid_t) {
+        self.uid = uid
+        self.gid = gid
+    }
+
     /// The owner for these settings, or nil when the VMM keeps the daemon's identity.
     init?(_ isolation: IsolationDefinition) throws(APIError) {
         guard let user = isolation.user else { return nil }

@@ -55,6 +55,18 @@ public struct UserIdentity: Equatable, Sendable, CustomStringConvertible {
         return identity
     }
 
+    /// A numeric identity (VMSpec.Isolation.uid): an account's uid, or a per-VM id without one.
+    /// Its group is `gid`, else the account's primary group, else the same number.
+    public static func numeric(uid: UInt32, gid: UInt32?) throws(VMMError) -> UserIdentity {
+        if let entry = getpwuid(uid) {
+            return UserIdentity(uid: uid, gid: gid ?? entry.pointee.pw_gid, name: String(cString: entry.pointee.pw_name))
+        }
+        guard perVMRange.contains(uid) else {
+            throw .invalidConfiguration("isolation.uid \(uid) has no account and is outside the per-VM range \(perVMRange.lowerBound)–\(perVMRange.upperBound)")
+        }
+        return UserIdentity(uid: uid, gid: gid ?? uid, name: "per-VM uid \(uid)")
+    }
+
     /// The `vireo` user, if the host has one (what a jail runs as without --uid).
     static var vireoUser: UserIdentity? { try? resolve(user: "vireo", group: nil) }
 

@@ -12,10 +12,13 @@ import Glibc
 /// 2. `launch` (before the Machine is built): when a jail, cgroup limits or `--seccomp=kill` need
 ///    it, forks. The parent becomes a small supervisor that creates and finally removes the cgroups
 ///    and jail directory, forwards stop signals and reports how the VMM ended; it never returns.
-///    The child joins the cgroups, enters new mount/IPC/UTS/network namespaces (and is PID 1 of
-///    a new PID namespace) and returns to build the VM.
-/// 3. `enter` (after the Machine is built, before any thread starts): pivot_root into the jail,
-///    switch user, drop capabilities, set no_new_privs, install the base (control) seccomp filter.
+///    The child joins the cgroups, enters new mount/IPC/UTS namespaces (and is PID 1 of a new
+///    PID namespace) and returns to build the VM.
+/// 3. `enter` (after the Machine is built, before any thread starts): a new network namespace,
+///    pivot_root into the jail, switch user, drop capabilities, set no_new_privs, install the base
+///    (control) seccomp filter. The network namespace comes this late on purpose: the Machine has
+///    opened its TAP fds and started passt (holding its socket) in the host's namespace, and those
+///    descriptors keep working from the empty one, which leaves the VMM no route of its own.
 ///    Threads then call `ThreadRole.enter(under:)` with the plan for their own filter and affinity.
 /// @unchecked Sendable: Its state is written by `prepare`, `launch` and `enter` on the main thread before any other VMM thread exists; afterwards threads only read it (`enterThread`, `status`).
 public final class IsolationPlan: @unchecked Sendable {
@@ -66,9 +69,12 @@ public final class IsolationPlan: @unchecked Sendable {
             }
         }
         var user: UserIdentity?
-        if let name = settings.user {
+        if let uid = settings.uid {
+            guard settings.user == nil else { throw .invalidConfiguration("isolation: give either a user name or a uid, not both") }
+            user = try UserIdentity.numeric(uid: uid, gid: settings.gid)
+        } else if let name = settings.user {
             user = try UserIdentity.resolve(user: name, group: settings.group)
-        } else if settings.group != nil {
+        } else if settings.group != nil || settings.gid != nil {
             throw .invalidConfiguration("--gid needs --uid")
         } else if settings.jail {
             guard let vireo = UserIdentity.vireoUser else {
@@ -91,6 +97,10 @@ public final class IsolationPlan: @unchecked Sendable {
             config.initrdPath = config.initrdPath.map(absolutePath)
             config.consoleLogPath = config.consoleLogPath.map(absolutePath)
             config.apiSocketPath = config.apiSocketPath.map(absolutePath)
+            if var vsock = config.vsock {
+                vsock.socketPath = absolutePath(vsock.socketPath)
+                config.vsock = vsock
+            }
             let root = absolutePath(settings.jailDirectory ?? "/run/vireo/jail/\(vmID)")
             jail = try JailLayout.plan(root: root, config: config)
         }
@@ -144,7 +154,8 @@ public final class IsolationPlan: @unchecked Sendable {
         _ = csys_set_parent_death_signal(SIGKILL)
         try cgroups?.join()
         if jail != nil {
-            let flags = CSYS_CLONE_NEWNS | CSYS_CLONE_NEWIPC | CSYS_CLONE_NEWUTS | CSYS_CLONE_NEWNET
+            // Not the network namespace yet: `enter` unshares it once TAP and passt are set up.
+            let flags = CSYS_CLONE_NEWNS | CSYS_CLONE_NEWIPC | CSYS_CLONE_NEWUTS
             var result = csys_unshare(flags)
             guard result == 0 else {
                 throw .invalidConfiguration("jail: cannot create namespaces: \(String(cString: strerror(-result)))")
@@ -167,7 +178,13 @@ public final class IsolationPlan: @unchecked Sendable {
     /// thread before any other thread exists (capabilities and filters are per thread).
     /// `helpers`: the VMM's child processes (passt), which its filter lets it signal and reap.
     public func enter(helpers: [Int32] = []) throws(VMMError) {
-        if let jail { try jail.enter(owner: user, hostname: vmID) }
+        if let jail {
+            let result = csys_unshare(CSYS_CLONE_NEWNET)
+            guard result == 0 else {
+                throw .invalidConfiguration("jail: cannot create a network namespace: \(String(cString: strerror(-result)))")
+            }
+            try jail.enter(owner: user, hostname: vmID)
+        }
         if jail != nil || user != nil {
             try Privileges.drop(to: user)
             // A credential change clears the parent-death signal; the VMM must still die with its supervisor.

@@ -11,6 +11,11 @@ public struct IsolationSettings: Equatable, Sendable {
     public var user: String?
     /// `--gid`: a group name or number; nil takes the user's primary group.
     public var group: String?
+    /// A numeric identity (the daemon's per-VM uid): needs no account when it lies in
+    /// `UserIdentity.perVMRange`; exclusive with `user`.
+    public var uid: UInt32?
+    /// The group with `uid`; nil: the same number as `uid`.
+    public var gid: UInt32?
     /// cgroup v2 cpu.weight (1–10000; v1: cpu.shares = weight × 1024 / 100).
     public var cpuWeight: Int?
     public var cpuMax: CPUMax?
@@ -34,6 +39,7 @@ public struct IsolationSettings: Equatable, Sendable {
         if let jailDirectory { arguments += ["--jail-dir", jailDirectory] }
         if let user { arguments += ["--uid", user] }
         if let group { arguments += ["--gid", group] }
+        if let uid { arguments += ["--uid", String(uid), "--gid", String(gid ?? uid)] }
         if let cpuWeight { arguments += ["--cpu-weight", String(cpuWeight)] }
         if let cpuMax { arguments += ["--cpu-max", "\(cpuMax.quotaMicroseconds)/\(cpuMax.periodMicroseconds)"] }
         if let memoryMax { arguments += ["--memory-max", "\(memoryMax)b"] }

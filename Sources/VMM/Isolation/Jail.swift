@@ -32,7 +32,8 @@ public struct JailLayout: Equatable, Sendable {
     public var mirrors: [JailMirror]
     public var devices: [JailDevice]
 
-    /// Device nodes the VMM may need: KVM, a random source, TUN for TAP networking (when the host has it).
+    /// Device nodes the VMM may need: KVM, a random source, TUN for TAP networking (when the host has it;
+    /// TAP fds are opened before the jail, so the node is only there for a reopen).
     static let devicePaths: [(String, UInt32, Bool)] = [
         ("/dev/kvm", 0o600, true), ("/dev/urandom", 0o666, false), ("/dev/net/tun", 0o600, true),
     ]
@@ -52,6 +53,9 @@ public struct JailLayout: Equatable, Sendable {
         }
         try addDirectory(of: config.consoleLogPath, option: "--console-log")
         try addDirectory(of: config.apiSocketPath, option: "--api-socket")
+        // The vsock device listens there and connects to `PATH_PORT` for guest-initiated streams:
+        // the only sockets a jailed control thread can reach are in these mirrored directories.
+        try addDirectory(of: config.vsock?.socketPath, option: "--vsock socket=")
         for path in [config.kernelPath, config.initrdPath].compactMap({ $0 }) where !path.isEmpty {
             var info = stat()
             if let resolved = resolvedPath(path), stat(resolved, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
