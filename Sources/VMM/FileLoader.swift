@@ -11,7 +11,7 @@ enum FileLoader {
     /// `noFollow` also refuses a symbolic link (files inside a snapshot directory).
     static func read(_ path: String, what: String, noFollow: Bool = false) throws(VMMError) -> [UInt8] {
         let fd: Int32
-        switch CheckedOpen.open(path, flags: O_RDONLY, noFollow: noFollow) {
+        switch CheckedOpen.open(path, flags: O_RDONLY, noFollow: noFollow, image: true) {
         case let .success(opened): fd = opened
         case let .failure(.system(error)): throw .file(path: path, what: "cannot open \(what)", errno: error)
         case let .failure(refusal): throw .invalidConfiguration("\(what) \(path) \(refusal)")

@@ -42,6 +42,7 @@ extension IsolationSettings {
         group = spec.isolation.group
         uid = spec.isolation.uid
         gid = spec.isolation.gid
+        imageRoots = spec.isolation.imageRoots
         cpuWeight = spec.resources.cpuWeight
         cpuMax = spec.resources.cpuMax.map { CPUMax(quotaMicroseconds: $0.quotaMicros, periodMicroseconds: $0.periodMicros) }
         memoryMax = spec.resources.memoryMaxBytes.map { UInt64(clamping: $0) }

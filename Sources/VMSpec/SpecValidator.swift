@@ -20,6 +20,11 @@ public enum SpecValidator {
         if spec.isolation.gid != nil && spec.isolation.uid == nil {
             throw SpecError("isolation.gid", " needs {isolation.uid}")
         }
+        if let roots = spec.isolation.imageRoots {
+            guard roots.count <= 64, roots.allSatisfy({ $0.hasPrefix("/") && $0.utf8.count < 4096 && !$0.utf8.contains(0) }) else {
+                throw SpecError("isolation.imageRoots", " must be at most 64 absolute directory paths")
+            }
+        }
     }
 
     static func validateBoot(_ boot: VMSpec.BootSource) throws(SpecError) {

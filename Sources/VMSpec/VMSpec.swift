@@ -244,9 +244,13 @@ public struct VMSpec: Codable, Sendable, Equatable {
         public var uid: UInt32?
         /// The group with `uid`; nil: the same number.
         public var gid: UInt32?
+        /// Directories (absolute, link-free) the VMM opens kernel, initrd, disks, overlays and
+        /// snapshot state beneath, never following a link (the daemon's image roots); nil: anywhere.
+        public var imageRoots: [String]?
 
         public init(seccomp: SeccompMode? = nil, jail: Bool = false, jailDirectory: String? = nil, user: String? = nil,
-                    group: String? = nil, uid: UInt32? = nil, gid: UInt32? = nil) {
+                    group: String? = nil, uid: UInt32? = nil, gid: UInt32? = nil, imageRoots: [String]? = nil) {
+            self.imageRoots = imageRoots
             self.seccomp = seccomp
             self.jail = jail
             self.jailDirectory = jailDirectory

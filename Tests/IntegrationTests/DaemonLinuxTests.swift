@@ -24,8 +24,16 @@ extension DaemonTests {
             let vm = try daemon.action("linux", "start")
             #expect(vm.state == "running")
             // Least privilege by default (issue 12): no `isolation.user`, yet the VMM that boots this
-            // guest and its disk runs as a per-VM uid with every capability set empty.
-            let vmmPID = try #require(vm.pid)
+            // guest and its disk runs as a per-VM uid with every capability set empty, jailed (its
+            // own mount and network namespaces): DHCP below comes through passt, started and held
+            // before the VMM left the host's network namespace.
+            let vmmPID = try #require(HostProcess.vmm(of: vm.pid ?? -1), "no VMM process")
+            if JailSupport.unavailableReason == nil {
+                for kind in ["mnt", "net"] {
+                    let theirs = Jail.namespace(kind, of: vmmPID)
+                    #expect(theirs != nil && theirs != Jail.namespace(kind, of: daemon.pid), "the VMM is not in a \(kind) namespace of its own")
+                }
+            }
             let credentials = try #require(ProcessCredentials(pid: vmmPID))
             #expect(credentials.uids.allSatisfy { $0 != 0 } && credentials.uids.count == 4, "VMM uids: \(credentials.uids)")
             #expect(credentials.hasNoCapabilities, "VMM capabilities: \(credentials.capabilities)")

@@ -53,7 +53,8 @@ extension DaemonTests {
             for name in ["a", "b", "r"] {
                 let vm = try daemon.action(name, "start")
                 #expect(daemon.waitForLog(name, "count=1"), "\(name): \(daemon.logs(name).suffix(300))")
-                let pid = try #require(vm.pid)
+                // Jailed by default: the published pid is the VMM's root supervisor, the VMM its child.
+                let pid = try #require(HostProcess.vmm(of: vm.pid ?? -1), "no VMM process for \(name)")
                 let credentials = try #require(ProcessCredentials(pid: pid))
                 uids[name] = credentials.uids.first
                 if name == "r" {
@@ -88,7 +89,7 @@ extension DaemonTests {
             // A restart keeps the VM's uid while it is free.
             _ = try daemon.action("a", "kill")
             let again = try daemon.action("a", "start")
-            let againPID = try #require(again.pid)
+            let againPID = try #require(HostProcess.vmm(of: again.pid ?? -1))
             #expect(ProcessCredentials(pid: againPID)?.uids.first == uids["a"])
         }
     }

@@ -31,6 +31,9 @@ import Testing
         let launcher = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20)
         #expect(launcher.spec(for: optOut, confinement: VMMConfinement(uid: nil, jail: JailSupport.jail(for: false))).isolation.jail == false)
         #expect(launcher.spec(for: plain, confinement: VMMConfinement(uid: nil, jail: true)).isolation.jail)
+        // The VMM gets the daemon's image roots to open images beneath (BeneathRoots).
+        let rooted = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20, imageRoots: ["/srv/images"])
+        #expect(rooted.spec(for: plain).isolation.imageRoots == ["/srv/images"])
         // The API shows the choice: null is the daemon's default.
         let paths = VMPaths(stateDirectory: "/s", name: "a")
         #expect(JSONResponse.vm(VMRecord(definition: optOut), paths: paths)["isolation"]?["jail"]?.boolValue == false)

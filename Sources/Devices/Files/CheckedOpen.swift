@@ -12,20 +12,28 @@ public enum CheckedOpen {
     public enum Refusal: Error, Equatable, Sendable, CustomStringConvertible {
         case system(errno: Int32)
         case wrongKind(String)
+        /// Outside the image roots, or reached through a link (BeneathRoots).
+        case notBeneathRoots(String)
 
         public var description: String {
             switch self {
             case let .system(errno): return String(cString: strerror(errno))
             case let .wrongKind(kind): return "is \(kind), not a regular file"
+            case let .notBeneathRoots(problem): return problem
             }
         }
     }
 
     /// `open(path, flags | O_NONBLOCK)`, checked with stat before (so a device is never opened)
     /// and fstat after (so a swap in between is caught); returns a blocking descriptor.
-    /// `noFollow` refuses a symbolic link as the last path component.
+    /// `noFollow` refuses a symbolic link as the last path component. `image`: an image file
+    /// (kernel, initrd, disk, overlay, snapshot state), opened beneath the configured image roots
+    /// without following any link when there are roots (BeneathRoots).
     public static func open(_ path: String, flags: Int32, mode: mode_t = 0, kinds: Kinds = .regular,
-                            noFollow: Bool = false) -> Result<Int32, Refusal> {
+                            noFollow: Bool = false, image: Bool = false) -> Result<Int32, Refusal> {
+        if image, let roots = BeneathRoots.roots {
+            return BeneathRoots.open(path, flags: flags, mode: mode, kinds: kinds, roots: roots)
+        }
         var before = stat()
         let statted = noFollow ? lstat(path, &before) : stat(path, &before)
         if statted == 0, let refusal = refusal(before.st_mode, kinds) { return .failure(refusal) }

@@ -12,6 +12,9 @@ public enum JailSupport {
     /// nil when VMs can be jailed; otherwise why not (for the daemon's start-up log line).
     public static let unavailableReason: String? = probe()
 
+    /// Where the VMM puts a jail without `--jail-dir` (IsolationPlan: `<parent>/vm-<its pid>`).
+    static let defaultJailParent = "/run/vireo/jail"
+
     /// The jail setting a VM's VMM gets: its own choice, else the daemon's default.
     static func jail(for choice: Bool?) -> Bool { choice ?? (unavailableReason == nil) }
 

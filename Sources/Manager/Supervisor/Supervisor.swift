@@ -57,7 +57,8 @@ public actor Supervisor {
         self.events = events
         self.logger = logger
         self.validator = validator
-        launcher = VMMLauncher(executable: configuration.vmmExecutable, consoleLogMaxBytes: configuration.consoleLogMaxBytes)
+        launcher = VMMLauncher(executable: configuration.vmmExecutable, consoleLogMaxBytes: configuration.consoleLogMaxBytes,
+                               imageRoots: validator.imageRoots.unrestricted ? nil : validator.imageRoots.directories)
     }
 
     public nonisolated func paths(for name: String) -> VMPaths {
@@ -191,18 +192,18 @@ public actor Supervisor {
         let directory = try SnapshotTarget.check(given, roots: validator.imageRoots)
         // The VMM writes into its own `vmm/` directory (the only one a jailed VMM sees, and one its
         // unprivileged user may write); the daemon moves the result out as root (SnapshotOwnership).
-        let paths = paths(for: name)
+        let vmPaths = paths(for: name)
         let staging = SnapshotOwnership.stagingName()
-        let control = VMMControl(socketPath: paths(for: name).apiSocket, expectedPID: vm.pid)
+        let control = VMMControl(socketPath: vmPaths.apiSocket, expectedPID: vm.pid)
         let pausedHere = vm.state == .running
         if pausedHere { _ = try await control.request(.pause, timeout: Supervisor.pauseTimeout) }
         let reply: ControlReply
         do {
             // Writing guest RAM takes a while for big guests.
-            reply = try await control.request(.snapshot(directory: paths.vmmDirectory + "/" + staging), timeout: 600)
-            try SnapshotOwnership.moveOut(staging, in: paths, to: directory)
+            reply = try await control.request(.snapshot(directory: vmPaths.vmmDirectory + "/" + staging), timeout: 600)
+            try SnapshotOwnership.moveOut(staging, in: vmPaths, to: directory)
         } catch {
-            SnapshotOwnership.discard(staging, in: paths)
+            SnapshotOwnership.discard(staging, in: vmPaths)
             if pausedHere { _ = try? await control.request(.resume) }
             throw error
         }
@@ -390,6 +391,9 @@ public actor Supervisor {
     /// Writes the end of a run into the VM's record and announces it.
     private func finishRun(_ name: String, status: Int?, outcome: ExitOutcome, requested: ExitOutcome.Request? = nil) throws {
         guard var vm = vms[name] else { return }
+        // A supervisor killed outright leaves its (empty) jail directory: the VMM's mounts died with
+        // its namespace, so rmdir is all there is to do, and it removes nothing that is not empty.
+        if let pid = vm.pid { rmdir("\(JailSupport.defaultJailParent)/vm-\(pid)") }
         vm.state = outcome.state
         vm.pid = nil
         vm.pidStartTime = nil

@@ -11,6 +11,9 @@ struct VMMLauncher: Sendable {
     let executable: String
     /// `--console-log-max` for every VM.
     let consoleLogMaxBytes: Int
+    /// The daemon's image roots, which the VMM opens images beneath without following links
+    /// (the spec's `isolation.imageRoots`); nil with `--image-root /`.
+    var imageRoots: [String]? = nil
 
     /// The shim: cd to the VM directory, start the VMM, publish its pid, wait, publish its status.
     /// User data never enters the script text: it only reaches the VMM as positional arguments.
@@ -33,6 +36,7 @@ struct VMMLauncher: Sendable {
             spec.isolation.gid = uid
         }
         if let jail = confinement.jail { spec.isolation.jail = jail }
+        spec.isolation.imageRoots = imageRoots
         spec.console = VMSpec.Console(logPath: VMPaths.consoleLogName,
                                       logMaxBytes: UInt64(max(4, consoleLogMaxBytes / 1024)) << 10,
                                       toStdout: false, fromStdin: false)

@@ -1,4 +1,5 @@
 internal import CVireoSystem
+import Devices
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -55,6 +56,8 @@ public final class IsolationPlan: @unchecked Sendable {
     /// when jailed (they must mean the same inside the jail).
     public static func prepare(_ settings: IsolationSettings, config: inout VMConfig) throws(VMMError) -> IsolationPlan {
         let vmID = "vm-\(getpid())"
+        // Before anything opens an image: the Machine opens them beneath these roots only.
+        BeneathRoots.configure(settings.imageRoots)
         // Ranges (cpu weight, cpu max, memory max against guest RAM) are SpecValidator's; these are the host's.
         if let affinity = settings.cpuAffinity {
             let online = CPUList.online()

@@ -16,6 +16,8 @@ public struct IsolationSettings: Equatable, Sendable {
     public var uid: UInt32?
     /// The group with `uid`; nil: the same number as `uid`.
     public var gid: UInt32?
+    /// Image files are opened beneath these only, never through a link (BeneathRoots); spec only.
+    public var imageRoots: [String]?
     /// cgroup v2 cpu.weight (1–10000; v1: cpu.shares = weight × 1024 / 100).
     public var cpuWeight: Int?
     public var cpuMax: CPUMax?

@@ -39,7 +39,7 @@ struct SnapshotImage {
     func mapMemory() throws(SnapshotError) -> GuestMemory {
         let path = directory + "/" + SnapshotState.memoryFile
         let fd: Int32
-        switch CheckedOpen.open(path, flags: O_RDONLY, noFollow: true) {
+        switch CheckedOpen.open(path, flags: O_RDONLY, noFollow: true, image: true) {
         case let .success(opened): fd = opened
         case let .failure(.system(error)): throw .memoryFile("cannot open \(path): \(String(cString: strerror(error)))")
         case let .failure(refusal): throw .memoryFile("\(path) \(refusal)")

@@ -14,7 +14,7 @@ public final class FileBlockBackend: BlockBackend, Sendable {
     /// Opens `path` read-write, or read-only when `readOnly`.
     public init(path: String, readOnly: Bool = false) throws(BlockBackendError) {
         let fd: Int32
-        switch CheckedOpen.open(path, flags: readOnly ? O_RDONLY : O_RDWR, kinds: .regularOrBlockDevice) {
+        switch CheckedOpen.open(path, flags: readOnly ? O_RDONLY : O_RDWR, kinds: .regularOrBlockDevice, image: true) {
         case let .success(opened): fd = opened
         case let .failure(.system(error)): throw BlockBackendError(operation: "open \(path)", errno: error)
         case let .failure(refusal): throw BlockBackendError(refusal: "disk \(path) \(refusal)")

@@ -44,7 +44,7 @@ public final class OverlayBlockBackend: BlockBackend, @unchecked Sendable {
             throw BlockBackendError(operation: "overlay \(path) has \(overlay.size) bytes but its base \(basePath) has \(base.size)", errno: EINVAL)
         }
         let mapFD: Int32
-        switch CheckedOpen.open(mapPath, flags: O_RDWR, noFollow: true) {
+        switch CheckedOpen.open(mapPath, flags: O_RDWR, noFollow: true, image: true) {
         case let .success(opened): mapFD = opened
         case let .failure(.system(error)): throw BlockBackendError(operation: "open overlay map \(mapPath)", errno: error)
         case let .failure(refusal): throw BlockBackendError(refusal: "overlay map \(mapPath) \(refusal)")
