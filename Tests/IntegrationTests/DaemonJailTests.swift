@@ -73,6 +73,12 @@ extension DaemonTests {
             #expect(!staged.contains { $0.hasPrefix(".snapshot-") }, "staging left behind: \(staged)")
             #expect(try daemon.vm("jailed").state == "running")
 
+            // The opted-out VM snapshots the same way (its VMM writes in its own `vmm/` too).
+            let openSnapshot = daemon.directory + "/snap-open"
+            let openReply = try daemon.request("POST", "/vms/open/snapshot", json: .object([("path", .string(openSnapshot))]))
+            #expect(openReply.status == 201, "\(openReply.text)")
+            #expect(lstat(openSnapshot + "/state.bin", &info) == 0 && info.st_uid == 0)
+
             // Restored as a jailed clone that continues the count.
             let created = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(snapshot))]))
             #expect(created.status == 201, "\(created.text)")

@@ -200,7 +200,9 @@ public actor Supervisor {
         let reply: ControlReply
         do {
             // Writing guest RAM takes a while for big guests.
-            reply = try await control.request(.snapshot(directory: vmPaths.vmmDirectory + "/" + staging), timeout: 600)
+            // Relative to the VMM's working directory, the VM directory (in the jail too): the VMM's
+            // uid may not be able to traverse the state directory's ancestors.
+            reply = try await control.request(.snapshot(directory: VMPaths.vmmDirectoryName + "/" + staging), timeout: 600)
             try SnapshotOwnership.moveOut(staging, in: vmPaths, to: directory)
         } catch {
             SnapshotOwnership.discard(staging, in: vmPaths)

@@ -104,6 +104,9 @@ public struct JailLayout: Equatable, Sendable {
             .invalidConfiguration("jail: \(what): \(String(cString: strerror(code < 0 ? -code : code)))")
         }
         umask(0o022)
+        // Relative paths (the daemon's `vmm/…` names) keep their meaning when the working directory
+        // exists in the jail too: it does for a mirror's parent (created on the tmpfs below).
+        let workingDirectory = absolutePath(".")
         var result = csys_mount_tmpfs(root, "mode=0755,size=1m,nr_inodes=1024")
         guard result == 0 else { throw fail("cannot mount a tmpfs on \(root)", result) }
         for mirror in mirrors {
@@ -138,6 +141,7 @@ public struct JailLayout: Equatable, Sendable {
         result = csys_remount_read_only("/")
         guard result == 0 else { throw fail("cannot make the jail read-only", result) }
         _ = csys_sethostname(hostname)
+        if workingDirectory != "/" { _ = chdir(workingDirectory) }  // else, or if missing, stay at /
     }
 }
 
