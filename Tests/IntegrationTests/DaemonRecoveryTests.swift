@@ -116,7 +116,9 @@ extension DaemonTests {
                 let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")
                 let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
                 let arguments = cmdline.split(separator: "\0")
+                // A jailed VM has two: its root supervisor and the VMM, the one with vCPU threads.
                 return cwd?.hasPrefix(daemon.stateDirectory) == true && arguments.count > 1 && arguments[1] == "run"
+                    && !HostProcess.vcpuThreads(of: pid).isEmpty
             }.count
             let runningNow = try daemon.list().filter { $0.state == "running" || $0.state == "paused" }.count
             #expect(vmmCount == runningNow, "\(vmmCount) VMM processes for \(runningNow) running VMs")

@@ -132,6 +132,20 @@ import Testing
         }
     }
 
+    /// Issue 12: the control thread keeps `connect` only for a vsock device's host connects; it
+    /// keeps `openat` (runtime snapshots, console log rotation), confined by the jail's mount namespace.
+    @Test func controlRoleConnectsOnlyWithAVsockDevice() throws {
+        let without = try SeccompProfiles.control(pid: pid, hostConnects: false, deny: .trap)
+        let with = try SeccompProfiles.control(pid: pid, hostConnects: true, deny: .trap)
+        #expect(!without.allowedSyscalls.contains("connect") && with.allowedSyscalls.contains("connect"))
+        #expect(Set(with.allowedSyscalls).subtracting(without.allowedSyscalls) == ["connect"])
+        #expect(SeccompData("connect", 3).run(try without.compile()) == trap)
+        #expect(SeccompData("connect", 3).run(try with.compile()) == allow)
+        for kept in ["openat", "mkdirat", "renameat", "accept4"] {
+            #expect(SeccompData(kept, 3).run(try without.compile()) == allow, "\(kept)")
+        }
+    }
+
     /// Filters stack on the base one, so a call a role allows but the base denies is still denied
     /// (the device role listed preadv/pwritev, the base did not, and virtio-blk's first preadv
     /// stopped the VMM).

@@ -256,6 +256,10 @@ public actor Supervisor {
         try validator.checkPaths(vm.definition)
         let paths = paths(for: name)
         let definition = vm.definition
+        // The previous VMM (a jailed one dies a moment after its supervisor) holds the lock until it
+        // is gone: wait first, so that it no longer counts as a user of this VM's uid.
+        let lockDeadline = Date().addingTimeInterval(3)
+        while Date() < lockDeadline && VMLock.isHeld(paths) { try? await Task.sleep(for: .milliseconds(20)) }
         let vmmUID = try VMMPrivileges.perVMUID(for: definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name])
         vmmUIDs[name] = vmmUID
         let confinement = VMMConfinement(uid: vmmUID, jail: JailSupport.jail(for: definition.isolation.jail))

@@ -45,7 +45,8 @@ enum VMMPrivileges {
         defer { closedir(proc) }
         while let entry = readdir(proc) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = Int32(name), let identity = identity(ofProcess: pid), perVMRange.contains(identity.uid) else { continue }
+            guard let pid = Int32(name), let identity = identity(ofProcess: pid), perVMRange.contains(identity.uid),
+                  !identity.exited else { continue }
             ids.insert(identity.uid)
         }
         return ids
@@ -60,17 +61,19 @@ enum VMMPrivileges {
         return hash
     }
 
-    /// The real uid and gid of a running process (/proc/PID/status), nil if it is gone.
-    static func identity(ofProcess pid: Int32) -> (uid: uid_t, gid: gid_t)? {
+    /// The real uid and gid of a process (/proc/PID/status), nil if it is gone; `exited`: a zombie
+    /// (or dead) process waiting to be reaped, which uses its uid no more.
+    static func identity(ofProcess pid: Int32) -> (uid: uid_t, gid: gid_t, exited: Bool)? {
         guard pid > 0, let text = ProcessProbe.readSmallFile("/proc/\(pid)/status") else { return nil }
-        var uid: uid_t?, gid: gid_t?
+        var uid: uid_t?, gid: gid_t?, exited = false
         for line in text.split(separator: "\n") {
             let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
             guard fields.count > 1 else { continue }
             if fields[0] == "Uid:" { uid = uid_t(fields[1]) }
             if fields[0] == "Gid:" { gid = gid_t(fields[1]) }
+            if fields[0] == "State:" { exited = fields[1] == "Z" || fields[1] == "X" }
         }
         guard let uid, let gid else { return nil }
-        return (uid, gid)
+        return (uid, gid, exited)
     }
 }

@@ -37,6 +37,8 @@ public final class IsolationPlan: @unchecked Sendable {
     private var roleNames: [SeccompRole: UnsafeMutablePointer<CChar>] = [:]
     private let vcpuThreads = Mutex<[(vcpu: UInt32, tid: Int32)]>([])
     private var supervised = false
+    /// A vsock device connects to host sockets at run time (SeccompProfiles.control's `connect`).
+    private var hostConnects = true
     /// The effective capabilities once `enter` dropped privileges (read before the filter is on).
     private var capabilitiesAfterDrop: Int64 = -1
     private var identityAfterDrop: (uid: UInt32, gid: UInt32, noNewPrivileges: Bool) = (0, 0, false)
@@ -126,6 +128,7 @@ public final class IsolationPlan: @unchecked Sendable {
                                                          memoryMax: settings.memoryMax))
         }
         let plan = IsolationPlan(settings: settings, vmID: vmID, user: user, jail: jail, cgroups: cgroups)
+        plan.hostConnects = config.vsock != nil
         if settings.seccomp == .off {
             plan.warnings.append("WARNING: --seccomp=off: this VMM runs WITHOUT syscall filters; use it for debugging only")
         }
@@ -210,7 +213,7 @@ public final class IsolationPlan: @unchecked Sendable {
         if let deny = settings.seccomp.denyAction {
             let pid = getpid()
             do {
-                let all = [try SeccompProfiles.control(pid: pid, helpers: helpers, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
+                let all = [try SeccompProfiles.control(pid: pid, helpers: helpers, hostConnects: hostConnects, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
                            try SeccompProfiles.deviceIO(pid: pid, deny: deny), try SeccompProfiles.device(pid: pid, deny: deny)]
                 for policy in all {
                     policies[policy.role] = policy

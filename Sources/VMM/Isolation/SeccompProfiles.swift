@@ -66,8 +66,13 @@ public enum SeccompProfiles {
 
     /// The base policy every VMM thread runs under (main thread, signal watcher, API server).
     /// `helpers` are the VMM's own child processes (passt for `--net user`): the VMM may signal and
-    /// reap those, and no other process.
-    public static func control(pid: Int32, helpers: [Int32] = [], deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+    /// reap those, and no other process. `hostConnects`: the VM has a vsock device, whose
+    /// guest-initiated streams connect to the host's `PATH_PORT` sockets; without one, nothing in
+    /// the VMM connects after start-up and `connect` is denied. (It cannot be narrowed to a socket
+    /// directory here: seccomp cannot read the path. The jail does that: a jailed VMM sees only its
+    /// mirrored per-VM directories, the vsock socket's among them.)
+    public static func control(pid: Int32, helpers: [Int32] = [], hostConnects: Bool = true,
+                               deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
         let ownPIDs = ([pid] + helpers).map { UInt32(bitPattern: $0) }
         let rules: [SyscallRule] = [
             SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(controlIoctls))]]),
@@ -86,7 +91,8 @@ public enum SeccompProfiles {
             SyscallRule("socket", when: [[.equals(argument: 0, value: UInt32(AF_UNIX))]]),
             SyscallRule("bind"), SyscallRule("listen"), SyscallRule("accept"), SyscallRule("accept4"),
             SyscallRule("recvfrom"), SyscallRule("recvmsg"), SyscallRule("sendto"), SyscallRule("sendmsg"),
-            SyscallRule("shutdown"), SyscallRule("connect"),
+            SyscallRule("shutdown"),
+        ] + (hostConnects ? [SyscallRule("connect")] : []) + [
             // Virtio device workers (started with the guest): epoll over queue notifiers and backends,
             // eventfds, block I/O straight into guest memory, block discard / write-zeroes.
             SyscallRule("preadv"), SyscallRule("pwritev"), SyscallRule("epoll_create1"), SyscallRule("epoll_ctl"), SyscallRule("epoll_wait"),
