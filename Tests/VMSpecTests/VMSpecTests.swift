@@ -129,4 +129,29 @@ import VMSpec
         #expect(ControlReply(ok: true, balloonTargetMiB: 64).line == #"{"ok":true,"balloon_target_mib":64}"#)
         #expect(throws: (any Error).self) { try ControlReply.parse(#"{"state":"running"}"#) }
     }
+
+    /// Issue 12: the daemon's per-VM uid travels typed (`isolation.uid`/`gid`), and its image roots
+    /// as `isolation.imageRoots`; both survive the file and are checked for how they fit together.
+    @Test func typedIdentityAndImageRootsRoundTripAndFit() throws {
+        var spec = VMSpec(boot: .kernel(VMSpec.KernelBoot(kernel: "/k")))
+        spec.isolation = VMSpec.Isolation(jail: true, uid: 0x7E56_0001, gid: 0x7E56_0001, imageRoots: ["/srv/images", "/var/lib/vireo/images"])
+        try SpecValidator.validate(spec)
+        #expect(try VMSpec.parse(Array(try spec.jsonText().utf8)) == spec)
+        let json = try JSONCoding.encode(spec)
+        #expect(json["isolation"]?["uid"] == .int(0x7E56_0001), "\(json)")
+        var both = spec
+        both.isolation.user = "nobody"
+        var gidAlone = VMSpec(boot: .kernel(VMSpec.KernelBoot(kernel: "/k")))
+        gidAlone.isolation.gid = 5
+        var relative = spec
+        relative.isolation.imageRoots = ["images"]
+        for (bad, field) in [(both, "isolation.uid"), (gidAlone, "isolation.gid"), (relative, "isolation.imageRoots")] {
+            #expect(throws: SpecError.self, "\(field)") { try SpecValidator.validate(bad) }
+            do {
+                try SpecValidator.validate(bad)
+            } catch {
+                #expect(error.field == field, "\(error)")
+            }
+        }
+    }
 }
