@@ -77,16 +77,26 @@ enum SnapshotOwnership {
                 if count < 0 && errno == EINTR { continue }
                 guard count >= 0 else { throw failure("read \(entry) for", target) }
                 if count == 0 { break }
-                if buffer[0..<count].allSatisfy({ $0 == 0 }) {
-                    offset += count  // a hole: ftruncate below gives the file its size
-                    continue
-                }
-                var written = 0
-                while written < count {
-                    let done = buffer.withUnsafeBytes { pwrite(output, $0.baseAddress! + written, count - written, off_t(offset + written)) }
-                    if done < 0 && errno == EINTR { continue }
-                    guard done > 0 else { throw failure("write \(entry) in", target) }
-                    written += done
+                // Runs of non-zero 4 KiB pages are written; zero pages stay holes (guest RAM is
+                // mostly untouched), and ftruncate below gives the file its size.
+                var page = 0
+                while page < count {
+                    let isZero = { (start: Int) in buffer[start..<min(start + 4096, count)].allSatisfy { $0 == 0 } }
+                    if isZero(page) {
+                        page += 4096
+                        continue
+                    }
+                    var end = page + 4096
+                    while end < count && !isZero(end) { end += 4096 }
+                    end = min(end, count)
+                    var written = page
+                    while written < end {
+                        let done = buffer.withUnsafeBytes { pwrite(output, $0.baseAddress! + written, end - written, off_t(offset + written)) }
+                        if done < 0 && errno == EINTR { continue }
+                        guard done > 0 else { throw failure("write \(entry) in", target) }
+                        written += done
+                    }
+                    page = end
                 }
                 offset += count
             }
