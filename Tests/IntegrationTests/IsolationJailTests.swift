@@ -67,6 +67,33 @@ struct IsolationJailTests {
         #expect(guest.errorOutput.contains("isolation: jail \(jailDir)"))
     }
 
+    /// Issue 12: the network namespace is entered after the Machine is built, so a jailed VMM's TAP
+    /// device is created in the host's namespace and passt runs there, holding its socket; the VMM
+    /// itself ends up in an empty namespace of its own. (`DaemonTests/Linux` shows a guest getting
+    /// DHCP through passt from a jailed VMM.)
+    @Test(.enabled { try TestEnvironment.available("jailedNetworkBackendsStayInTheHostNamespace", .tun, .executable("/usr/bin/passt")) })
+    func jailedNetworkBackendsStayInTheHostNamespace() throws {
+        let kernel = try #require(TestEnvironment.micro("counter"))
+        let tap = "vjail\(getpid() % 100_000)"
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--no-console",
+                                                 "--jail", "--uid", "nobody", "--net", "user", "--net", "tap=\(tap)"])
+        defer { HostProcess.stopGently(guest) }
+        let vmm = try #require(HostProcess.vmm(of: guest.process.processIdentifier), "stderr: \(guest.errorOutput)")
+        let ours = HostProcess.namespace(getpid(), "net")
+        #expect(HostProcess.namespace(vmm, "net") != ours, "the VMM kept the host's network namespace")
+        #expect(HostProcess.namespace(vmm, "mnt") != HostProcess.namespace(getpid(), "mnt"))
+        // passt is the VMM's child, started before the unshare: in the host's namespace.
+        let helpers = HostProcess.children(of: vmm).filter { (HostProcess.read("/proc/\($0)/comm") ?? "").hasPrefix("passt") }
+        #expect(helpers.count == 1, "passt children: \(helpers)")
+        for passt in helpers { #expect(HostProcess.namespace(passt, "net") == ours, "passt left the host's namespace") }
+        // The TAP device exists in the host's namespace while the VMM holds it.
+        #expect(FileManager.default.fileExists(atPath: "/sys/class/net/\(tap)"), "no \(tap) in the host's namespace")
+        HostProcess.stopGently(guest)
+        let deadline = Date().addingTimeInterval(5)
+        while FileManager.default.fileExists(atPath: "/sys/class/net/\(tap)") && Date() < deadline { usleep(20_000) }
+        #expect(!FileManager.default.fileExists(atPath: "/sys/class/net/\(tap)"), "\(tap) outlived the VMM")
+    }
+
     @Test func jailedVMMKilledFromOutsideIsCleanedUp() throws {
         let kernel = try #require(TestEnvironment.micro("counter"))
         let jailDir = "/tmp/vireo-jail-killed-\(getpid())"
