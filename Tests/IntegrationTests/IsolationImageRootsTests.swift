@@ -7,7 +7,8 @@ import VMSpec
 /// fstat-checks the descriptor and uses only it. The daemon checks each path before the start, so
 /// what these cases hand the VMM is exactly the state after a swap between that check and the
 /// VMM's open: a checked file (or a directory on its way) replaced by a link to a root-only file
-/// outside the roots. Each is refused with one line, and the root-only file is left untouched.
+/// outside the roots, or a hard link to it. Each is refused with one line, and the root-only file is
+/// left untouched.
 @Suite(.enabled { try TestEnvironment.available("IsolationImageRootsTests", .kvm, .micro("poweroff")) })
 struct IsolationImageRootsTests {
     private func run(_ spec: VMSpec, in directory: String, name: String) throws -> (status: Int32?, output: String, error: String) {
@@ -56,11 +57,13 @@ struct IsolationImageRootsTests {
         try FileManager.default.createSymbolicLink(atPath: root + "/swapped.img", withDestinationPath: secret)
         try FileManager.default.createSymbolicLink(atPath: root + "/images", withDestinationPath: outside)
         try FileManager.default.createSymbolicLink(atPath: root + "/kernel-link", withDestinationPath: root + "/poweroff")
+        #expect(link(secret, root + "/hardlinked.img") == 0, "link: \(String(cString: strerror(errno)))")
         let cases: [(VMSpec, String, String)] = [
             (spec(kernel: root + "/poweroff", disk: root + "/swapped.img", roots: [root]), "swapped.img", "symbolic link"),
             (spec(kernel: root + "/poweroff", disk: root + "/images/secret.img", roots: [root]), "images/secret.img", "'images' on its way"),
             (spec(kernel: root + "/images/poweroff", disk: nil, roots: [root]), "images/poweroff", "'images' on its way"),
             (spec(kernel: root + "/kernel-link", disk: nil, roots: [root]), "kernel-link", "symbolic link"),
+            (spec(kernel: root + "/poweroff", disk: root + "/hardlinked.img", roots: [root]), "hardlinked.img", "other hard link"),
             (spec(kernel: outside + "/poweroff", disk: nil, roots: [root]), "outside/poweroff", "outside the image roots"),
             (spec(kernel: root + "/poweroff", disk: outside + "/disk.img", roots: [root]), "outside/disk.img", "outside the image roots"),
         ]

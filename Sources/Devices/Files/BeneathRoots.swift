@@ -9,7 +9,7 @@ import Glibc
 /// step `O_NOFOLLOW` (what openat2's RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS does, without needing
 /// Linux 5.6). The daemon checked the path and stored it link-free; a file or directory swapped
 /// for a link after that check (to a root-only file, out of the roots) is refused here, and the
-/// descriptor, fstat-checked, is all the VMM uses afterwards. Without roots (`vireo run`) nothing changes.
+/// descriptor, fstat-checked (its type, and a single link), is all the VMM uses afterwards. Without roots (`vireo run`) nothing changes.
 public enum BeneathRoots {
     private static let configured = Mutex<[String]?>(nil)
 
@@ -52,6 +52,16 @@ public enum BeneathRoots {
             directory = next
         }
         defer { close(directory) }
-        return CheckedOpen.openAt(directory, last, flags: flags, mode: mode, kinds: kinds)
+        let opened = CheckedOpen.openAt(directory, last, flags: flags, mode: mode, kinds: kinds)
+        // A file with other hard links could be any file of this filesystem (a root-only one linked
+        // into a root where protected_hardlinks is off, or by root): images have one name.
+        if case let .success(fd) = opened {
+            var info = stat()
+            if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_nlink > 1 {
+                close(fd)
+                return .failure(.notBeneathRoots("has \(info.st_nlink - 1) other hard link(s) and could be any file of its filesystem"))
+            }
+        }
+        return opened
     }
 }
