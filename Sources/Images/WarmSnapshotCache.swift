@@ -82,7 +82,7 @@ public struct WarmSnapshotCache: Sendable {
 
     /// A new, empty staging directory for `key` (removed by `commit` or `abandon`).
     public func stage(_ key: String) throws(ImageError) -> String {
-        var template = Array("\(directory)/.\(key).tmp.XXXXXX".utf8CString)
+        var template = Array("\(directory)/.stage.XXXXXX".utf8CString)  // short: the warm-up VM's sockets live in it
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard made != nil else { throw ImageError("cannot create a staging directory in \(directory): \(String(cString: strerror(errno)))") }
         return String(cString: template)

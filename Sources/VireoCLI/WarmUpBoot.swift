@@ -22,7 +22,7 @@ enum WarmUpBoot {
         let api = staging + "/api.sock"
         let arguments = ["run", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline + " " + warmArgument,
                          "--disk", "\(empty[0]),id=vireo-root", "--disk", "\(empty[1]),id=vireo-config",
-                         "--vsock", "cid=3,socket=\(staging)/vsock.sock", "--api-socket", api, "--no-stdin"] + options
+                         "--vsock", "cid=3,socket=\(staging)/v.sock", "--api-socket", api, "--no-stdin"] + options
         let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard logFD >= 0 else { throw ImageError("cannot create \(log): \(String(cString: strerror(errno)))") }
         defer { close(logFD) }
@@ -47,7 +47,7 @@ enum WarmUpBoot {
         try control(api, "pause", log: log)
         try control(api, "snapshot \(staging)/snapshot", log: log)
         // Only the snapshot stays: the empty disks and sockets were the warm-up VM's.
-        for path in empty + [api, staging + "/vsock.sock"] { unlink(path) }
+        for path in empty + [api, staging + "/v.sock"] { unlink(path) }
     }
 
     /// Reads the console until the ready line (copying it to the log); at most 10 minutes.
@@ -55,7 +55,9 @@ enum WarmUpBoot {
         let deadline = Date().addingTimeInterval(600)
         var tail: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        let marker = Array(readyLine.utf8)
+        // The whole line, newline included: the guest's tty must have sent all of it before the
+        // snapshot, or the restored guest would send its rest ahead of the program's output.
+        let markers = [Array((readyLine + "\r\n").utf8), Array((readyLine + "\n").utf8)]
         while true {
             let left = deadline.timeIntervalSinceNow
             guard left > 0 else { throw ImageError("the guest did not get ready within 10 minutes (log: \(log))") }
@@ -69,7 +71,7 @@ enum WarmUpBoot {
             _ = buffer.withUnsafeBytes { write(logFD, $0.baseAddress, count) }
             tail += buffer[0..<count]
             if tail.count > 8192 { tail.removeFirst(tail.count - 8192) }
-            if contains(tail, marker) { return }
+            if markers.contains(where: { contains(tail, $0) }) { return }
         }
     }
 
