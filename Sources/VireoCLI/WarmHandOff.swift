@@ -6,13 +6,11 @@ import VMMCommand
 /// created its vsock socket, connects to the init's port 1025 and sends one line with the host's
 /// wall clock and a fresh 32-byte seed; the init answers "OK" when it has set the clock and reseeded
 /// its CRNG, and goes on to read the run's config disk. If the guest never answers, the VM is stopped.
-final class WarmHandOff: @unchecked Sendable {  // `tookWorkload` is written by the thread, read after join
+final class WarmHandOff: Sendable {
     static let port = 1025
     let socket: String
     let verbose: Bool
     let key: String
-    private let finished = DispatchSemaphore(value: 0)
-    private var outcome: Result<Double, ImageError> = .failure(ImageError("the hand-off did not run"))
 
     init(socket: String, key: String, verbose: Bool) {
         self.socket = socket
@@ -23,24 +21,17 @@ final class WarmHandOff: @unchecked Sendable {  // `tookWorkload` is written by 
     /// Starts the hand-off to the VMM `pid` on a thread of its own.
     func start(vmm pid: pid_t, since started: Date) {
         let thread = Thread { [self] in
-            outcome = deliver(vmm: pid, since: started)
+            let outcome = deliver(vmm: pid, since: started)
             if case let .failure(error) = outcome {
-                printError("vireo: warm start: \(error); stopping the VM\n")
-                kill(pid, SIGTERM)
+                // Not when the VMM has ended: the parent may have reaped it and its pid be reused.
+                let running = kill(pid, 0) == 0
+                printError("vireo: warm start: \(error)\(running ? "; stopping the VM" : "")\n")
+                if running { kill(pid, SIGTERM) }
             } else if verbose, case let .success(seconds) = outcome {
                 printError("vireo: warm start: restored the cached snapshot \(key.prefix(12)); the guest took its workload \(Int(seconds * 1000)) ms after the VMM started\n")
             }
-            finished.signal()
         }
         thread.start()
-    }
-
-    /// Whether the guest took its workload (waits for the hand-off thread).
-    func succeeded() -> Bool {
-        finished.wait()
-        finished.signal()
-        if case .success = outcome { return true }
-        return false
     }
 
     private func deliver(vmm pid: pid_t, since started: Date) -> Result<Double, ImageError> {
