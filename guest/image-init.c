@@ -15,6 +15,16 @@
  * as its controlling terminal, forwards signals to it, reaps every orphan, and reboots the VM (the
  * VMM ends the VM on a reboot) once the program has exited.
  *
+ * Warm start (`vireo_warm=1` on the kernel command line, which the kernel passes to init as an
+ * environment variable): the host boots once to the point where the init listens on vsock port 1025
+ * and prints "vireo-init: ready", snapshots the VM there, and ends it. Both disks are empty (0
+ * sectors) at that point and nothing has read them. Every later run restores that snapshot with the
+ * run's disks in their place (the VMM raises a config-change interrupt for the new capacities) and
+ * connects to port 1025 with one line "VIREOGO1 <sec> <nsec> <64 hex digits>\n": the host's wall
+ * clock and a 32-byte seed. The init sets the clock, mixes the seed into the kernel's pool and
+ * forces a reseed of its CRNG (so clones of one snapshot never share random bytes), answers "OK\n"
+ * and goes on as a cold boot does from the config disk on, which carries the run's own hostname.
+ *
  * Signals for the program come from the host over vsock (when the VM has a vsock device): the host
  * connects to port 1024 and writes the signal number as decimal text; the init sends it to the
  * program. Signals sent to the init itself are forwarded too.
@@ -54,6 +64,7 @@ struct sockaddr_vm {
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STATUS_OFFSET 4096
@@ -105,6 +116,21 @@ static int open_device(const char *path, int flags)
 	return -1;
 }
 
+static int warm;
+
+/* Blocks until `fd` (a virtio disk) has a capacity: after a warm restore the driver learns it from
+ * the config-change interrupt in a kernel worker, which may not have run yet. */
+static void wait_for_capacity(int fd, const char *name)
+{
+	for (int tries = 0; tries < 5000; tries++) {
+		uint64_t bytes = 0;
+		if (ioctl(fd, BLKGETSIZE64, &bytes) != 0 || bytes > 0)
+			return;
+		usleep(1000);
+	}
+	dprintf(2, "vireo-init: %s still has no capacity after the restore\n", name);
+}
+
 static char *records;
 static size_t records_length;
 
@@ -114,6 +140,8 @@ static void read_config(void)
 	config_fd = open_device("/dev/vdb", O_RDWR);
 	if (config_fd < 0)
 		fail("open /dev/vdb (the run's config disk)");
+	if (warm)
+		wait_for_capacity(config_fd, "/dev/vdb");
 	if (pread(config_fd, header, sizeof header, 0) != (ssize_t)sizeof header || memcmp(header, "VIREOCF1", 8) != 0) {
 		errno = EINVAL;
 		fail("/dev/vdb holds no Vireo config block");
@@ -170,8 +198,16 @@ static void mount_at(const char *source, const char *target, const char *type, u
 
 static void switch_root(void)
 {
-	mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	if (!warm)
+		mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
 	read_config();
+	if (warm) {
+		int root = open_device("/dev/vda", O_RDONLY);
+		if (root >= 0) {
+			wait_for_capacity(root, "/dev/vda");
+			close(root);
+		}
+	}
 	mkdir("/newroot", 0755);
 	int tries = 0;
 	while (mount("/dev/vda", "/newroot", "ext4", 0, "noinit_itable") != 0) {
@@ -346,6 +382,89 @@ static void receive_signal(int listener)
 	close(connection);
 }
 
+/* ---- Warm start: wait for the host's hand-off after a snapshot restore ---- */
+
+#define WARM_PORT 1025
+/* <linux/random.h>'s ioctls (musl ships no kernel headers). */
+#define VIREO_RNDADDENTROPY _IOW('R', 0x03, int[2])
+#define VIREO_RNDRESEEDCRNG _IO('R', 0x07)
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Applies one hand-off line; 0 when it was well formed. */
+static int warm_apply(const char *line)
+{
+	long long seconds, nanoseconds;
+	char hex[65];
+	if (sscanf(line, "VIREOGO1 %lld %lld %64s", &seconds, &nanoseconds, hex) != 3 || strlen(hex) != 64 ||
+	    nanoseconds < 0 || nanoseconds >= 1000000000LL)
+		return -1;
+	struct {
+		int entropy_count;
+		int buf_size;
+		unsigned char buf[32];
+	} seed = {.entropy_count = 256, .buf_size = 32};
+	for (int i = 0; i < 32; i++) {
+		int high = hex_digit(hex[2 * i]), low = hex_digit(hex[2 * i + 1]);
+		if (high < 0 || low < 0)
+			return -1;
+		seed.buf[i] = (unsigned char)(high << 4 | low);
+	}
+	struct timespec now = {.tv_sec = (time_t)seconds, .tv_nsec = (long)nanoseconds};
+	if (clock_settime(CLOCK_REALTIME, &now) != 0)
+		message("cannot set the clock after the restore");
+	int random = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (random < 0 || ioctl(random, VIREO_RNDADDENTROPY, &seed) != 0 || ioctl(random, VIREO_RNDRESEEDCRNG) != 0)
+		message("cannot reseed the random number generator after the restore");
+	if (random >= 0)
+		close(random);
+	memset(&seed, 0, sizeof seed);
+	return 0;
+}
+
+/* Listens on WARM_PORT, says "ready" (the host snapshots the VM here), and returns once a restored
+ * copy got its hand-off. A connection with anything else is dropped and the wait goes on. */
+static void warm_start(void)
+{
+	mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	int listener = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = WARM_PORT};
+	if (listener < 0 || bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 1) != 0)
+		fail("listen on vsock port 1025 for the warm start");
+	message("ready");
+	for (;;) {
+		int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+		if (connection < 0)
+			continue;
+		char line[160];
+		size_t length = 0;
+		struct pollfd wait_for = {.fd = connection, .events = POLLIN};
+		while (length < sizeof line - 1 && poll(&wait_for, 1, 5000) == 1) {
+			ssize_t n = read(connection, line + length, sizeof line - 1 - length);
+			if (n <= 0)
+				break;
+			length += (size_t)n;
+			if (memchr(line, '\n', length))
+				break;
+		}
+		line[length] = 0;
+		int applied = memchr(line, '\n', length) && warm_apply(line) == 0;
+		if (applied && write(connection, "OK\n", 3) < 0) { /* the host sees no OK and gives up */ }
+		close(connection);
+		if (applied)
+			break;
+	}
+	close(listener);
+	warm = 1;
+}
+
 int main(void)
 {
 	int console = open("/dev/console", O_RDWR | O_NOCTTY);
@@ -356,6 +475,8 @@ int main(void)
 		if (console > 2)
 			close(console);
 	}
+	if (getenv("vireo_warm"))
+		warm_start();
 	switch_root();
 
 	size_t argc = 0;

@@ -31,8 +31,17 @@ enum ImageRun {
             return 2
         }
         defer { prepared.cleanUp() }
+        var vmmArguments = ["run"] + prepared.runArguments
+        var handOff: WarmHandOff?
+        if let warm = WarmStart.snapshot(for: parsed, prepared) {
+            vmmArguments = ["run"] + prepared.restoreArguments(snapshot: warm.directory, options: warm.options.restore)
+            handOff = WarmHandOff(socket: prepared.signalSocket ?? "", key: warm.key, verbose: warm.options.verbose)
+        }
+        let started = Date()
         let vmCode: Int32
-        do { vmCode = try VMMChild.run(["run"] + prepared.runArguments, signalSocket: prepared.signalSocket) } catch {
+        do {
+            vmCode = try VMMChild.run(vmmArguments, signalSocket: prepared.signalSocket) { pid in handOff?.start(vmm: pid, since: started) }
+        } catch {
             printError("vireo: \(error)\n")
             return 1
         }

@@ -14,6 +14,8 @@ struct ImageRunArguments {
     var initrd: String?
     var extraCmdline: String?
     var insecureRegistry = false
+    /// `--cold`: boot the guest kernel even when a warm-start snapshot could be restored.
+    var cold = false
     /// Options for `vireo run` (memory, cpus, net, isolation, …).
     var passthrough: [String] = []
 
@@ -56,6 +58,8 @@ struct ImageRunArguments {
                 result[keyPath: path] = try value()
             } else if argument == "--insecure-registry" {
                 result.insecureRegistry = true
+            } else if argument == "--cold" {
+                result.cold = true
             } else if argument == "--restore" {
                 throw ImageRunUsage("--restore cannot be used with --image")
             } else {

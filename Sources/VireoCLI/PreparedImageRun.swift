@@ -11,6 +11,13 @@ struct PreparedImageRun {
     /// The vsock socket signals for the program go through (nil when the user attached their own vsock).
     let signalSocket: String?
     let baseLock: BaseLock
+    let store: ImageStore
+    let kernel: String
+    let initrd: String
+    /// The image VM's kernel command line (a warm-start snapshot is keyed by it).
+    let cmdline: String
+    /// `--disk` for the root overlay and the config disk, in that order (vda, vdb).
+    let diskArguments: [String]
 
     static func prepare(_ arguments: ImageRunArguments) throws -> PreparedImageRun {
         let environment = ProcessInfo.processInfo.environment
@@ -50,14 +57,19 @@ struct PreparedImageRun {
         }
         let cmdline = ImageRun.cmdline + (arguments.extraCmdline.map { " " + $0 } ?? "")
         // The image's disks come first, so the guest sees them as vda and vdb whatever else is attached.
-        var runArguments = ["--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
-                            "--disk", "\(overlay),backing=\(base.path),id=vireo-root",
-                            "--disk", "\(configDisk),id=vireo-config"]
+        let diskArguments = ["--disk", "\(overlay),backing=\(base.path),id=vireo-root", "--disk", "\(configDisk),id=vireo-config"]
+        var runArguments = ["--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline] + diskArguments
         let socket = runDirectory + "/signal.sock"
         let signalSocket = arguments.passthrough.contains { $0 == "--vsock" || $0.hasPrefix("--vsock=") } || socket.utf8.count > 100 ? nil : socket
         if let signalSocket { runArguments += ["--vsock", "cid=3,socket=\(signalSocket)"] }
         return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments + arguments.passthrough,
-                                signalSocket: signalSocket, baseLock: lock)
+                                signalSocket: signalSocket, baseLock: lock, store: store, kernel: kernel, initrd: initrd,
+                                cmdline: cmdline, diskArguments: diskArguments)
+    }
+
+    /// `vireo run` arguments that restore `snapshot` with this run's disks and vsock socket.
+    func restoreArguments(snapshot: String, options: [String]) -> [String] {
+        ["--restore", snapshot] + diskArguments + ["--vsock", "cid=3,socket=\(signalSocket ?? "")"] + options
     }
 
     func cleanUp() {

@@ -10,7 +10,8 @@ enum VMMChild {
     nonisolated(unsafe) private static var signalWriteFD: Int32 = -1
     static let forwarded: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
 
-    static func run(_ arguments: [String], signalSocket: String?) throws -> Int32 {
+    /// `started` is called with the VMM's pid once it runs (the warm start's hand-off begins there).
+    static func run(_ arguments: [String], signalSocket: String?, started: ((pid_t) -> Void)? = nil) throws -> Int32 {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { throw ImageError("pipe: \(String(cString: strerror(errno)))") }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
@@ -39,6 +40,7 @@ enum VMMChild {
         guard result == 0 else { throw ImageError("cannot start the VMM: \(String(cString: strerror(result)))") }
         child = pid
         let vmm = pid
+        started?(pid)
         var unblock = sigset_t()
         sigemptyset(&unblock)
         for signal in forwarded {
@@ -91,39 +93,10 @@ enum GuestSignal {
     static let port = 1024
 
     static func send(_ signal: Int32, socket path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in bytes.enumerated() { raw[index] = byte }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0, write(fd, "CONNECT \(port)\n"), readLine(fd)?.hasPrefix("OK") == true,
-              write(fd, "\(signal)\n") else { return false }
-        return readLine(fd) == "OK"
-    }
-
-    private static func write(_ fd: Int32, _ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        return bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count
-    }
-
-    /// One line, waiting at most 2 s.
-    private static func readLine(_ fd: Int32) -> String? {
-        var line: [UInt8] = []
-        var byte: UInt8 = 0
-        while line.count < 64 {
-            var wait = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&wait, 1, 2000) == 1, read(fd, &byte, 1) == 1 else { return nil }
-            if byte == UInt8(ascii: "\n") { return String(decoding: line, as: UTF8.self) }
-            line.append(byte)
-        }
-        return nil
+        guard let connection = UnixLineSocket(path: path) else { return false }
+        defer { connection.close() }
+        guard connection.write("CONNECT \(port)\n"), connection.readLine(timeout: 2, limit: 64)?.hasPrefix("OK") == true,
+              connection.write("\(signal)\n") else { return false }
+        return connection.readLine(timeout: 2, limit: 64) == "OK"
     }
 }

@@ -63,6 +63,9 @@ public protocol VirtioDevice: AnyObject, Sendable {
     /// Loads what `snapshotState` saved, after the transport re-activated the device with
     /// `activation` (nil when the driver was not running it).
     func restoreSnapshotState(_ bytes: [UInt8], activation: VirtioActivation?) throws(StateError)
+    /// Whether the restored device's configuration differs from what the guest last read (e.g. a
+    /// disk of another size): the transport then signals a config change once the state is loaded.
+    var configChangedByRestore: Bool { get }
 }
 
 extension VirtioDevice {
@@ -73,6 +76,7 @@ extension VirtioDevice {
     public func restoreSnapshotState(_ bytes: [UInt8], activation: VirtioActivation?) throws(StateError) {
         guard bytes.isEmpty else { throw .invalid(what: "\(deviceType) device state") }
     }
+    public var configChangedByRestore: Bool { false }
     public func writeConfig(offset: UInt64, from data: UnsafeRawBufferPointer) {}
     public func activate(_ activation: VirtioActivation) throws(VirtioError) {}
     public func reset() {}

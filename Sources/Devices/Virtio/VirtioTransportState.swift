@@ -108,5 +108,7 @@ extension VirtioMMIOTransport {
         }
         try device.restoreSnapshotState(deviceState, activation: activation)
         interruptState.withLock { $0 = interrupts }
+        // After the saved bits: the driver sees a new generation and one config-change interrupt.
+        if device.configChangedByRestore { signalConfigChange() }
     }
 }

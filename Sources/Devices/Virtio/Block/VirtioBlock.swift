@@ -62,6 +62,8 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     let bytesWrittenCount = Atomic<UInt64>(0)
     let flushCount = Atomic<UInt64>(0)
     let errorCount = Atomic<UInt64>(0)
+    /// Set by a restore whose backend's capacity differs from the snapshot's (see VirtioBlock+Snapshot).
+    let capacityChangedByRestore = Atomic<Bool>(false)
     /// iovecs for one preadv/pwritev between the backend and guest memory (worker thread only).
     let vectors: UnsafeMutableBufferPointer<iovec>
     /// Pieces moved per preadv/pwritev call; a request with more is done in several calls.
