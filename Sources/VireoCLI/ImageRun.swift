@@ -32,6 +32,9 @@ enum ImageRun {
         }
         defer { prepared.cleanUp() }
         let vmCode: Int32
+        // -t: the host terminal passes every byte, ^C included, to the program's terminal in the guest.
+        let terminal = parsed.terminal ? HostTerminal.enterRaw() : nil
+        defer { terminal?.restore() }
         do { vmCode = try VMMChild.run(["run"] + prepared.runArguments, signalSocket: prepared.signalSocket) } catch {
             printError("vireo: \(error)\n")
             return 1
