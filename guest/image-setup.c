@@ -94,6 +94,15 @@ void image_setup_network(const char *address, const char *gateway, const char *d
 	if (ioctl(fd, SIOCADDRT, &route) != 0 && errno != EEXIST)
 		report("add the default route via", gateway);
 	close(fd);
+	/* passt learns the guest's MAC from the guest's first frame and until then addresses inbound
+	 * connections to 00:00:00:00:00:00, which the NIC drops: one empty datagram to the gateway's
+	 * discard port (its ARP request is the frame that matters) makes published ports work at once. */
+	int hello = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in discard = {.sin_family = AF_INET, .sin_port = htons(9), .sin_addr = via};
+	if (hello < 0 || sendto(hello, "", 0, 0, (struct sockaddr *)&discard, sizeof discard) < 0)
+		report("greet the gateway", gateway);
+	if (hello >= 0)
+		close(hello);
 	if (dns && *dns) {
 		/* As Docker does, the VM's resolv.conf is the runtime's: replace the image's (even a link). */
 		mkdir("/etc", 0755);
