@@ -115,8 +115,8 @@ enum Loopback {
         return UInt16(bigEndian: address.sin_port)
     }
 
-    /// Connects to 127.0.0.1:`port`, reads one line (at most 10 s), then sends
-    /// `send` and closes; returns what it read ("" when the connection failed or ended empty).
+    /// Connects to 127.0.0.1:`port`, sends `send`, reads one line (at most 10 s) and closes;
+    /// returns what it read ("" when the connection failed or ended empty).
     static func exchange(port: UInt16, send: String) -> String {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return "" }
@@ -126,6 +126,10 @@ enum Loopback {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
         guard connected else { return "" }
+        // Send first, as a client does (observed: passt 2023-03 ended a connection whose host side
+        // only waited to read with no data; `nc` sending first got through every time).
+        let data = Array(send.utf8)
+        _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1024)
         let deadline = Date().addingTimeInterval(10)
@@ -137,12 +141,6 @@ enum Loopback {
             if count <= 0 { break }
             received += buffer[0..<count]
             if received.contains(UInt8(ascii: "\n")) { break }  // a line: the guest's greeting is whole
-        }
-        if !received.isEmpty {
-            let data = Array(send.utf8)
-            _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            shutdown(fd, Int32(SHUT_WR))
-            usleep(300_000)
         }
         return String(decoding: received, as: UTF8.self)
     }
