@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the initramfs `vireo run --image` boots: an UNCOMPRESSED newc cpio holding only
-# guest/image-init.c compiled (musl-gcc -static, else gcc -static) as /init, a /dev/console node and the empty directories it
+# guest/image-init.c (with image-setup.c) compiled (musl-gcc -static, else gcc -static) as /init, a /dev/console node and the empty directories it
 # mounts on. The image's own root filesystem comes on /dev/vda, the run's config on /dev/vdb.
 #
 # Cached like build-initramfs.sh: ${VIREO_CACHE:-$HOME/.cache/vireo}/image-initramfs-<sha256 of
@@ -11,6 +11,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 self="$here/$(basename "${BASH_SOURCE[0]}")"
 init="$here/image-init.c"
+# Compiled with image-init.c: the network, terminal and rlimit setup the host asks for.
+setup="$here/image-setup.c"
+setup_header="$here/image-setup.h"
 cache_root=${VIREO_CACHE:-$HOME/.cache/vireo}
 
 log() { printf 'build-image-initramfs: %s\n' "$*" >&2; }
@@ -31,6 +34,7 @@ gcc_version="$cc: $($cc --version | head -1)"
 key=$( {
     printf 'gcc %s\n' "$gcc_version"
     printf -- '--- image-init.c\n'; cat "$init"
+    printf -- '--- image-setup.c\n'; cat "$setup" "$setup_header"
     printf -- '--- build-image-initramfs.sh\n'; cat "$self"
 } | sha256sum | cut -c1-64)
 out="$cache_root/image-initramfs-$key"
@@ -45,7 +49,7 @@ rm -rf "$cache_root/.image-initramfs-$key.tmp."*
 stage=$(mktemp -d "$cache_root/.image-initramfs-$key.tmp.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 cpio="$stage/initramfs.cpio"
-"$cc" -static -Os -s -Wall -Werror -o "$stage/init" "$init" >&2 || die "compiling $init failed"
+"$cc" -static -Os -s -Wall -Werror -o "$stage/init" "$init" "$setup" >&2 || die "compiling $init failed"
 
 # newc writer (as in build-initramfs.sh): 110-byte ASCII header, NUL-terminated name, pad to 4, data, pad.
 ino=0x400000

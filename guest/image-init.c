@@ -7,7 +7,9 @@
  *   bytes 8..11  length N of the records (little-endian u32)
  *   bytes 12..   N bytes of records, each "<tag><value>\0":
  *                A argv element (in order), E "KEY=VALUE", W working directory, U user[:group],
- *                H hostname, T (present when the host's output is a terminal)
+ *                H hostname, T (present when the host's output is a terminal); and, for
+ *                image-setup.c: Y "ROWS COLUMNS" (-t), N "A.B.C.D/N", G gateway, D DNS server
+ *                (eth0's fixed addresses), R "RESOURCE SOFT HARD" (--ulimit)
  *   at 4096     (or the first 4 KiB boundary past the records) this init writes "VIREOST1" and the exit status as decimal text, NUL-terminated,
  *               then syncs, so the host can exit with the program's status.
  * The program's stdio is the serial console (/dev/console). This init then mounts the root, moves
@@ -66,6 +68,7 @@ struct sockaddr_vm {
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include "image-setup.h"
 
 #define STATUS_OFFSET 4096
 #define MAX_RECORDS (1 << 20)
@@ -491,6 +494,7 @@ int main(void)
 	}
 	if (hostname && *hostname)
 		sethostname(hostname, strlen(hostname));
+	image_setup_network(value('N'), value('G'), value('D'));
 	if (!value('T')) {
 		/* Output to a pipe or file on the host: pass the program's bytes as they are (no \n -> \r\n)
 		 * and do not echo what the host feeds in. */
@@ -501,6 +505,8 @@ int main(void)
 			tcsetattr(0, TCSANOW, &mode);
 		}
 	}
+	if (value('Y'))
+		image_setup_terminal(value('Y'));
 
 	sigset_t all, old;
 	sigfillset(&all);
@@ -521,6 +527,8 @@ int main(void)
 				_exit(126);
 			}
 		}
+		if (image_apply_limits(values('R', NULL)) != 0)
+			_exit(126);
 		become_user(user);
 		run_program(argv, envp);
 	}

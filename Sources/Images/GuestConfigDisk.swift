@@ -4,7 +4,7 @@ import Glibc
 
 /// The run's second disk (/dev/vdb): the RunSpec for guest/image-init.c, and the block the init
 /// writes the program's exit status to. Layout (see image-init.c): "VIREOCF1", u32 LE length,
-/// records "<tag><value>\0"; at 4096 "VIREOST1<status>\0".
+/// records "<tag><value>\0" (tags: image-init.c and image-setup.c); at 4096 "VIREOST1<status>\0".
 public enum GuestConfigDisk {
     static let statusOffset = 4096
     static let maxRecords = 1 << 20
@@ -23,6 +23,16 @@ public enum GuestConfigDisk {
         if !spec.user.isEmpty { add("U", spec.user) }
         add("H", spec.hostname)
         if spec.terminal { add("T", "") }
+        if let size = spec.terminalSize { add("Y", "\(size.rows) \(size.columns)") }
+        if let network = spec.network {
+            add("N", "\(network.address)/\(network.prefixLength)")
+            add("G", network.gateway)
+            if let dns = network.dns { add("D", dns) }
+        }
+        for limit in spec.resourceLimits {
+            // RLIM_INFINITY is all ones; the init reads the numbers with strtoull.
+            add("R", "\(limit.resource) \(limit.soft ?? UInt64.max) \(limit.hard ?? UInt64.max)")
+        }
         guard records.count <= maxRecords else { throw ImageError("the command and environment are too large (\(records.count) bytes; limit 1 MiB)") }
         let length = UInt32(records.count)
         var disk = Array("VIREOCF1".utf8) + [UInt8(length & 0xff), UInt8(length >> 8 & 0xff), UInt8(length >> 16 & 0xff), UInt8(length >> 24)]

@@ -8,6 +8,12 @@ public struct RunSpec: Sendable, Equatable {
     public var hostname: String
     /// Whether the host's stdout is a terminal (the guest keeps its \n → \r\n translation then).
     public var terminal = false
+    /// `-t`: the console is the program's terminal in cooked mode (echo, ^C as SIGINT) with this size.
+    public var terminalSize: TerminalSize?
+    /// eth0's fixed addresses (the ones the host gave passt); nil: no NIC, loopback only.
+    public var network: Network?
+    /// `--ulimit`s the init sets before it runs the program.
+    public var resourceLimits: [ResourceLimit] = []
 
     public init(arguments: [String], environment: [String], workingDirectory: String, user: String, hostname: String) {
         self.arguments = arguments

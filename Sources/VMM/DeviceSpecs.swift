@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import VMSpec
 
 /// A `--disk PATH[,readonly][,id=NAME][,backing=BASE]` request.
 public struct DiskSpec: Sendable, Equatable {
@@ -88,7 +89,8 @@ extension DiskSpec {
     }
 }
 
-/// A `--net user[,mac=…]` or `--net tap=NAME[,mac=…]` request.
+/// A `--net user[,mac=…][,publish=[IP:]HOST:GUEST[/tcp|udp]…][,address=A/N,gateway=G[,dns=D]]` or
+/// `--net tap=NAME[,mac=…]` request.
 public struct NetSpec: Sendable, Equatable {
     public enum Backend: Sendable, Equatable {
         /// User-mode networking through passt (no root needed).
@@ -99,6 +101,17 @@ public struct NetSpec: Sendable, Equatable {
 
     public var backend: Backend
     public var mac: [UInt8]
+    /// Host ports passt publishes to the guest (user only).
+    public var ports: [VMSpec.PortForward] = []
+    /// Addresses passt hands the guest instead of the host's (user only).
+    public var ipv4: VMSpec.Net.IPv4?
+
+    public init(backend: Backend, mac: [UInt8], ports: [VMSpec.PortForward] = [], ipv4: VMSpec.Net.IPv4? = nil) {
+        self.backend = backend
+        self.mac = mac
+        self.ports = ports
+        self.ipv4 = ipv4
+    }
 
     public static func parse(_ text: String, index: Int) throws(VMMError) -> NetSpec {
         let parts = text.split(separator: ",").map(String.init)
@@ -114,20 +127,38 @@ public struct NetSpec: Sendable, Equatable {
         default:
             throw .invalidConfiguration("--net \(text): expected user or tap=NAME")
         }
-        var mac = NetSpec.defaultMAC(index: index)
+        var spec = NetSpec(backend: backend, mac: NetSpec.defaultMAC(index: index))
+        var address: String?, gateway: String?, dns: String?
         for option in parts.dropFirst() {
-            guard option.hasPrefix("mac=") else {
-                throw .invalidConfiguration("--net \(text): unknown option '\(option)' (expected mac=XX:XX:XX:XX:XX:XX)")
+            let (key, value) = option.firstIndex(of: "=").map { (String(option[..<$0]), String(option[option.index(after: $0)...])) } ?? (option, "")
+            switch key {
+            case "mac":
+                guard let parsed = NetSpec.parseMAC(value) else {
+                    throw .invalidConfiguration("--net \(text): '\(value)' is not a MAC address (six hex bytes, e.g. 52:54:00:12:34:56)")
+                }
+                guard parsed[0] & 1 == 0 else {
+                    throw .invalidConfiguration("--net \(text): \(value) is a multicast address; a NIC needs a unicast MAC")
+                }
+                spec.mac = parsed
+            case "publish" where backend == .user:
+                do { spec.ports.append(try VMSpec.PortForward.parse(value)) } catch {
+                    throw .invalidConfiguration("--net \(text): publish=\(error)")
+                }
+            case "address" where backend == .user: address = value
+            case "gateway" where backend == .user: gateway = value
+            case "dns" where backend == .user: dns = value
+            default:
+                throw .invalidConfiguration("--net \(text): unknown option '\(option)' (expected mac=XX:XX:XX:XX:XX:XX\(backend == .user ? ", publish=[IP:]HOST:GUEST[/tcp|udp], address=A.B.C.D/N, gateway=A.B.C.D, dns=A.B.C.D" : ""))")
             }
-            guard let parsed = NetSpec.parseMAC(String(option.dropFirst(4))) else {
-                throw .invalidConfiguration("--net \(text): '\(option.dropFirst(4))' is not a MAC address (six hex bytes, e.g. 52:54:00:12:34:56)")
-            }
-            guard parsed[0] & 1 == 0 else {
-                throw .invalidConfiguration("--net \(text): \(option.dropFirst(4)) is a multicast address; a NIC needs a unicast MAC")
-            }
-            mac = parsed
         }
-        return NetSpec(backend: backend, mac: mac)
+        if address != nil || gateway != nil || dns != nil {
+            let pieces = address?.split(separator: "/").map(String.init) ?? []
+            guard pieces.count == 2, let prefix = Int(pieces[1]), let gateway else {
+                throw .invalidConfiguration("--net \(text): fixed addresses need address=A.B.C.D/N and gateway=A.B.C.D")
+            }
+            spec.ipv4 = VMSpec.Net.IPv4(address: pieces[0], prefixLength: prefix, gateway: gateway, dns: dns)
+        }
+        return spec
     }
 
     /// Locally administered default, distinct per device: 52:54:00:12:34:5N (QEMU's convention).

@@ -10,7 +10,7 @@ enum NetworkDevices {
             let backend: any NetBackend
             switch spec.backend {
             case .user:
-                let passt = try PasstProcess()
+                let passt = try PasstProcess(options: PasstProcess.options(ports: spec.ports, ipv4: spec.ipv4))
                 virtio.addCleanup { passt.stop() }
                 virtio.addHelperProcess(passt.pid)
                 backend = StreamNetBackend(fd: passt.socket)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import VMSpec
 
 /// A `passt` child process serving one `--net user` NIC (user-mode networking, no privileges).
 ///
@@ -36,7 +37,7 @@ final class PasstProcess: @unchecked Sendable {
     }
 
     /// Starts passt and waits (up to `readyTimeout` seconds) until it is initialised.
-    init(readyTimeout: Double = 5) throws(VMMError) {
+    init(options: [String] = [], readyTimeout: Double = 5) throws(VMMError) {
         guard let executable = PasstProcess.locate() else {
             throw .invalidConfiguration("--net user needs passt, which is not installed: apt-get install passt")
         }
@@ -85,7 +86,7 @@ final class PasstProcess: @unchecked Sendable {
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let arguments = [executable, "--foreground", "--quiet", "--fd", "3", "--pid", pidPath, "--mtu", "1500"]
+        let arguments = [executable, "--foreground", "--quiet", "--fd", "3", "--pid", pidPath, "--mtu", "1500"] + options
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         argv.append(nil)
         defer { for pointer in argv { free(pointer) } }
@@ -120,6 +121,20 @@ final class PasstProcess: @unchecked Sendable {
         // Initialised: passt holds its log open and needs neither file again. Removing them now
         // leaves nothing behind when the VMM later runs as a user that could not remove them.
         if PasstProcess.fileSize(pidPath) > 0 { PasstProcess.removeDirectory(directory) }
+    }
+
+    /// passt's options for published ports (`-t`/`-u [ADDR/]HOST:GUEST`) and fixed guest addresses
+    /// (`-a`, `-n`, `-g`, and `--dns-forward`: the guest's DNS address maps to the host's resolver).
+    static func options(ports: [VMSpec.PortForward], ipv4: VMSpec.Net.IPv4?) -> [String] {
+        var options: [String] = []
+        for port in ports {
+            options += [port.transport == .tcp ? "-t" : "-u", (port.hostAddress.map { $0 + "/" } ?? "") + "\(port.hostPort):\(port.guestPort)"]
+        }
+        if let ipv4 {
+            options += ["-a", ipv4.address, "-n", String(ipv4.prefixLength), "-g", ipv4.gateway]
+            if let dns = ipv4.dns { options += ["--dns-forward", dns] }
+        }
+        return options
     }
 
     deinit { stop() }

@@ -22,7 +22,8 @@ extension VMConfig {
         disks = devices.disks.map { DiskSpec(path: $0.path, readOnly: $0.readOnly, id: $0.serial, backing: $0.backing) }
         nets = devices.nets.enumerated().map { index, net in
             NetSpec(backend: net.mode == .tap ? .tap(net.tap ?? "") : .user,
-                    mac: net.mac.flatMap(VMSpec.Net.parseMAC) ?? NetSpec.defaultMAC(index: index))
+                    mac: net.mac.flatMap(VMSpec.Net.parseMAC) ?? NetSpec.defaultMAC(index: index),
+                    ports: net.ports ?? [], ipv4: net.ipv4)
         }
         rng = devices.rng
         vsock = devices.vsock.map { VsockSpec(cid: $0.cid, socketPath: $0.socket) }

@@ -68,7 +68,7 @@ extension RunCommand {
                 let parsed = try NetSpec.parse(text, index: index)
                 let mac = parsed.mac.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
                 switch parsed.backend {
-                case .user: return VMSpec.Net(mode: .user, mac: mac)
+                case .user: return VMSpec.Net(mode: .user, mac: mac, ports: parsed.ports.isEmpty ? nil : parsed.ports, ipv4: parsed.ipv4)
                 case let .tap(name): return VMSpec.Net(mode: .tap, tap: name, mac: mac)
                 }
             }

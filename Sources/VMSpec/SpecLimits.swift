@@ -15,6 +15,8 @@ public enum SpecLimits {
     public static let diskIDBytes = 20
     /// Linux's IFNAMSIZ less the NUL.
     public static let tapNameBytes = 1...15
+    /// Published ports per NIC (each is a listening socket in passt).
+    public static let portForwards = 64
     /// CIDs 0–2 are reserved (hypervisor, local, host) and 2^32-1 is VMADDR_CID_ANY.
     public static let vsockCIDs: ClosedRange<UInt64> = 3...0xFFFF_FFFE
     /// The longest guest-initiated vsock path is PATH_4294967295 (11 more bytes) in a 108-byte sun_path.

@@ -147,6 +147,7 @@ public enum SpecValidator {
                 throw SpecError("\(field).mac", " is a multicast address; a NIC needs a unicast one (even first octet)")
             }
         }
+        try validatePublishing(net, field: field)
     }
 
     static func validateConsole(_ console: VMSpec.Console, _ control: VMSpec.Control) throws(SpecError) {

@@ -137,11 +137,17 @@ public struct VMSpec: Codable, Sendable, Equatable {
         public var tap: String?
         /// `XX:XX:XX:XX:XX:XX`; nil: 52:54:00:12:34:5N by position (QEMU's convention).
         public var mac: String?
+        /// Host ports published to the guest (mode user only; passt listens on the host).
+        public var ports: [PortForward]?
+        /// Fixed addresses passt hands the guest (mode user only); nil: passt copies the host's.
+        public var ipv4: IPv4?
 
-        public init(mode: Mode, tap: String? = nil, mac: String? = nil) {
+        public init(mode: Mode, tap: String? = nil, mac: String? = nil, ports: [PortForward]? = nil, ipv4: IPv4? = nil) {
             self.mode = mode
             self.tap = tap
             self.mac = mac
+            self.ports = ports
+            self.ipv4 = ipv4
         }
     }
 

@@ -39,6 +39,9 @@ enum ImageRun {
         }
         let started = Date()
         let vmCode: Int32
+        // -t: the host terminal passes every byte, ^C included, to the program's terminal in the guest.
+        let terminal = parsed.terminal ? HostTerminal.enterRaw() : nil
+        defer { terminal?.restore() }
         do {
             vmCode = try VMMChild.run(vmmArguments, signalSocket: prepared.signalSocket) { pid in handOff?.start(vmm: pid, since: started) }
         } catch {

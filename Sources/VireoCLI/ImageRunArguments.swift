@@ -1,3 +1,6 @@
+import Images
+import VMSpec
+
 /// `vireo run [OPTIONS] --image REF [--] [CMD ARGS…]` split into the image's own options, the
 /// options `vireo run` itself takes (passed on untouched), and the command. As with `docker run`,
 /// everything after the image reference is the command.
@@ -16,6 +19,12 @@ struct ImageRunArguments {
     var insecureRegistry = false
     /// `--cold`: boot the guest kernel even when a warm-start snapshot could be restored.
     var cold = false
+    /// `-p [IP:]HOST:GUEST[/tcp|udp]`, in order.
+    var published: [VMSpec.PortForward] = []
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    var resourceLimits: [RunSpec.ResourceLimit] = []
+    /// `-t`: a terminal for the program.
+    var terminal = false
     /// Options for `vireo run` (memory, cpus, net, isolation, …).
     var passthrough: [String] = []
 
@@ -56,6 +65,26 @@ struct ImageRunArguments {
                 result.environment.append(try value())
             } else if let path = valued[argument] {
                 result[keyPath: path] = try value()
+            } else if argument == "-p" || argument == "--publish" {
+                let text = try value()
+                do { result.published.append(try VMSpec.PortForward.parse(text)) } catch {
+                    throw ImageRunUsage("-p \(error)")
+                }
+                if let last = result.published.last,
+                   result.published.dropLast().contains(where: { $0.transport == last.transport && $0.hostPort == last.hostPort }) {
+                    throw ImageRunUsage("-p '\(text)': host port \(last.hostPort)/\(last.transport.rawValue) is published twice")
+                }
+            } else if argument == "--ulimit" {
+                let text = try value()
+                do { result.resourceLimits.append(try RunSpec.ResourceLimit.parse(text)) } catch {
+                    throw ImageRunUsage("\(error)")
+                }
+            } else if argument == "-t" || argument == "--tty" {
+                result.terminal = true
+            } else if argument == "-it" || argument == "-ti" {
+                result.terminal = true  // stdin is always attached; -i is accepted out of Docker habit
+            } else if argument == "-i" || argument == "--interactive" {
+                // stdin is always attached: accepted out of Docker habit
             } else if argument == "--insecure-registry" {
                 result.insecureRegistry = true
             } else if argument == "--cold" {
@@ -68,6 +97,8 @@ struct ImageRunArguments {
             index += 1
         }
         guard sawImage else { throw ImageRunUsage("--image needs an image reference") }
+        var passthrough = result.passthrough
+        _ = try ImageNetwork.plan(published: result.published, passthrough: &passthrough)  // refuse -p without passt now
         return result
     }
 }

@@ -43,7 +43,13 @@ struct PreparedImageRun {
         overrides.hostname = arguments.hostname
         var spec = try RunSpec.make(config: config, overrides: overrides, hostEnvironment: environment,
                                     defaultHostname: "vireo-" + String(UInt32.random(in: 0...UInt32.max), radix: 16))
-        spec.terminal = isatty(1) == 1
+        spec.terminal = isatty(1) == 1 || arguments.terminal
+        if arguments.terminal { spec.terminalSize = HostTerminal.size() ?? RunSpec.TerminalSize(rows: 24, columns: 80) }
+        if arguments.terminal && !spec.environment.contains(where: { $0.hasPrefix("TERM=") }) { spec.environment.append("TERM=xterm") }
+        spec.resourceLimits = arguments.resourceLimits
+        var passthrough = arguments.passthrough
+        let network = try ImageNetwork.plan(published: arguments.published, passthrough: &passthrough)
+        spec.network = network.guest
 
         let runDirectory = "\(store.root)/runs/\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         guard mkdir(runDirectory, 0o700) == 0 else {
@@ -60,9 +66,9 @@ struct PreparedImageRun {
         let diskArguments = ["--disk", "\(overlay),backing=\(base.path),id=vireo-root", "--disk", "\(configDisk),id=vireo-config"]
         var runArguments = ["--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline] + diskArguments
         let socket = runDirectory + "/signal.sock"
-        let signalSocket = arguments.passthrough.contains { $0 == "--vsock" || $0.hasPrefix("--vsock=") } || socket.utf8.count > 100 ? nil : socket
+        let signalSocket = passthrough.contains { $0 == "--vsock" || $0.hasPrefix("--vsock=") } || socket.utf8.count > 100 ? nil : socket
         if let signalSocket { runArguments += ["--vsock", "cid=3,socket=\(signalSocket)"] }
-        return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments + arguments.passthrough,
+        return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments + network.netOptions + passthrough,
                                 signalSocket: signalSocket, baseLock: lock, store: store, kernel: kernel, initrd: initrd,
                                 cmdline: cmdline, diskArguments: diskArguments)
     }

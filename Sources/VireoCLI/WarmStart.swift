@@ -20,6 +20,11 @@ enum WarmStart {
             if verbose { printError("vireo: cold boot (--cold)\n") }
             return nil
         }
+        guard arguments.published.isEmpty else {
+            // The warm snapshot has no NIC; -p adds one.
+            if verbose { printError("vireo: cold boot (-p adds a NIC; a warm start covers --cpus and --memory)\n") }
+            return nil
+        }
         guard prepared.signalSocket != nil else {
             if verbose { printError("vireo: cold boot (a warm start needs the image run's own vsock device)\n") }
             return nil

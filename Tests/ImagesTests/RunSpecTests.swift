@@ -57,3 +57,32 @@ import Testing
         #expect(GuestConfigDisk.status(at: path) == 42)
     }
 }
+
+/// `--ulimit`, the network and the terminal on the config disk.
+@Suite struct RunSpecHostSetupTests {
+    @Test func ulimitParsesDockerSyntax() throws {
+        let both = try RunSpec.ResourceLimit.parse("nofile=256:512")
+        #expect(both.resource == 7 && both.soft == 256 && both.hard == 512)
+        let one = try RunSpec.ResourceLimit.parse("nproc=100")
+        #expect(one.resource == 6 && one.soft == 100 && one.hard == 100)
+        let unlimited = try RunSpec.ResourceLimit.parse("core=-1:unlimited")
+        #expect(unlimited.soft == nil && unlimited.hard == nil)
+        for (text, problem) in [("nofile", "expected NAME=SOFT[:HARD]"), ("bogus=1", "unknown limit 'bogus'"), ("nofile=10:5", "soft limit is above the hard"),
+                                ("nofile=x", "'x' is not a number"), ("nofile=1:2:3", "expected NAME=SOFT[:HARD]"), ("nofile=-1:5", "soft limit is above")] {
+            #expect(throws: ImageError.self, "\(text)") { try RunSpec.ResourceLimit.parse(text) }
+            do { _ = try RunSpec.ResourceLimit.parse(text) } catch { #expect("\(error)".hasPrefix("--ulimit '\(text)': ") && "\(error)".contains(problem), "\(error)") }
+        }
+    }
+
+    @Test func hostSetupRecordsReachTheConfigDisk() throws {
+        var spec = RunSpec(arguments: ["sh"], environment: [], workingDirectory: "/", user: "", hostname: "h")
+        spec.terminalSize = .init(rows: 33, columns: 97)
+        spec.network = .init(address: "10.0.2.15", prefixLength: 24, gateway: "10.0.2.2", dns: "10.0.2.3")
+        spec.resourceLimits = [try RunSpec.ResourceLimit.parse("nofile=256:512"), try RunSpec.ResourceLimit.parse("core=unlimited")]
+        let bytes = try GuestConfigDisk.encode(spec)
+        let length = Int(bytes[8]) | Int(bytes[9]) << 8
+        let records = bytes[12..<(12 + length)].split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        #expect(records == ["Ash", "W/", "Hh", "Y33 97", "N10.0.2.15/24", "G10.0.2.2", "D10.0.2.3", "R7 256 512",
+                            "R4 18446744073709551615 18446744073709551615"])
+    }
+}

@@ -33,6 +33,17 @@ import Testing
         }
     }
 
+    @Test func publishedPortsAndFixedAddressesReachTheSpec() throws {
+        let vm = try create(#"""
+            {"name":"p","kernel":"/k/vmlinux","nets":[{"mode":"user","ports":[{"transport":"tcp","hostAddress":"127.0.0.1","hostPort":8080,"guestPort":80}],
+             "ipv4":{"address":"10.0.2.15","prefixLength":24,"gateway":"10.0.2.2","dns":"10.0.2.3"}}]}
+            """#)
+        let spec = VMMLauncher(executable: "/bin/vireo", consoleLogMaxBytes: 1 << 20).spec(for: vm)
+        #expect(spec.devices.nets == [VMSpec.Net(mode: .user, ports: [.init(hostAddress: "127.0.0.1", hostPort: 8080, guestPort: 80)], ipv4: .userDefault)])
+        expectFailure(#"{"name":"p","kernel":"/k/vmlinux","nets":[{"mode":"user","ports":[{"transport":"tcp","hostPort":80,"guestPort":1},{"transport":"tcp","hostPort":80,"guestPort":2}]}]}"#,
+                      field: "nets[0].ports[1].hostPort", contains: "published twice")
+    }
+
     @Test func devicesAndSettingsParse() throws {
         let vm = try create(#"""
             {"name":"a","kernel":"/k/vmlinux","disks":[{"path":"/k/root.ext4"},{"path":"/k/data","readOnly":true}],

@@ -1,3 +1,4 @@
+import VMSpec
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -252,7 +253,7 @@ public struct DefinitionValidator: Sendable {
         var nets: [NetDefinition] = []
         for (index, item) in try array(value, "nets", limit: VMLimits.nets).enumerated() {
             let field = "nets[\(index)]"
-            let members = try object(item, field, keys: ["mode", "tap", "mac"])
+            let members = try object(item, field, keys: ["mode", "tap", "mac", "ports", "ipv4"])
             guard let modeValue = members["mode"] else { throw .missingField("\(field).mode") }
             let modeText = try string(modeValue, "\(field).mode")
             guard let mode = NetDefinition.Mode(rawValue: modeText) else {
@@ -269,6 +270,17 @@ public struct DefinitionValidator: Sendable {
             }
             if let macValue = members["mac"] {
                 net.mac = try string(macValue, "\(field).mac").lowercased()
+            }
+            // Their shapes here; values, modes and duplicates: SpecValidator.
+            if let ports = members["ports"], ports != .null {
+                do { net.ports = try JSONCoding.decode([VMSpec.PortForward].self, from: ports) } catch {
+                    throw .invalidField("\(field).ports", "field '\(field).ports' must be a list of {transport: tcp|udp, hostAddress?, hostPort: 1–65535, guestPort: 1–65535}")
+                }
+            }
+            if let ipv4 = members["ipv4"], ipv4 != .null {
+                do { net.ipv4 = try JSONCoding.decode(VMSpec.Net.IPv4.self, from: ipv4) } catch {
+                    throw .invalidField("\(field).ipv4", "field '\(field).ipv4' must be {address, prefixLength, gateway, dns?}")
+                }
             }
             nets.append(net)
         }

@@ -149,10 +149,11 @@ public enum SeccompProfiles {
         return SeccompPolicy(role: .device, rules: rules, defaultAction: deny)
     }
 
-    /// The console input thread: read the input, hand bytes to the UART, raise its interrupt.
+    /// The console input thread: read the input, hand bytes to the UART, raise its interrupt (an
+    /// irqfd pulse, a write to an eventfd, where KVM has irqfd; else KVM_IRQ_LINE).
     public static func deviceIO(pid: Int32, deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
         let rules: [SyscallRule] = [
-            SyscallRule("read"),
+            SyscallRule("read"), SyscallRule("write"),
             SyscallRule("ioctl", when: [[.oneOf(argument: 1, values: try IoctlRequests.values(deviceIoctls))]]),
         ] + memory + runtime(pid: pid)
         return SeccompPolicy(role: .deviceIO, rules: rules, defaultAction: deny)

@@ -4,7 +4,7 @@ import Images
 /// OCI images the image tests build themselves from Debian's busybox-static (no registry needed).
 enum TestImages {
     static let applets = ["sh", "echo", "ls", "cat", "id", "env", "pwd", "find", "stat", "readlink", "sort", "sleep",
-                          "hostname", "kill", "wc"]
+                          "hostname", "kill", "wc", "nc", "tty", "stty", "tr"]
 
     /// The image init's initramfs (guest/build-image-initramfs.sh, cached; built on first use).
     static func initramfs() throws -> String {
