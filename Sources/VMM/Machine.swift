@@ -82,7 +82,8 @@ public final class Machine: Sendable {
         virtio = try Machine.virtioDevices(config, memory: memory)
         let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
         commandLine = origin.commandLine(adapted, deviceArguments: virtio.commandLineArguments)
-        vm = try Machine.createVM(kvm, memory: memory)
+        let memorySlots: MemorySlotSetup
+        (vm, memorySlots) = try Machine.createVM(kvm, memory: memory)
         let control = self.control
         let console = self.console
         devices = LegacyDevices(vm: vm, console: console, debugExitPort: config.debugExitPort,
@@ -95,6 +96,7 @@ public final class Machine: Sendable {
         vcpus = created.map(\.vcpu)
         cpuidTables = created.map(\.cpuid)
         try origin.loadDeviceState(legacy: devices, virtio: virtio)
+        try memorySlots.finish()
     }
 
     /// Runs the VM until it stops (guest reset, error, signal) and reports why; `isolation` is what
