@@ -89,7 +89,9 @@ package struct RunCommand: ParsableCommand {
 
     package func run() throws {
         do {
-            try SpecRunner(spec: try vmSpec(), verbose: verbose).run()
+            let spec = try vmSpec()  // refused here, the line is the same as vireo-vmm's
+            LeanVMMHandOff.execIfPresent()
+            try SpecRunner(spec: spec, verbose: verbose).run()
         } catch let error as UsageError {
             throw error.validation
         }
