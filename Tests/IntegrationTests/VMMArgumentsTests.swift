@@ -91,4 +91,20 @@ import Testing
         let version = try run(vmm, ["version"])
         #expect(version.status == 0 && version.output.hasPrefix("vireo ") && version.output.contains("host: "))
     }
+
+    /// `vireo run` hands a valid VM to the lean `vireo-vmm` next to it: the process that runs the
+    /// guest is that executable, with the same arguments.
+    @Test(.enabled { try TestEnvironment.available("VMMArgumentsTests", .kvm, .micro("idle")) })
+    func vireoRunRunsItsVMInTheLeanVMM() throws {
+        let kernel = try #require(TestEnvironment.micro("idle"))
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin"],
+                                     environment: ["VIREO_SECCOMP": ""])
+        defer { guest.stop() }
+        #expect(guest.waitForOutput("VIREO-MICRO idle", timeout: 30), "stderr: \(guest.errorOutput)")
+        let pid = guest.process.processIdentifier
+        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+        #expect(executable == vmm || executable.hasSuffix("/vireo-vmm"), "the VM runs in \(executable)")
+        let arguments = try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).split(separator: "\0")
+        #expect(arguments.dropFirst().map(String.init) == ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin"])
+    }
 }
