@@ -70,7 +70,7 @@ extension Machine {
     }
 
     /// The KVM VM with its in-kernel interrupt controllers and PIT; guest RAM is being registered
-    /// by the returned `MemorySlotSetup` (finish it before the first KVM_RUN).
+    /// by the returned `MemorySlotSetup` (finish it before setting any vCPU state).
     static func createVM(_ kvm: KVMSystem, memory: GuestMemory) throws(VMMError) -> (VirtualMachine, MemorySlotSetup) {
         do {
             let vm = try kvm.createVM()

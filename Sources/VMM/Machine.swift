@@ -90,13 +90,15 @@ public final class Machine: Sendable {
                                 onReset: { control.stop(console.sawPanic ? .guestPanic : .guestReset) },
                                 onDebugExit: { code in control.stop(.debugExit(code: code)) })
         try Machine.register(devices, virtio, portBus: portBus, mmioBus: mmioBus, vm: vm)
+        // Guest RAM is in KVM before any vCPU state: KVM resolves the guest addresses some MSRs hold
+        // (PV EOI, async PF, kvmclock) when they are set, and refuses them without a memory slot.
+        try memorySlots.finish()
         // 3. Boot or restore: the origin makes the vCPUs and sets the state the guest starts from.
         let created = try origin.createVCPUs(MachineParts(vm: vm, memory: memory, config: config, commandLine: commandLine,
                                                           hostCPUID: host.supportedCPUID, hostKind: hostKind))
         vcpus = created.map(\.vcpu)
         cpuidTables = created.map(\.cpuid)
         try origin.loadDeviceState(legacy: devices, virtio: virtio)
-        try memorySlots.finish()
     }
 
     /// Runs the VM until it stops (guest reset, error, signal) and reports why; `isolation` is what
