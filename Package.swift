@@ -55,9 +55,12 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),  // request timeouts
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], resources: [.embedInCode("openapi.json")]),
-        // `vireo run` and `vireo version`: the VMM's command line, without the manager.
+        // `run`'s flags → spec → running VM, and `vireo-vmm`'s hand-written argument parser: no
+        // ArgumentParser, no Foundation (what every VMM process maps).
+        .target(name: "VMMRun", dependencies: ["VMM", "KVM", "VMSpec"]),
+        // `vireo run` and `vireo version`: the VMM's command line on ArgumentParser, without the manager.
         .target(name: "VMMCommand", dependencies: [
-            "VMM", "KVM", "VMSpec", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "VMM", "KVM", "VMSpec", "VMMRun", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // OCI images: layouts and archives, the blob cache, layer unpacking, the ext4 base, the guest config.
         .target(name: "Images", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
@@ -67,12 +70,9 @@ let package = Package(
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
         // The Swift runtime linked in (what `--static-swift-stdlib` does), so the binary `swift build
         // -c release` gives users is the lean VMM the daemon runs each VM with: no runtime .so files
-        // mapped per VM (bench/results/vmm-memory.md). The two libraries are what FoundationEssentials
-        // (through swift-argument-parser) needs when linked statically.
-        .executableTarget(name: "vireo-vmm", dependencies: ["VMMCommand", "VMM"], linkerSettings: [
+        // mapped per VM, no ArgumentParser or Foundation (bench/results/vmm-memory.md).
+        .executableTarget(name: "vireo-vmm", dependencies: ["VMMRun", "VMM"], linkerSettings: [
             .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux])),
-            .linkedLibrary("_FoundationCollections", .when(platforms: [.linux])),
-            .linkedLibrary("_FoundationCShims", .when(platforms: [.linux])),
         ]),
         // Host-side device throughput (bench/devices): the virtio models on real memory and backends.
         .executableTarget(name: "vireo-bench-devices", dependencies: ["Devices", "Memory"], path: "bench/DeviceBench"),

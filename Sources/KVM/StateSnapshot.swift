@@ -108,9 +108,12 @@ extension VCPU {
         }
         let order: [VCPUStateKind] = [.sregs, .regs, .fpu, .xsave, .xcrs, .lapic, .debugRegisters, .mpState]
         for kind in order { try restore(kind, state.blobs[kind.rawValue]) }
-        for chunk in stride(from: 0, to: state.msrs.count, by: 64) {
-            let batch = state.msrs[chunk..<min(chunk + 64, state.msrs.count)]
-            for msr in batch { try? setMSRs([(msr.index, msr.value)]) }  // a few are read-only; the rest must stick
+        // 64 at a time; KVM stops at the first it refuses (a few are read-only): skip that one, go on.
+        var remaining = state.msrs[...]
+        while !remaining.isEmpty {
+            let batch = remaining.prefix(64).map { (index: $0.index, value: $0.value) }
+            let accepted = (try? setMSRsAccepted(batch)) ?? 0
+            remaining = remaining.dropFirst(accepted < batch.count ? accepted + 1 : accepted)
         }
         try restore(.events, state.blobs[VCPUStateKind.events.rawValue])
     }

@@ -153,6 +153,15 @@ public final class VCPU: @unchecked Sendable {
 
     /// Writes model-specific registers; throws unless KVM accepted all of them.
     public func setMSRs(_ msrs: [(index: UInt32, value: UInt64)]) throws(KVMError) {
+        let written = try setMSRsAccepted(msrs)
+        if written != min(msrs.count, Int(CKVM_MAX_MSR_ENTRIES)) {
+            throw .ioctl("KVM_SET_MSRS (MSR 0x\(String(msrs[written].index, radix: 16)) refused)", errno: EINVAL)
+        }
+    }
+
+    /// Writes model-specific registers in one KVM_SET_MSRS; returns how many KVM accepted (it stops
+    /// at the first one it refuses).
+    public func setMSRsAccepted(_ msrs: [(index: UInt32, value: UInt64)]) throws(KVMError) -> Int {
         let container = UnsafeMutablePointer<ckvm_msrs>.allocate(capacity: 1)
         defer { container.deallocate() }
         memset(container, 0, MemoryLayout<ckvm_msrs>.size)
@@ -163,11 +172,7 @@ public final class VCPU: @unchecked Sendable {
                 for i in 0..<count { out[i].index = msrs[i].index; out[i].data = msrs[i].value }
             }
         }
-        let written = try check(ckvm_set_msrs(fd, container), "KVM_SET_MSRS")
-        if written != count {
-            let failed = msrs[Int(written)].index
-            throw .ioctl("KVM_SET_MSRS (MSR 0x\(String(failed, radix: 16)) refused)", errno: EINVAL)
-        }
+        return Int(try check(ckvm_set_msrs(fd, container), "KVM_SET_MSRS"))
     }
 
     /// Reads model-specific registers; entries KVM does not know are omitted.

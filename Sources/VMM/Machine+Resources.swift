@@ -69,19 +69,20 @@ extension Machine {
         return virtio
     }
 
-    /// The KVM VM with its in-kernel interrupt controllers, PIT and guest RAM.
-    static func createVM(_ kvm: KVMSystem, memory: GuestMemory) throws(VMMError) -> VirtualMachine {
+    /// The KVM VM with its in-kernel interrupt controllers and PIT; guest RAM is being registered
+    /// by the returned `MemorySlotSetup` (finish it before setting any vCPU state).
+    static func createVM(_ kvm: KVMSystem, memory: GuestMemory) throws(VMMError) -> (VirtualMachine, MemorySlotSetup) {
         do {
             let vm = try kvm.createVM()
             // VT-x needs these two pages for real mode; they sit in the MMIO hole, away from RAM.
             try vm.setTSSAddress(0xFFFB_D000)
             try vm.setIdentityMapAddress(0xFFFB_C000)
             try vm.createIRQChip()
+            // Guest RAM first, on its own thread: the PIT's creation (a kernel worker thread, ~2 ms)
+            // then overlaps the memory slot's grace period.
+            let slots = MemorySlotSetup(vm: vm, memory: memory)
             try vm.createPIT2()
-            for (slot, region) in memory.regions.enumerated() {
-                try vm.setMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
-            }
-            return vm
+            return (vm, slots)
         } catch {
             throw .kvm(error.description)
         }

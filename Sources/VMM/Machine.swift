@@ -82,13 +82,17 @@ public final class Machine: Sendable {
         virtio = try Machine.virtioDevices(config, memory: memory)
         let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
         commandLine = origin.commandLine(adapted, deviceArguments: virtio.commandLineArguments)
-        vm = try Machine.createVM(kvm, memory: memory)
+        let memorySlots: MemorySlotSetup
+        (vm, memorySlots) = try Machine.createVM(kvm, memory: memory)
         let control = self.control
         let console = self.console
         devices = LegacyDevices(vm: vm, console: console, debugExitPort: config.debugExitPort,
                                 onReset: { control.stop(console.sawPanic ? .guestPanic : .guestReset) },
                                 onDebugExit: { code in control.stop(.debugExit(code: code)) })
         try Machine.register(devices, virtio, portBus: portBus, mmioBus: mmioBus, vm: vm)
+        // Guest RAM is in KVM before any vCPU state: KVM resolves the guest addresses some MSRs hold
+        // (PV EOI, async PF, kvmclock) when they are set, and refuses them without a memory slot.
+        try memorySlots.finish()
         // 3. Boot or restore: the origin makes the vCPUs and sets the state the guest starts from.
         let created = try origin.createVCPUs(MachineParts(vm: vm, memory: memory, config: config, commandLine: commandLine,
                                                           hostCPUID: host.supportedCPUID, hostKind: hostKind))

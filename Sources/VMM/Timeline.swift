@@ -20,6 +20,13 @@ public enum Timeline {
         _ = milestone.compareExchange(expected: 0, desired: nanoseconds, ordering: .relaxed)
     }
 
+    /// CLOCK_MONOTONIC seconds at vCPU 0's first KVM_RUN (0 if none yet): lets a benchmark time
+    /// from its own start of the request (before fork and exec), which `main` cannot see.
+    public static var firstEntryMonotonic: Double {
+        let entry = firstEntry.load(ordering: .relaxed)
+        return entry == 0 ? 0 : processStart + Double(entry) / 1e9
+    }
+
     /// Milliseconds from process start to the first KVM_RUN of vCPU 0, and to its first exit.
     public static var milestonesMs: (firstEntry: Double, firstExit: Double) {
         (Double(firstEntry.load(ordering: .relaxed)) / 1e6, Double(firstExit.load(ordering: .relaxed)) / 1e6)

@@ -14,30 +14,4 @@ struct DeviceOptions: ParsableArguments {
 
     @Option(name: .customLong("virtio-console"), help: ArgumentHelp("Add a virtio console (hvc0): guest output appended to a file, or a Unix socket whose client gets the output and types the input.", valueName: "PATH|file=PATH|socket=PATH"))
     var virtioConsole: String?
-
-    /// Puts the parsed devices into `devices` (their limits are SpecValidator's); one-line errors.
-    func apply(to devices: inout VMSpec.Devices) throws {
-        do {
-            devices.vsock = try vsock.map { (text) throws(VMMError) in
-                let parsed = try VsockSpec.parse(text)
-                return VMSpec.Vsock(cid: parsed.cid, socket: parsed.socketPath)
-            }
-            devices.virtioConsole = try virtioConsole.map { (text) throws(VMMError) in
-                let parsed = try ConsoleSpec.parse(text)
-                return VMSpec.VirtioConsole(kind: parsed.kind == .socket ? .socket : .file, path: parsed.path)
-            }
-        } catch {
-            throw ValidationError(error.description)
-        }
-        if balloon || balloonTarget != nil {
-            var spec = VMSpec.Balloon()
-            if let balloonTarget {
-                guard let bytes = ByteSize.parse(balloonTarget), bytes % 4096 == 0 else {
-                    throw ValidationError("--balloon-target '\(balloonTarget)' is not a size in 4 KiB pages (examples: 64M, 1G)")
-                }
-                spec.targetBytes = bytes
-            }
-            devices.balloon = spec
-        }
-    }
 }

@@ -1,8 +1,5 @@
 import ArgumentParser
 import VMM
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `vireo run`'s isolation flags (issue 6): seccomp, jail, user, cgroup limits, vCPU affinity.
 struct IsolationOptions: ParsableArguments {
@@ -24,28 +21,4 @@ struct IsolationOptions: ParsableArguments {
     var gid: String?
 
     @OptionGroup var resources: ResourceOptions
-
-    /// The resources and isolation these flags describe (formats here; limits in SpecValidator,
-    /// host checks in `IsolationPlan.prepare`). An unset `--seccomp` takes `$VIREO_SECCOMP`.
-    func specParts() throws -> (VMSpec.Resources, VMSpec.Isolation) {
-        let isolation = VMSpec.Isolation(seccomp: try IsolationOptions.seccompMode(seccomp), jail: jail || jailDir != nil,
-                                         jailDirectory: jailDir, user: uid, group: gid)
-        let cpuMax = try resources.parsedCPUMax().map {
-            VMSpec.Resources.CPUMax(quotaMicros: $0.quotaMicroseconds, periodMicros: $0.periodMicroseconds)
-        }
-        let limits = VMSpec.Resources(cpuWeight: resources.cpuWeight, cpuMax: cpuMax,
-                                      memoryMaxBytes: try resources.parsedMemoryMax().map { Int64(clamping: $0) },
-                                      cpuAffinity: try resources.parsedAffinity())
-        return (limits, isolation)
-    }
-
-    /// `--seccomp MODE`, else `$VIREO_SECCOMP`, else nil (the VMM's default); one-line error when unknown.
-    static func seccompMode(_ flag: String?) throws -> SeccompMode? {
-        let environmentMode = getenv("VIREO_SECCOMP").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
-        guard let mode = flag ?? environmentMode else { return nil }
-        guard let parsed = SeccompMode(rawValue: mode) else {
-            throw ValidationError("--seccomp must be one of \(SeccompMode.allCases.map(\.rawValue).joined(separator: ", ")); got '\(mode)'")
-        }
-        return parsed
-    }
 }

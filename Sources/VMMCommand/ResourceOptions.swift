@@ -18,30 +18,23 @@ package struct ResourceOptions: ParsableArguments {
 
     package init() {}
 
+    /// The flags as the lean parser holds them (one set of format checks for both parsers).
+    package var flags: ResourceFlags {
+        ResourceFlags(cpuWeight: cpuWeight, cpuMax: cpuMax, memoryMax: memoryMax, cpuAffinity: cpuAffinity)
+    }
+
     /// `--cpu-max` parsed (bounds are checked by whoever applies it); one-line error when malformed.
     package func parsedCPUMax() throws -> CPUMax? {
-        guard let cpuMax else { return nil }
-        guard let parsed = CPUMax.parse(cpuMax) else {
-            throw ValidationError("--cpu-max '\(cpuMax)' is not QUOTA[/PERIOD] (examples: 20ms/100ms, 50000/100000)")
-        }
-        return parsed
+        do { return try flags.parsedCPUMax() } catch { throw error.validation }
     }
 
     /// `--memory-max` in bytes.
     package func parsedMemoryMax() throws -> UInt64? {
-        guard let memoryMax else { return nil }
-        guard let bytes = ByteSize.parse(memoryMax) else {
-            throw ValidationError("--memory-max '\(memoryMax)' is not a size (examples: 600M, 2G)")
-        }
-        return bytes
+        do { return try flags.parsedMemoryMax() } catch { throw error.validation }
     }
 
     /// `--cpu-affinity` as CPU numbers.
     package func parsedAffinity() throws -> [Int]? {
-        guard let cpuAffinity else { return nil }
-        guard let cpus = CPUList.parse(cpuAffinity) else {
-            throw ValidationError("--cpu-affinity '\(cpuAffinity)' is not a CPU list (examples: 0,1 or 0-3)")
-        }
-        return cpus
+        do { return try flags.parsedAffinity() } catch { throw error.validation }
     }
 }

@@ -88,21 +88,12 @@ package struct RunCommand: ParsableCommand {
     }
 
     package func run() throws {
-        try SpecRunner(spec: try vmSpec(), verbose: verbose).run()
+        do {
+            let spec = try vmSpec()  // refused here, the line is the same as vireo-vmm's
+            LeanVMMHandOff.execIfPresent()
+            try SpecRunner(spec: spec, verbose: verbose).run()
+        } catch let error as UsageError {
+            throw error.validation
+        }
     }
-}
-
-extension RunCommand {
-    /// `SIGUSR2` for `SIGUSR2`, `usr2`, `sigusr2`: the name as the spec holds it.
-    static func signalName(_ text: String) -> String {
-        let upper = text.uppercased()
-        return upper.hasPrefix("SIG") ? upper : "SIG" + upper
-    }
-}
-
-/// Formats seconds with three decimals without Foundation.
-func format3(_ value: Double) -> String {
-    let milliseconds = Int((value * 1000).rounded())
-    let fraction = String(milliseconds % 1000)
-    return "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
 }

@@ -1,5 +1,5 @@
 import VMM
-import VMMCommand
+import VMMRun
 
 Timeline.markProcessStart()
-VMMRootCommand.runMain()
+VMMMain.run()

@@ -1,4 +1,3 @@
-import ArgumentParser
 import VMM
 #if canImport(Glibc)
 import Glibc
@@ -8,19 +7,19 @@ import Glibc
 enum SpecFile {
     static let maximumBytes = 1 << 20
 
-    static func read(_ path: String) throws -> VMSpec {
+    static func read(_ path: String) throws(UsageError) -> VMSpec {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             let error = errno
-            throw ValidationError("--spec \(path): \(error == ELOOP ? "is a symbolic link" : String(cString: strerror(error)))")
+            throw UsageError("--spec \(path): \(error == ELOOP ? "is a symbolic link" : String(cString: strerror(error)))")
         }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-            throw ValidationError("--spec \(path): not a regular file")
+            throw UsageError("--spec \(path): not a regular file")
         }
         guard info.st_size <= maximumBytes else {
-            throw ValidationError("--spec \(path): \(info.st_size) bytes; a spec is at most \(maximumBytes)")
+            throw UsageError("--spec \(path): \(info.st_size) bytes; a spec is at most \(maximumBytes)")
         }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
@@ -33,7 +32,7 @@ enum SpecFile {
         do {
             return try VMSpec.parse(bytes)
         } catch {
-            throw ValidationError("--spec \(path): \(error)")
+            throw UsageError("--spec \(path): \(error)")
         }
     }
 }

@@ -1,4 +1,3 @@
-import ArgumentParser
 import KVM
 import VMM
 #if canImport(Glibc)
@@ -7,17 +6,22 @@ import Glibc
 
 /// Runs one VM from a validated spec in the foreground: isolation, machine, console, report.
 /// `vireo run`'s flags and `vireo-vmm run --spec FILE` both end here.
-struct SpecRunner {
+package struct SpecRunner {
     let spec: VMSpec
     let verbose: Bool
 
-    func run() throws {
+    package init(spec: VMSpec, verbose: Bool) {
+        self.spec = spec
+        self.verbose = verbose
+    }
+
+    package func run() throws {
         var config = VMConfig(spec: spec)
         let machine: Machine
         let isolationPlan: IsolationPlan
         do {
             // An unset mode (a spec file that leaves it to the host) is $VIREO_SECCOMP's, checked like the flag, or on.
-            let seccomp = try spec.isolation.seccomp ?? IsolationOptions.seccompMode(nil) ?? .on
+            let seccomp = try spec.isolation.seccomp ?? RunFlags.seccompMode(nil) ?? .on
             isolationPlan = try IsolationPlan.prepare(IsolationSettings(spec: spec, defaultSeccomp: seccomp), config: &config)
             try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
             if let restore = spec.restoreDirectory {
@@ -27,11 +31,11 @@ struct SpecRunner {
             }
             try isolationPlan.enter(helpers: machine.helperProcesses)
         } catch let error as VMMError {
-            throw ValidationError(error.description)
-        } catch let error as ValidationError {
+            throw UsageError(error.description)
+        } catch let error as UsageError {
             throw error
         } catch {
-            throw ValidationError("\(error)")
+            throw UsageError("\(error)")
         }
         if verbose {
             printError("vireo: host: \(machine.hostKind); \(machine.config.cpus) vCPU(s), \(ByteSize.format(machine.config.memoryBytes)); cmdline: \(machine.commandLine)\n")
@@ -58,6 +62,7 @@ struct SpecRunner {
             let s = outcome.statistics
             let milestones = Timeline.milestonesMs
             printError("vireo: first guest entry \(format3(milestones.firstEntry)) ms, first exit \(format3(milestones.firstExit)) ms after process start\n")
+            printError("vireo: first guest entry at CLOCK_MONOTONIC \(format6(Timeline.firstEntryMonotonic)) s\n")
             printError("vireo: ran \(format3(outcome.runSeconds)) s; exits: io \(s.io), mmio \(s.mmio), emulated \(s.emulated), injected \(s.injected), kicks \(s.interrupted)\n")
             printError("vireo: accesses no device claimed: \(machine.unclaimedAccesses.ports) port, \(machine.unclaimedAccesses.mmio) MMIO\n")
             for snapshot in machine.vcpuSnapshots() { printError("vireo: \(snapshot)\n") }

@@ -1,0 +1,39 @@
+import KVM
+import Memory
+import Synchronization
+
+/// Registers guest RAM with KVM on a thread of its own while the machine is assembled: the first
+/// KVM_SET_USER_MEMORY_REGION of a VM waits for an SRCU grace period in the kernel (4–11 ms on a
+/// busy host, off-CPU), which the PIT's creation (a kernel worker thread, ~2 ms) and the device
+/// setup overlap. KVM's own locks order it against the other VM ioctls; `finish()` joins it before
+/// any vCPU state is set.
+final class MemorySlotSetup: Sendable {
+    private final class Failure: Sendable {
+        let message = Mutex<String?>(nil)
+    }
+
+    private let thread: OSThread
+    private let failure = Failure()
+
+    init(vm: VirtualMachine, memory: GuestMemory) {
+        let failure = self.failure
+        let regions = memory.regions
+        thread = OSThread(name: "vireo-memslots") {
+            do throws(KVMError) {
+                for (slot, region) in regions.enumerated() {
+                    try vm.setMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
+                }
+            } catch {
+                failure.message.withLock { $0 = error.description }
+            }
+        }
+    }
+
+    deinit { thread.join() }  // a machine that failed to assemble never leaves the thread behind
+
+    /// Waits for the slots; the KVM error as a VMMError when one was refused.
+    func finish() throws(VMMError) {
+        thread.join()
+        if let message = failure.message.withLock({ $0 }) { throw .kvm(message) }
+    }
+}
