@@ -1,4 +1,5 @@
 import Foundation
+import Images
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -39,6 +40,9 @@ public enum ManagerDaemon {
         var validator = DefinitionValidator(readSnapshot: configuration.readSnapshot)
         let imageRoots = try prepareImageRoots(configuration.imageRoots, stateDirectory: stateDirectory)
         validator.imageRoots = imageRoots
+        // Image VMs that name no kernel or initramfs get the daemon's (docs/images.md).
+        validator.imageKernel = ProcessInfo.processInfo.environment["VIREO_KERNEL"].flatMap { $0.isEmpty ? nil : $0 }
+        validator.imageInitrd = ImageInitramfs.fromEnvironment()
         let supervisor = Supervisor(configuration: supervisorConfiguration, store: store, events: events, logger: logger,
                                     validator: validator)
         try await supervisor.recover()

@@ -1,4 +1,5 @@
 import Foundation
+import Images
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -264,9 +265,20 @@ public actor Supervisor {
         vmmUIDs[name] = vmmUID
         let confinement = VMMConfinement(uid: vmmUID, jail: JailSupport.jail(for: definition.isolation.jail))
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
-        try VMDirectory.prepare(paths, owner: try vmmUID.map { VMOwner(uid: $0, gid: $0) } ?? VMOwner(definition.isolation))
+        let owner = try vmmUID.map { VMOwner(uid: $0, gid: $0) } ?? VMOwner(definition.isolation)
+        try VMDirectory.prepare(paths, owner: owner)
         let lock = try await acquireLock(paths, name: name)
         defer { close(lock) }  // the shim and the VMM hold it from here on
+        // An image VM: its disks for this start (the VM lock is ours: no earlier run still uses the
+        // config disk), and the base lock the shim holds from the spawn on.
+        var runDefinition = definition
+        var baseLock: BaseLock?
+        if let section = definition.image {
+            let prepared = try ImageVM.prepare(definition, section: section, paths: paths,
+                                               stateDirectory: configuration.stateDirectory, owner: owner)
+            runDefinition = prepared.definition
+            baseLock = prepared.lock
+        }
         vm.state = .starting
         vm.stateChangedAt = Date()
         vm.pid = nil
@@ -277,7 +289,8 @@ public actor Supervisor {
 
         let shim: Int32
         do {
-            shim = try launcher.spawn(definition, confinement: confinement, paths: paths, lockFD: lock)
+            shim = try launcher.spawn(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
+                                      heldFD: baseLock?.descriptor)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
@@ -386,7 +399,13 @@ public actor Supervisor {
         if let shim = vm.shimPid { var ignored: Int32 = 0; waitpid(shim, &ignored, WNOHANG) }
         guard vms[name]?.pid == pid else { return }
         let requested = requests.removeValue(forKey: name)
-        let outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
+        var outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
+        if vm.image != nil, requested == nil, let program = ImageVM.programStatus(paths) {
+            // The init powers the VM off when the program ends: the record keeps the program's status.
+            outcome = ExitOutcome(state: outcome.state == .crashed ? .crashed : .stopped,
+                                  reason: "the program exited with status \(program)", status: Int(program))
+            status = Int(program)
+        }
         let ran = vm.startedAt.map { Date().timeIntervalSince($0) } ?? 0
         try? finishRun(name, status: status, outcome: outcome, requested: requested)
         if outcome.restarts(under: vm.restartPolicy, requested: requested) {

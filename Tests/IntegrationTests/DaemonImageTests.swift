@@ -1,0 +1,63 @@
+import Foundation
+import Manager
+import Testing
+
+extension DaemonTests {
+    /// An OCI image run as a daemon VM (`vireo create NAME --image REF -- CMD…`): one boot.
+    @Suite(.enabled { try TestEnvironment.available("DaemonTests.Image", .kernel, .executable("/bin/busybox"), .executable("/usr/sbin/mke2fs")) })
+    struct Image {
+        @Test func imageVMRunsItsProgramAndRecordsTheExitStatus() throws {
+            _ = try TestImages.initramfs()  // the daemon takes the newest cached one (no 'initrd' given)
+            let daemon = try DaemonProcess()
+            defer { daemon.stop() }
+            let image = daemon.directory + "/image"
+            try TestImages.oneLayer(at: image)
+
+            // Refusals name their field, and define nothing.
+            func refusal(_ fields: [(key: String, value: JSONValue)]) throws -> (Int, String?) {
+                let reply = try daemon.request("POST", "/vms", json: .object([("name", .string("bad"))] + fields))
+                return (reply.status, reply.json?["field"]?.stringValue)
+            }
+            let imageSection = JSONValue.object([("reference", .string(image))])
+            var (status, field) = try refusal([("image", .object([("reference", .string(daemon.directory + "/no-such-image"))]))])
+            #expect(status == 422 && field == "image.reference", "missing image: \(status) \(field ?? "-")")
+            (status, field) = try refusal([("image", imageSection), ("restore", .string(daemon.directory))])
+            #expect(status == 422 && field == "restore", "image and restore: \(status) \(field ?? "-")")
+            (status, field) = try refusal([("image", .object([("command", .array([.string("true")]))]))])
+            #expect(status == 422 && field == "image.reference", "no reference: \(status) \(field ?? "-")")
+            (status, field) = try refusal([("image", .object([("reference", .string(image)), ("workdir", .string("tmp"))]))])
+            #expect(status == 422 && field == "image.workdir", "relative workdir: \(status) \(field ?? "-")")
+            #expect(try daemon.list().isEmpty)
+
+            // The CLI: no kernel given, so the daemon's VIREO_KERNEL and image initramfs.
+            var (code, out, err) = try daemon.cli(["create", "job", "--memory", "256M", "--env", "WHO=daemon", "--image", image,
+                                                   "--", "sh", "-c", "echo image-line who=$WHO greeting=$GREETING; sleep 5; exit 7"])
+            #expect(code == 0, "create: \(out) \(err)")
+            let defined = try daemon.vm("job")
+            #expect(defined["image"]?["reference"]?.stringValue == image, "\(defined.serialized())")
+            #expect(defined["image"]?["command"]?.arrayValue?.count == 3)
+
+            let started = Date()
+            #expect(try daemon.action("job", "start").state == "running")
+            let printed = daemon.waitForLog("job", "image-line who=daemon greeting=hello", timeout: 400)
+            TestEnvironment.log("daemon image VM: program output after \(Int(Date().timeIntervalSince(started))) s on \(TestEnvironment.host)")
+            #expect(printed, "console tail: \(daemon.logs("job").suffix(2000))")
+            // While it runs, its base is locked: the cache refuses to remove the image.
+            (code, _, err) = try daemon.cli(["images", "rm", "--state-dir", daemon.stateDirectory, image])
+            #expect(code == 2 && err.contains("in use"), "rm while running: \(code ?? -1) \(err)")
+
+            // The program's exit powers the VM off; the daemon records the program's status.
+            let ended = daemon.waitForVM("job", timeout: 120) { $0.state != "running" }
+            #expect(ended?.state == "stopped", "\(ended?.serialized() ?? "-")")
+            #expect(ended?["lastExit"]?["status"]?.intValue == 7, "\(ended?["lastExit"]?.serialized() ?? "-")")
+            #expect(ended?["lastExit"]?["reason"]?.stringValue?.contains("program exited with status 7") == true)
+            (code, out, _) = try daemon.cli(["ls"])
+            let row = out.split(separator: "\n").first { $0.hasPrefix("job ") }
+            #expect(code == 0 && row?.split(separator: " ").last == "7", "ls: \(out)")
+            // The VM's overlay is its own, in its directory; with the VM ended the image is free.
+            #expect(FileManager.default.fileExists(atPath: daemon.stateDirectory + "/vms/job/vmm/root.overlay"))
+            (code, out, err) = try daemon.cli(["images", "rm", "--state-dir", daemon.stateDirectory, image])
+            #expect(code == 0, "rm after the run: \(out) \(err)")
+        }
+    }
+}
