@@ -54,10 +54,13 @@ extension DaemonTests {
             (code, out, _) = try daemon.cli(["ls"])
             let row = out.split(separator: "\n").first { $0.hasPrefix("job ") }
             #expect(code == 0 && row?.split(separator: " ").last == "7", "ls: \(out)")
-            // The VM's overlay is its own, in its directory; with the VM ended the image is free.
-            #expect(FileManager.default.fileExists(atPath: daemon.stateDirectory + "/vms/job/vmm/root.overlay"))
+            // The VM's overlay is its own, in the daemon's image cache; with the VM ended the image is free.
+            #expect(FileManager.default.fileExists(atPath: daemon.stateDirectory + "/images/runs/vm-job/root.overlay"))
             (code, out, err) = try daemon.cli(["images", "rm", "--state-dir", daemon.stateDirectory, image])
             #expect(code == 0, "rm after the run: \(out) \(err)")
+            // Deleting the VM removes its disks.
+            _ = try daemon.request("DELETE", "/vms/job")
+            #expect(!FileManager.default.fileExists(atPath: daemon.stateDirectory + "/images/runs/vm-job"))
         }
     }
 }

@@ -112,11 +112,10 @@ public enum ManagerDaemon {
 
     /// The image roots, resolved; with none given, `<state-dir>/images` (created 0700).
     static func prepareImageRoots(_ given: [String], stateDirectory: String) throws -> ImageRoots {
-        var roots = given
-        if roots.isEmpty {
-            roots = [stateDirectory + "/images"]
-            mkdir(roots[0], 0o700)
-        }
+        // The daemon's own image cache is always a root: image VMs' bases and disks live there.
+        let cache = stateDirectory + "/images"
+        mkdir(cache, 0o700)
+        let roots = given.contains(cache) ? given : given + [cache]
         return ImageRoots(try roots.map { root in
             var info = stat()
             guard let resolved = realpath(root, nil) else {

@@ -7,13 +7,29 @@ import Glibc
 /// The daemon's side of an image VM: imports its image into `<state-dir>/images` (the cache
 /// `vireo pull` and `vireo run --image` use), builds the base, and before each start writes the
 /// config disk and adds the root overlay (vda) and config disk (vdb) to the definition.
+///
+/// The VM's two disks live in `<state-dir>/images/runs/vm-NAME/` (root's, 0700; `vireo images du`
+/// counts them as runs): inside the daemon's own image root, which a jailed VMM opens disks
+/// beneath, and not in the VM directory, which is no image root (a definition naming another
+/// VM's files there is refused). The VMM opens both as root before it drops to its per-VM uid.
 enum ImageVM {
-    /// The config disk the image init reads the command from and writes the exit status to: in the
-    /// daemon's own directory, owned by the VMM's user so that the VMM can open it read-write.
-    static func configDisk(_ paths: VMPaths) -> String { paths.directory + "/image-config.disk" }
-    /// The copy-on-write root, created by the VMM in its own directory; kept across starts, as a
-    /// container keeps its filesystem, and removed with the VM.
-    static func overlay(_ paths: VMPaths) -> String { paths.vmmDirectory + "/root.overlay" }
+    static func directory(_ name: String, stateDirectory: String) -> String {
+        "\(stateDirectory)/images/runs/vm-\(name)"
+    }
+    /// The config disk the image init reads the command from and writes the exit status to.
+    static func configDisk(_ name: String, stateDirectory: String) -> String {
+        directory(name, stateDirectory: stateDirectory) + "/config.disk"
+    }
+    /// The copy-on-write root, created by the VMM; kept across starts, as a container keeps its
+    /// filesystem, and removed with the VM.
+    static func overlay(_ name: String, stateDirectory: String) -> String {
+        directory(name, stateDirectory: stateDirectory) + "/root.overlay"
+    }
+
+    /// Removes a deleted VM's disks.
+    static func remove(_ name: String, stateDirectory: String) {
+        try? FileManager.default.removeItem(atPath: directory(name, stateDirectory: stateDirectory))
+    }
 
     /// Imports the image (a pull for a registry reference) and checks it can run; the record names it.
     static func importImage(_ section: ImageDefinition, stateDirectory: String) throws(APIError) -> ImageRecord {
@@ -32,22 +48,23 @@ enum ImageVM {
 
     /// The definition the VMM runs for this start, and the shared lock on the image's base that
     /// keeps `vireo images rm` from removing it (handed to the shim, held until the VMM ends).
-    static func prepare(_ definition: VMDefinition, section: ImageDefinition, paths: VMPaths, stateDirectory: String,
-                        owner: VMOwner?) throws(APIError) -> (definition: VMDefinition, lock: BaseLock) {
+    static func prepare(_ definition: VMDefinition, section: ImageDefinition, stateDirectory: String) throws(APIError)
+        -> (definition: VMDefinition, lock: BaseLock) {
         do {
             let store = try ImageStore(stateDirectory: stateDirectory)
             let record = try store.record(section.reference) ?? ImageImporter(store: store).resolve(section.reference)
             let base = try BaseBuilder(store: store).base(for: record)
             let lock = try BaseLock(base: base.path)
             let spec = try runSpec(section, record: record, store: store, hostname: definition.name)
-            let disk = configDisk(paths)
+            let vmDirectory = directory(definition.name, stateDirectory: stateDirectory)
+            if mkdir(vmDirectory, 0o700) != 0 && errno != EEXIST {
+                throw ImageError("cannot create \(vmDirectory): \(String(cString: strerror(errno)))")
+            }
+            let disk = configDisk(definition.name, stateDirectory: stateDirectory)
             unlink(disk)  // a fresh one each start: the previous run's exit status must not be read again
             try GuestConfigDisk.write(spec, to: disk)
-            if let owner, chown(disk, owner.uid, owner.gid) != 0 {
-                throw ImageError("cannot hand \(disk) to uid \(owner.uid): \(String(cString: strerror(errno)))")
-            }
             var running = definition
-            running.disks = [DiskDefinition(path: overlay(paths), readOnly: false, backing: base.path),
+            running.disks = [DiskDefinition(path: overlay(definition.name, stateDirectory: stateDirectory), readOnly: false, backing: base.path),
                              DiskDefinition(path: disk, readOnly: false, backing: nil)] + definition.disks
             return (running, lock)
         } catch let error as APIError {
@@ -58,7 +75,9 @@ enum ImageVM {
     }
 
     /// The program's exit status the image init wrote on the config disk, if it got that far.
-    static func programStatus(_ paths: VMPaths) -> Int32? { GuestConfigDisk.status(at: configDisk(paths)) }
+    static func programStatus(_ name: String, stateDirectory: String) -> Int32? {
+        GuestConfigDisk.status(at: configDisk(name, stateDirectory: stateDirectory))
+    }
 
     private static func runSpec(_ section: ImageDefinition, record: ImageRecord, store: ImageStore, hostname: String) throws -> RunSpec {
         let config = try JSONDecoder().decode(ImageConfiguration.self, from: try store.readBlob(record.configDigest))

@@ -90,6 +90,7 @@ public actor Supervisor {
         vms[vm.name] = vm
         // A directory left by an earlier VM of this name must not lend it its console log.
         try? FileManager.default.removeItem(atPath: paths(for: vm.name).directory)
+        ImageVM.remove(vm.name, stateDirectory: configuration.stateDirectory)
         emit(vm.name, "created", .defined, "VM '\(vm.name)' created")
         return vm
     }
@@ -117,6 +118,7 @@ public actor Supervisor {
         requests[name] = nil
         quickExits[name] = nil
         try? FileManager.default.removeItem(atPath: paths(for: name).directory)
+        ImageVM.remove(name, stateDirectory: configuration.stateDirectory)
         emit(name, "deleted", nil, "VM '\(name)' deleted")
     }
 
@@ -265,8 +267,7 @@ public actor Supervisor {
         vmmUIDs[name] = vmmUID
         let confinement = VMMConfinement(uid: vmmUID, jail: JailSupport.jail(for: definition.isolation.jail))
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
-        let owner = try vmmUID.map { VMOwner(uid: $0, gid: $0) } ?? VMOwner(definition.isolation)
-        try VMDirectory.prepare(paths, owner: owner)
+        try VMDirectory.prepare(paths, owner: try vmmUID.map { VMOwner(uid: $0, gid: $0) } ?? VMOwner(definition.isolation))
         let lock = try await acquireLock(paths, name: name)
         defer { close(lock) }  // the shim and the VMM hold it from here on
         // An image VM: its disks for this start (the VM lock is ours: no earlier run still uses the
@@ -274,8 +275,7 @@ public actor Supervisor {
         var runDefinition = definition
         var baseLock: BaseLock?
         if let section = definition.image {
-            let prepared = try ImageVM.prepare(definition, section: section, paths: paths,
-                                               stateDirectory: configuration.stateDirectory, owner: owner)
+            let prepared = try ImageVM.prepare(definition, section: section, stateDirectory: configuration.stateDirectory)
             runDefinition = prepared.definition
             baseLock = prepared.lock
         }
@@ -400,7 +400,7 @@ public actor Supervisor {
         guard vms[name]?.pid == pid else { return }
         let requested = requests.removeValue(forKey: name)
         var outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
-        if vm.image != nil, requested == nil, let program = ImageVM.programStatus(paths) {
+        if vm.image != nil, requested == nil, let program = ImageVM.programStatus(name, stateDirectory: configuration.stateDirectory) {
             // The init powers the VM off when the program ends: the record keeps the program's status.
             outcome = ExitOutcome(state: outcome.state == .crashed ? .crashed : .stopped,
                                   reason: "the program exited with status \(program)", status: Int(program))
