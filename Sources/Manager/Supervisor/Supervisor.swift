@@ -399,18 +399,23 @@ public actor Supervisor {
         if let shim = vm.shimPid { var ignored: Int32 = 0; waitpid(shim, &ignored, WNOHANG) }
         guard vms[name]?.pid == pid else { return }
         let requested = requests.removeValue(forKey: name)
-        var outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
-        if vm.image != nil, requested == nil, let program = ImageVM.programStatus(name, stateDirectory: configuration.stateDirectory) {
-            // The init powers the VM off when the program ends: the record keeps the program's status.
-            outcome = ExitOutcome(state: outcome.state == .crashed ? .crashed : .stopped,
-                                  reason: "the program exited with status \(program)", status: Int(program))
-            status = Int(program)
-        }
+        let outcome = exitOutcome(of: vm, status: status, requested: requested, paths: paths)
+        status = outcome.status
         let ran = vm.startedAt.map { Date().timeIntervalSince($0) } ?? 0
         try? finishRun(name, status: status, outcome: outcome, requested: requested)
         if outcome.restarts(under: vm.restartPolicy, requested: requested) {
             scheduleRestart(name, ranFor: ran, policy: vm.restartPolicy)
         }
+    }
+
+    /// What the end of a VMM means: `vireo run`'s status, or for an image VM whose program ended,
+    /// the program's status (the init powers the VM off when the program ends).
+    private func exitOutcome(of vm: VMRecord, status: Int?, requested: ExitOutcome.Request?, paths: VMPaths) -> ExitOutcome {
+        let outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
+        guard vm.image != nil, requested == nil,
+              let program = ImageVM.programStatus(vm.name, stateDirectory: configuration.stateDirectory) else { return outcome }
+        return ExitOutcome(state: outcome.state == .crashed ? .crashed : .stopped,
+                           reason: "the program exited with status \(program)", status: Int(program))
     }
 
     /// Writes the end of a run into the VM's record and announces it.
@@ -484,8 +489,8 @@ public actor Supervisor {
                 // It ended while no daemon was watching: the shim left its status behind.
                 let status = VMMLauncher.publishedExitStatus(paths)
                 let requested: ExitOutcome.Request? = vm.state == .stopping ? .stop : nil
-                let outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
-                try? finishRun(vm.name, status: status, outcome: outcome, requested: requested)
+                let outcome = exitOutcome(of: vm, status: status, requested: requested, paths: paths)
+                try? finishRun(vm.name, status: outcome.status, outcome: outcome, requested: requested)
                 if outcome.restarts(under: vm.restartPolicy, requested: requested) {
                     scheduleRestart(vm.name, ranFor: Supervisor.quickRunSeconds, policy: vm.restartPolicy)
                 }
