@@ -30,8 +30,13 @@ extension DaemonTests {
             #expect(try daemon.list().isEmpty)
 
             // The CLI: no kernel given, so the daemon's VIREO_KERNEL and image initramfs.
-            var (code, out, err) = try daemon.cli(["create", "job", "--memory", "256M", "--env", "WHO=daemon", "--image", image,
-                                                   "--", "sh", "-c", "echo image-line who=$WHO greeting=$GREETING; sleep 5; exit 7"])
+            // (`--socket` before the image: everything after the image is the command.)
+            let create = try GuestProcess(arguments: ["create", "job", "--socket", daemon.socket, "--memory", "256M", "--env", "WHO=daemon",
+                                                      "--image", image, "--", "sh", "-c",
+                                                      "echo image-line who=$WHO greeting=$GREETING; sleep 5; exit 7"])
+            create.closeInput()
+            var code = create.waitForExit(timeout: 120)
+            var (out, err) = (create.output, create.errorOutput)
             #expect(code == 0, "create: \(out) \(err)")
             let defined = try daemon.vm("job")
             #expect(defined["image"]?["reference"]?.stringValue == image, "\(defined.serialized())")

@@ -64,6 +64,9 @@ public struct DefinitionValidator: Sendable {
         guard let nameValue = members["name"] else { throw .missingField("name") }
         let name = try string(nameValue, "name")
         try DefinitionValidator.validateName(name)
+        if let imageValue = members["image"] {
+            return try createImageVM(name: name, image: imageValue, members: members)
+        }
         if let restoreValue = members["restore"] {
             try refuseFixedBySnapshot(members)
             let directory = try snapshotDirectory(restoreValue)
@@ -76,9 +79,6 @@ public struct DefinitionValidator: Sendable {
             try checkSpec(definition)
             try checkDiskCount(definition.disks, against: info)
             return definition
-        }
-        if let imageValue = members["image"] {
-            return try createImageVM(name: name, image: imageValue, members: members)
         }
         guard let kernelValue = members["kernel"] else {
             throw .missingField("kernel", hint: "(or 'restore' with a snapshot directory, or 'image' with an OCI image)")
