@@ -179,13 +179,14 @@ struct CreateCommand: ParsableCommand {
 
     @OptionGroup var options: ClientOptions
 
-    @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("With --image: the program and its arguments (replace the image's CMD).", valueName: "command"))
+    // After `--` only: options may then come anywhere, before or after the name and the image.
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("With --image, after '--': the program and its arguments (replace the image's CMD).", valueName: "command"))
     var command: [String] = []
 
     func run() throws {
         var members: [(key: String, value: JSONValue)] = [("name", .string(name))]
         if let kernel { members.append(("kernel", .string(absolute(kernel)))) }
-        let program = command.first == "--" ? Array(command.dropFirst()) : command
+        let program = command
         if let section = try image.json(command: program) {
             members.append(("image", section))
         } else if kernel == nil {

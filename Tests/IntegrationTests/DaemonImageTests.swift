@@ -13,10 +13,18 @@ extension DaemonTests {
             let image = daemon.directory + "/image"
             try TestImages.oneLayer(at: image)
 
+            /// `vireo images rm` on the daemon's cache (a local command: no --socket).
+            func removeImage() throws -> (Int32?, String, String) {
+                let process = try GuestProcess(arguments: ["images", "rm", "--state-dir", daemon.stateDirectory, image])
+                process.closeInput()
+                let status = process.waitForExit(timeout: 60)
+                return (status, process.output, process.errorOutput)
+            }
+
             // Refusals name their field, and define nothing.
             func refusal(_ fields: [(key: String, value: JSONValue)]) throws -> (Int, String?) {
                 let reply = try daemon.request("POST", "/vms", json: .object([("name", .string("bad"))] + fields))
-                return (reply.status, reply.json?["field"]?.stringValue)
+                return (reply.status, reply.json?["error"]?["field"]?.stringValue)
             }
             let imageSection = JSONValue.object([("reference", .string(image))])
             var (status, field) = try refusal([("image", .object([("reference", .string(daemon.directory + "/no-such-image"))]))])
@@ -30,10 +38,10 @@ extension DaemonTests {
             #expect(try daemon.list().isEmpty)
 
             // The CLI: no kernel given, so the daemon's VIREO_KERNEL and image initramfs.
-            // (`--socket` before the image: everything after the image is the command.)
-            let create = try GuestProcess(arguments: ["create", "job", "--socket", daemon.socket, "--memory", "256M", "--env", "WHO=daemon",
-                                                      "--image", image, "--", "sh", "-c",
-                                                      "echo image-line who=$WHO greeting=$GREETING; sleep 5; exit 7"])
+            // (Not daemon.cli: it appends --socket, which after `--` would be part of the command.)
+            let create = try GuestProcess(arguments: ["create", "job", "--memory", "256M", "--env", "WHO=daemon", "--image", image,
+                                                      "--socket", daemon.socket,
+                                                      "--", "sh", "-c", "echo image-line who=$WHO greeting=$GREETING; sleep 5; exit 7"])
             create.closeInput()
             var code = create.waitForExit(timeout: 120)
             var (out, err) = (create.output, create.errorOutput)
@@ -48,7 +56,7 @@ extension DaemonTests {
             TestEnvironment.log("daemon image VM: program output after \(Int(Date().timeIntervalSince(started))) s on \(TestEnvironment.host)")
             #expect(printed, "console tail: \(daemon.logs("job").suffix(2000))")
             // While it runs, its base is locked: the cache refuses to remove the image.
-            (code, _, err) = try daemon.cli(["images", "rm", "--state-dir", daemon.stateDirectory, image])
+            (code, _, err) = try removeImage()
             #expect(code == 2 && err.contains("in use"), "rm while running: \(code ?? -1) \(err)")
 
             // The program's exit powers the VM off; the daemon records the program's status.
@@ -61,7 +69,7 @@ extension DaemonTests {
             #expect(code == 0 && row?.split(separator: " ").last == "7", "ls: \(out)")
             // The VM's overlay is its own, in the daemon's image cache; with the VM ended the image is free.
             #expect(FileManager.default.fileExists(atPath: daemon.stateDirectory + "/images/runs/vm-job/root.overlay"))
-            (code, out, err) = try daemon.cli(["images", "rm", "--state-dir", daemon.stateDirectory, image])
+            (code, out, err) = try removeImage()
             #expect(code == 0, "rm after the run: \(out) \(err)")
             // Deleting the VM removes its disks.
             _ = try daemon.request("DELETE", "/vms/job")
