@@ -51,7 +51,15 @@ extension DaemonTests {
             #expect(defined["image"]?["command"]?.arrayValue?.count == 3)
 
             let started = Date()
-            #expect(try daemon.action("job", "start").state == "running")
+            let running = try daemon.action("job", "start")
+            #expect(running.state == "running")
+            // Like any daemon VM: a per-VM uid without capabilities, jailed where the host can.
+            let vmmPID = try #require(HostProcess.vmm(of: running.pid ?? -1), "no VMM process")
+            let credentials = try #require(ProcessCredentials(pid: vmmPID))
+            #expect(credentials.uids.allSatisfy { $0 != 0 } && credentials.hasNoCapabilities, "VMM uids: \(credentials.uids)")
+            if JailSupport.unavailableReason == nil {
+                #expect(Jail.namespace("mnt", of: vmmPID) != Jail.namespace("mnt", of: daemon.pid), "the VMM is not jailed")
+            }
             let printed = daemon.waitForLog("job", "image-line who=daemon greeting=hello", timeout: 400)
             TestEnvironment.log("daemon image VM: program output after \(Int(Date().timeIntervalSince(started))) s on \(TestEnvironment.host)")
             #expect(printed, "console tail: \(daemon.logs("job").suffix(2000))")
