@@ -46,7 +46,7 @@ let package = Package(
         // The VM manager daemon: REST API over a Unix socket, SQLite store, supervisor of VMM processes.
         // Never imports KVM: it runs VMs as `vireo run` child processes.
         .target(name: "Manager", dependencies: [
-            "VMSpec",
+            "VMSpec", "Images",  // image VMs: the daemon's own image cache
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),  // the connection cap
             .product(name: "GRDB", package: "GRDB.swift"),

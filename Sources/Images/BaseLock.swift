@@ -6,6 +6,8 @@ import Glibc
 /// exclusively (without waiting) to know the base is unused.
 public final class BaseLock {
     private let fd: Int32
+    /// The locked descriptor, for a child that holds the lock on (the daemon's VMM shim).
+    public var descriptor: Int32 { fd }
 
     /// Takes a shared lock on `base` (released by `deinit` or when the process ends).
     public init(base: String) throws {

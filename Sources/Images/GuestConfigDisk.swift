@@ -59,7 +59,7 @@ public enum GuestConfigDisk {
 
     /// The exit status the init wrote, or nil when it never got there.
     public static func status(at path: String) -> Int32? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var header = [UInt8](repeating: 0, count: 12)

@@ -159,13 +159,16 @@ struct CreateCommand: ParsableCommand {
         Example:
           vireo create web --kernel vmlinux --initrd initramfs.cpio --cmdline "console=ttyS0 root=/dev/vda ip=dhcp" \\
             --cpus 2 --memory 1G --disk root.ext4 --net user --rng --restart on-failure --cpu-weight 200 --cpu-affinity 0,1
+          vireo create job --image ./busybox-oci -- sh -c 'echo hi; exit 7'   (an OCI image; see docs/images.md)
         """)
 
     @Argument(help: "VM name: lower-case letters, digits and '-', at most 63, not starting with '-'.")
     var name: String
 
-    @Option(name: .long, help: ArgumentHelp("Kernel image: bzImage, vmlinux ELF or PVH ELF.", valueName: "path"))
-    var kernel: String
+    @Option(name: .long, help: ArgumentHelp("Kernel image: bzImage, vmlinux ELF or PVH ELF (with --image: default the daemon's VIREO_KERNEL).", valueName: "path"))
+    var kernel: String?
+
+    @OptionGroup var image: ImageOptions
 
     @OptionGroup var definition: DefinitionOptions
 
@@ -176,11 +179,62 @@ struct CreateCommand: ParsableCommand {
 
     @OptionGroup var options: ClientOptions
 
+    // After `--` only: options may then come anywhere, before or after the name and the image.
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("With --image, after '--': the program and its arguments (replace the image's CMD).", valueName: "command"))
+    var command: [String] = []
+
     func run() throws {
-        let members: [(key: String, value: JSONValue)] = [("name", .string(name)), ("kernel", .string(absolute(kernel)))]
-            + (try definition.members()) + (try placement.members(autostart: autostart ? true : nil))
+        var members: [(key: String, value: JSONValue)] = [("name", .string(name))]
+        if let kernel { members.append(("kernel", .string(absolute(kernel)))) }
+        let program = command
+        if let section = try image.json(command: program) {
+            members.append(("image", section))
+        } else if kernel == nil {
+            throw UsageError("give --kernel PATH (a kernel VM) or --image REF (an OCI image)")
+        } else if !program.isEmpty {
+            throw UsageError("unexpected argument '\(program[0])': a command follows --image REF only")
+        }
+        members += (try definition.members()) + (try placement.members(autostart: autostart ? true : nil))
         _ = try DaemonCall.send(options, "POST", "/vms", json: .object(members))
         print(name)
+    }
+}
+
+/// `vireo create --image`: the OCI image and the overrides `vireo run --image` also takes.
+struct ImageOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Run this OCI image (layout directory, oci-archive/docker-archive tarball, or registry reference); the daemon imports it into its cache.", valueName: "ref"))
+    var image: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --image: replace the image's ENTRYPOINT (\"\" clears it).", valueName: "program"))
+    var entrypoint: String?
+
+    @Option(name: [.short, .long], help: ArgumentHelp("With --image: set an environment variable (repeatable).", valueName: "KEY=VALUE"))
+    var env: [String] = []
+
+    @Option(name: [.short, .long], help: ArgumentHelp("With --image: the program's working directory.", valueName: "dir"))
+    var workdir: String?
+
+    @Option(name: [.short, .long], help: ArgumentHelp("With --image: the user (and group) the program runs as.", valueName: "user[:group]"))
+    var user: String?
+
+    /// The API's `image` object, or nil without --image (refusing image options alone).
+    func json(command: [String]) throws -> JSONValue? {
+        guard let image else {
+            if entrypoint != nil || !env.isEmpty || workdir != nil || user != nil {
+                throw UsageError("--entrypoint, --env, --workdir and --user need --image REF")
+            }
+            return nil
+        }
+        // A path the daemon can find: made absolute when it names a file or directory here.
+        var isPath = image.hasPrefix("/") || image.hasPrefix("./") || image.hasPrefix("../")
+        if !isPath { var info = stat(); isPath = stat(image, &info) == 0 }
+        var members: [(key: String, value: JSONValue)] = [("reference", .string(isPath ? absolute(image) : image))]
+        if !command.isEmpty { members.append(("command", .array(command.map(JSONValue.string)))) }
+        if let entrypoint { members.append(("entrypoint", .string(entrypoint))) }
+        if !env.isEmpty { members.append(("env", .array(env.map(JSONValue.string)))) }
+        if let workdir { members.append(("workdir", .string(workdir))) }
+        if let user { members.append(("user", .string(user))) }
+        return .object(members)
     }
 }
 

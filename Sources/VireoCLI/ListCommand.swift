@@ -18,7 +18,7 @@ struct ListCommand: ParsableCommand {
             print(JSONValue.array(vms).prettySerialized())
             return
         }
-        let header = ["NAME", "STATE", "CPUS", "MEMORY", "UPTIME", "RESTART", "AUTOSTART", "PID"]
+        let header = ["NAME", "STATE", "CPUS", "MEMORY", "UPTIME", "RESTART", "AUTOSTART", "PID", "EXIT"]
         let rows = vms.map { vm -> [String] in
             [
                 vm["name"]?.stringValue ?? "?",
@@ -29,6 +29,8 @@ struct ListCommand: ParsableCommand {
                 vm["restartPolicy"]?.stringValue ?? "?",
                 vm["autostart"]?.boolValue == true ? "yes" : "no",
                 vm["pid"]?.intValue.map(String.init) ?? "-",
+                // The last run's status: the program's own for an image VM.
+                vm["lastExit"]?["status"]?.intValue.map(String.init) ?? "-",
             ]
         }
         print(ListCommand.table([header] + rows), terminator: "")

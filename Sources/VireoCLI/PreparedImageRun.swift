@@ -24,7 +24,7 @@ struct PreparedImageRun {
         guard let kernel = arguments.kernel ?? environment["VIREO_KERNEL"] else {
             throw ImageRunUsage("no guest kernel: give --kernel PATH or set VIREO_KERNEL (scripts/guest builds the project's kernel and prints its path)")
         }
-        guard let initrd = arguments.initrd ?? environment["VIREO_IMAGE_INITRAMFS"] ?? cachedInitramfs() else {
+        guard let initrd = arguments.initrd ?? ImageInitramfs.fromEnvironment() else {
             throw ImageRunUsage("no image init: give --initrd PATH or set VIREO_IMAGE_INITRAMFS (guest/build-image-initramfs.sh builds it and prints its path)")
         }
         let store = try ImageCache.open(arguments.stateDirectory)
@@ -80,18 +80,5 @@ struct PreparedImageRun {
 
     func cleanUp() {
         try? FileManager.default.removeItem(atPath: runDirectory)
-    }
-
-    /// The newest guest/build-image-initramfs.sh output in the build cache, if any.
-    static func cachedInitramfs() -> String? {
-        let environment = ProcessInfo.processInfo.environment
-        let cache = environment["VIREO_CACHE"] ?? ((environment["HOME"] ?? "/root") + "/.cache/vireo")
-        let entries = ((try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []).filter { $0.hasPrefix("image-initramfs-") }
-        let candidates = entries.map { "\(cache)/\($0)/initramfs.cpio" }.filter { FileManager.default.fileExists(atPath: $0) }
-        return candidates.max { modified($0) < modified($1) }
-    }
-
-    private static func modified(_ path: String) -> Double {
-        ((try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate]) as? Date)?.timeIntervalSince1970 ?? 0
     }
 }

@@ -14,7 +14,7 @@ import Testing
     @Test func migrationsApplyOnceAndInOrder() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        #expect(Store.knownMigrations == ["v1: vms and events", "v2: events by VM", "v3: devices, resources, isolation, restore"])
+        #expect(Store.knownMigrations == ["v1: vms and events", "v2: events by VM", "v3: devices, resources, isolation, restore", "v4: image VMs"])
         let store = try Store(path: path)
         #expect(try store.appliedMigrations() == Store.knownMigrations.sorted())
         // Reopening an up-to-date database applies nothing and keeps the data.
@@ -44,6 +44,31 @@ import Testing
         #expect(vm.definition == VMDefinition(name: "old", kernel: "/k/vmlinux", cpus: 2, memoryMiB: 128, autostart: true,
                                               restartPolicy: .always))
         #expect(vm.state == .stopped)
+    }
+
+    /// A v3 database (kernel VMs only) opens with `image` absent; an image VM's section round-trips.
+    @Test func aV3DatabaseMigratesAndImageSectionsRoundTrip() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let old = try DatabaseQueue(path: path)
+        try Migrations.migrator.migrate(old, upTo: "v3: devices, resources, isolation, restore")
+        try old.write { db in
+            try db.execute(sql: """
+                INSERT INTO vms (name, kernel, cmdline, cpus, memoryMiB, autostart, restartPolicy, state,
+                                 stateChangedAt, createdAt, updatedAt, restartCount, disks)
+                VALUES ('old', '/k/vmlinux', 'console=ttyS0', 1, 128, 0, 'no', 'stopped',
+                        '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000', '2026-01-01 00:00:00.000', 0,
+                        '[{"path":"/d/root.ext4","readOnly":false}]')
+                """)
+        }
+        try old.close()
+        let store = try Store(path: path)
+        let vm = try #require(try store.vm(named: "old"))
+        #expect(vm.image == nil && vm.disks.map(\.path) == ["/d/root.ext4"])
+        let image = ImageDefinition(reference: "/srv/app-oci", command: ["sh", "-c", "exit 7"], entrypoint: "", env: ["A=b"],
+                                    workdir: "/tmp", user: "1000:50")
+        try store.insert(VMRecord(definition: VMDefinition(name: "job", kernel: "/k/vmlinux", cmdline: VMDefinition.imageCmdline, image: image)))
+        #expect(try Store(path: path).vm(named: "job")?.definition.image == image)
     }
 
     @Test func recordsRoundTripAndDuplicatesAreConflicts() throws {

@@ -51,6 +51,14 @@ enum JSONResponse {
                 ("user", optional(vm.isolation.user) { .string($0) }),
                 ("group", optional(vm.isolation.group) { .string($0) }),
             ])),
+            ("image", optional(vm.image) { image in
+                .object([("reference", .string(image.reference)),
+                         ("command", optional(image.command) { .array($0.map(JSONValue.string)) }),
+                         ("entrypoint", optional(image.entrypoint) { .string($0) }),
+                         ("env", optional(image.env) { .array($0.map(JSONValue.string)) }),
+                         ("workdir", optional(image.workdir) { .string($0) }),
+                         ("user", optional(image.user) { .string($0) })])
+            }),
             ("state", .string(vm.state.rawValue)),
             ("pid", optional(vm.pid) { .int(Int64($0)) }),
             ("startedAt", date(vm.startedAt)),

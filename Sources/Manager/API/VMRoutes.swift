@@ -1,4 +1,5 @@
 import Hummingbird
+import Images
 
 /// `/vms`: definitions (create, inspect, update, delete) and lifecycle actions.
 extension ManagerAPI {
@@ -14,7 +15,19 @@ extension ManagerAPI {
 
         router.post("/vms") { request, _ -> Response in
             _ = try QueryParameters(request, allowed: [])
-            let definition = try validator.create(from: try await ManagerAPI.jsonBody(request))
+            var definition = try validator.create(from: try await ManagerAPI.jsonBody(request))
+            if var section = definition.image {
+                // A local image must lie under the image roots like a kernel; a pull or an unpack
+                // takes a while, so it runs off the event loop.
+                if section.reference.hasPrefix("/") { section.reference = try validator.confine(section.reference, "image.reference") }
+                let stateDirectory = supervisor.configuration.stateDirectory
+                let wanted = section
+                let record = try await Task.detached { () throws(APIError) -> ImageRecord in
+                    try ImageVM.importImage(wanted, stateDirectory: stateDirectory)
+                }.value
+                section.reference = record.reference
+                definition.image = section
+            }
             let vm = try await supervisor.create(definition)
             return JSONResponse.make(JSONResponse.vm(vm, paths: supervisor.paths(for: vm.name)), status: .created,
                                      headers: [.location: "/vms/\(vm.name)"])

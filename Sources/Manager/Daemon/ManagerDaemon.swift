@@ -1,4 +1,5 @@
 import Foundation
+import Images
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -39,6 +40,9 @@ public enum ManagerDaemon {
         var validator = DefinitionValidator(readSnapshot: configuration.readSnapshot)
         let imageRoots = try prepareImageRoots(configuration.imageRoots, stateDirectory: stateDirectory)
         validator.imageRoots = imageRoots
+        // Image VMs that name no kernel or initramfs get the daemon's (docs/images.md).
+        validator.imageKernel = ProcessInfo.processInfo.environment["VIREO_KERNEL"].flatMap { $0.isEmpty ? nil : $0 }
+        validator.imageInitrd = ImageInitramfs.fromEnvironment()
         let supervisor = Supervisor(configuration: supervisorConfiguration, store: store, events: events, logger: logger,
                                     validator: validator)
         try await supervisor.recover()
@@ -108,11 +112,10 @@ public enum ManagerDaemon {
 
     /// The image roots, resolved; with none given, `<state-dir>/images` (created 0700).
     static func prepareImageRoots(_ given: [String], stateDirectory: String) throws -> ImageRoots {
-        var roots = given
-        if roots.isEmpty {
-            roots = [stateDirectory + "/images"]
-            mkdir(roots[0], 0o700)
-        }
+        // The daemon's own image cache is always a root: image VMs' bases and disks live there.
+        let cache = stateDirectory + "/images"
+        mkdir(cache, 0o700)
+        let roots = given.contains(cache) ? given : given + [cache]
         return ImageRoots(try roots.map { root in
             var info = stat()
             guard let resolved = realpath(root, nil) else {

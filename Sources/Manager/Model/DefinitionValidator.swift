@@ -21,6 +21,10 @@ public struct DefinitionValidator: Sendable {
     public var hostCPUs: Int
     /// Where kernels, initrds, disks and snapshots may be; `/` (the default here) allows any path.
     public var imageRoots = ImageRoots(["/"])
+    /// The guest kernel and image initramfs an image VM gets when its definition names none (the
+    /// daemon's VIREO_KERNEL and VIREO_IMAGE_INITRAMFS, or the newest cached image initramfs).
+    public var imageKernel: String?
+    public var imageInitrd: String?
 
     public init(checkFile: @escaping @Sendable (String) -> FileCheck = DefinitionValidator.checkOnDisk,
                 readSnapshot: (@Sendable (String) throws -> SnapshotInfo)? = nil,
@@ -32,7 +36,7 @@ public struct DefinitionValidator: Sendable {
 
     /// The fields a definition has, in the order errors are looked for.
     public static let fields = ["name", "kernel", "initrd", "cmdline", "cpus", "memoryMiB", "autostart", "restartPolicy",
-                                "restore", "disks", "nets", "rng", "resources", "isolation"]
+                                "restore", "disks", "nets", "rng", "resources", "isolation", "image"]
     /// What a restored VM takes from its snapshot and so cannot be given.
     static let fixedBySnapshot = ["kernel", "initrd", "cmdline", "cpus", "memoryMiB", "nets", "rng"]
 
@@ -60,6 +64,9 @@ public struct DefinitionValidator: Sendable {
         guard let nameValue = members["name"] else { throw .missingField("name") }
         let name = try string(nameValue, "name")
         try DefinitionValidator.validateName(name)
+        if let imageValue = members["image"] {
+            return try createImageVM(name: name, image: imageValue, members: members)
+        }
         if let restoreValue = members["restore"] {
             try refuseFixedBySnapshot(members)
             let directory = try snapshotDirectory(restoreValue)
@@ -74,7 +81,7 @@ public struct DefinitionValidator: Sendable {
             return definition
         }
         guard let kernelValue = members["kernel"] else {
-            throw .missingField("kernel", hint: "(or 'restore' with a snapshot directory)")
+            throw .missingField("kernel", hint: "(or 'restore' with a snapshot directory, or 'image' with an OCI image)")
         }
         var definition = VMDefinition(name: name, kernel: try path(kernelValue, "kernel"))
         try apply(members, to: &definition)
@@ -95,6 +102,9 @@ public struct DefinitionValidator: Sendable {
         if members["restore"] != nil {
             throw .invalidField("restore", "field 'restore' cannot be changed: create a new VM from the snapshot")
         }
+        if members["image"] != nil {
+            throw .invalidField("image", "field 'image' cannot be changed: create a new VM for another image or command")
+        }
         if existing.restore != nil { try refuseFixedBySnapshot(members) }
         if let kernelValue = members["kernel"] { definition.kernel = try path(kernelValue, "kernel") }
         try apply(members, to: &definition)
@@ -103,6 +113,72 @@ public struct DefinitionValidator: Sendable {
             try checkDiskCount(definition.disks, against: try snapshot(directory))
         }
         return definition
+    }
+
+    /// An image VM: the image section, the guest kernel and initramfs (given or the daemon's), and
+    /// the image init's command line unless one is given.
+    private func createImageVM(name: String, image: JSONValue, members: [String: JSONValue]) throws(APIError) -> VMDefinition {
+        if members["restore"] != nil {
+            throw .invalidField("restore", "field 'restore' cannot be combined with 'image': an image VM boots its image")
+        }
+        let section = try imageSection(image)
+        let kernel: String
+        if let kernelValue = members["kernel"] {
+            kernel = try path(kernelValue, "kernel")
+        } else {
+            guard let imageKernel else {
+                throw .missingField("kernel", hint: "(this daemon has no default guest kernel for image VMs: set VIREO_KERNEL for it, or give 'kernel')")
+            }
+            kernel = try path(.string(imageKernel), "kernel")
+        }
+        var definition = VMDefinition(name: name, kernel: kernel, cmdline: VMDefinition.imageCmdline, image: section)
+        if members["initrd"] == nil {
+            guard let imageInitrd else {
+                throw .missingField("initrd", hint: "(this daemon has no image initramfs: set VIREO_IMAGE_INITRAMFS for it, or give 'initrd')")
+            }
+            definition.initrd = try path(.string(imageInitrd), "initrd")
+        }
+        try apply(members, to: &definition)
+        guard definition.initrd != nil else { throw .invalidField("initrd", "field 'initrd' cannot be null for an image VM: the image init lives there") }
+        try checkSpec(definition)
+        return definition
+    }
+
+    private func imageSection(_ value: JSONValue) throws(APIError) -> ImageDefinition {
+        let members = try object(value, "image", keys: ImageDefinition.fields)
+        guard let referenceValue = members["reference"] else { throw .missingField("image.reference") }
+        let reference = try string(referenceValue, "image.reference")
+        guard !reference.isEmpty else { throw .invalidField("image.reference", "field 'image.reference' must not be empty") }
+        var section = ImageDefinition(reference: reference)
+        func strings(_ key: String) throws(APIError) -> [String]? {
+            guard let value = members[key], value != .null else { return nil }
+            guard case let .array(items) = value else {
+                throw .invalidField("image.\(key)", "field 'image.\(key)' must be an array of strings, got \(value.typeDescription)")
+            }
+            var result: [String] = []
+            for item in items { result.append(try string(item, "image.\(key)")) }
+            return result
+        }
+        func text(_ key: String) throws(APIError) -> String? {
+            guard let value = members[key], value != .null else { return nil }
+            return try string(value, "image.\(key)")
+        }
+        section.command = try strings("command")
+        section.env = try strings("env")
+        section.entrypoint = try text("entrypoint")
+        section.workdir = try text("workdir")
+        section.user = try text("user")
+        if let workdir = section.workdir, !workdir.hasPrefix("/") {
+            throw .invalidField("image.workdir", "field 'image.workdir' must be an absolute path, got \(JSONValue.string(workdir).serialized())")
+        }
+        if let env = section.env, let bad = env.first(where: { !$0.contains("=") || $0.hasPrefix("=") }) {
+            throw .invalidField("image.env", "field 'image.env' entries must be KEY=VALUE, got \(JSONValue.string(bad).serialized())")
+        }
+        let all = (section.command ?? []) + (section.env ?? []) + [reference, section.entrypoint ?? "", section.workdir ?? "", section.user ?? ""]
+        if all.contains(where: { $0.utf8.contains(0) }) {
+            throw .invalidField("image", "field 'image' must not contain NUL bytes")
+        }
+        return section
     }
 
     /// The shared limits (`SpecValidator`, as `vireo run` applies them), with the same words.

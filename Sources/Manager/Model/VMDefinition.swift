@@ -32,11 +32,13 @@ public struct VMDefinition: Codable, Sendable, Equatable {
     public var rng: Bool
     public var resources: ResourceSettings
     public var isolation: IsolationDefinition
+    /// The OCI image this VM runs (guest/image-init.c as PID 1); nil: a kernel VM.
+    public var image: ImageDefinition?
 
     public init(name: String, kernel: String, initrd: String? = nil, cmdline: String = VMDefinition.defaultCmdline,
                 cpus: Int = 1, memoryMiB: Int = 512, autostart: Bool = false, restartPolicy: RestartPolicy = .no,
                 restore: String? = nil, disks: [DiskDefinition] = [], nets: [NetDefinition] = [], rng: Bool = false,
-                resources: ResourceSettings = ResourceSettings(), isolation: IsolationDefinition = IsolationDefinition()) {
+                resources: ResourceSettings = ResourceSettings(), isolation: IsolationDefinition = IsolationDefinition(), image: ImageDefinition? = nil) {
         self.name = name
         self.kernel = kernel
         self.initrd = initrd
@@ -51,9 +53,12 @@ public struct VMDefinition: Codable, Sendable, Equatable {
         self.rng = rng
         self.resources = resources
         self.isolation = isolation
+        self.image = image
     }
 
     public static let defaultCmdline = "console=ttyS0"
+    /// An image VM's: quiet, so the console carries the program's output (as `vireo run --image`).
+    public static let imageCmdline = "console=ttyS0 quiet loglevel=0 panic=-1 lpj=1000000"
 }
 
 /// Limits the API enforces: `SpecLimits` (shared with `vireo run`) in the API's units, and the

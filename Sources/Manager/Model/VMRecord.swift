@@ -17,6 +17,8 @@ public struct VMRecord: Codable, Sendable, Equatable {
     public var rng: Bool
     public var resources: ResourceSettings
     public var isolation: IsolationDefinition
+    /// The image section (JSON text; NULL for kernel VMs and rows older than migration v4).
+    public var image: ImageDefinition?
 
     public var state: VMState
     /// The VMM (`vireo run`) process while there is one.
@@ -50,6 +52,7 @@ public struct VMRecord: Codable, Sendable, Equatable {
         rng = definition.rng
         resources = definition.resources
         isolation = definition.isolation
+        image = definition.image
         state = .defined
         stateChangedAt = now
         createdAt = now
@@ -61,7 +64,7 @@ public struct VMRecord: Codable, Sendable, Equatable {
         get {
             VMDefinition(name: name, kernel: kernel, initrd: initrd, cmdline: cmdline, cpus: cpus,
                          memoryMiB: memoryMiB, autostart: autostart, restartPolicy: restartPolicy, restore: restore,
-                         disks: disks, nets: nets, rng: rng, resources: resources, isolation: isolation)
+                         disks: disks, nets: nets, rng: rng, resources: resources, isolation: isolation, image: image)
         }
         set {
             kernel = newValue.kernel
@@ -77,6 +80,7 @@ public struct VMRecord: Codable, Sendable, Equatable {
             rng = newValue.rng
             resources = newValue.resources
             isolation = newValue.isolation
+            image = newValue.image
         }
     }
 

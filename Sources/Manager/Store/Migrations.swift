@@ -50,6 +50,11 @@ enum Migrations {
                 t.add(column: "isolation", .text).notNull().defaults(to: "{}")
             }
         }
+        migrator.registerMigration("v4: image VMs") { db in
+            try db.alter(table: "vms") { t in
+                t.add(column: "image", .text)  // JSON; NULL: a kernel VM
+            }
+        }
         return migrator
     }
 

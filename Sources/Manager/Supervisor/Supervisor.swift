@@ -1,4 +1,5 @@
 import Foundation
+import Images
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -89,6 +90,7 @@ public actor Supervisor {
         vms[vm.name] = vm
         // A directory left by an earlier VM of this name must not lend it its console log.
         try? FileManager.default.removeItem(atPath: paths(for: vm.name).directory)
+        ImageVM.remove(vm.name, stateDirectory: configuration.stateDirectory)
         emit(vm.name, "created", .defined, "VM '\(vm.name)' created")
         return vm
     }
@@ -116,6 +118,7 @@ public actor Supervisor {
         requests[name] = nil
         quickExits[name] = nil
         try? FileManager.default.removeItem(atPath: paths(for: name).directory)
+        ImageVM.remove(name, stateDirectory: configuration.stateDirectory)
         emit(name, "deleted", nil, "VM '\(name)' deleted")
     }
 
@@ -267,6 +270,15 @@ public actor Supervisor {
         try VMDirectory.prepare(paths, owner: try vmmUID.map { VMOwner(uid: $0, gid: $0) } ?? VMOwner(definition.isolation))
         let lock = try await acquireLock(paths, name: name)
         defer { close(lock) }  // the shim and the VMM hold it from here on
+        // An image VM: its disks for this start (the VM lock is ours: no earlier run still uses the
+        // config disk), and the base lock the shim holds from the spawn on.
+        var runDefinition = definition
+        var baseLock: BaseLock?
+        if let section = definition.image {
+            let prepared = try ImageVM.prepare(definition, section: section, stateDirectory: configuration.stateDirectory)
+            runDefinition = prepared.definition
+            baseLock = prepared.lock
+        }
         vm.state = .starting
         vm.stateChangedAt = Date()
         vm.pid = nil
@@ -277,7 +289,8 @@ public actor Supervisor {
 
         let shim: Int32
         do {
-            shim = try launcher.spawn(definition, confinement: confinement, paths: paths, lockFD: lock)
+            shim = try launcher.spawn(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
+                                      heldFD: baseLock?.descriptor)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
@@ -386,12 +399,23 @@ public actor Supervisor {
         if let shim = vm.shimPid { var ignored: Int32 = 0; waitpid(shim, &ignored, WNOHANG) }
         guard vms[name]?.pid == pid else { return }
         let requested = requests.removeValue(forKey: name)
-        let outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
+        let outcome = exitOutcome(of: vm, status: status, requested: requested, paths: paths)
+        status = outcome.status
         let ran = vm.startedAt.map { Date().timeIntervalSince($0) } ?? 0
         try? finishRun(name, status: status, outcome: outcome, requested: requested)
         if outcome.restarts(under: vm.restartPolicy, requested: requested) {
             scheduleRestart(name, ranFor: ran, policy: vm.restartPolicy)
         }
+    }
+
+    /// What the end of a VMM means: `vireo run`'s status, or for an image VM whose program ended,
+    /// the program's status (the init powers the VM off when the program ends).
+    private func exitOutcome(of vm: VMRecord, status: Int?, requested: ExitOutcome.Request?, paths: VMPaths) -> ExitOutcome {
+        let outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
+        guard vm.image != nil, requested == nil,
+              let program = ImageVM.programStatus(vm.name, stateDirectory: configuration.stateDirectory) else { return outcome }
+        return ExitOutcome(state: outcome.state == .crashed ? .crashed : .stopped,
+                           reason: "the program exited with status \(program)", status: Int(program))
     }
 
     /// Writes the end of a run into the VM's record and announces it.
@@ -465,8 +489,8 @@ public actor Supervisor {
                 // It ended while no daemon was watching: the shim left its status behind.
                 let status = VMMLauncher.publishedExitStatus(paths)
                 let requested: ExitOutcome.Request? = vm.state == .stopping ? .stop : nil
-                let outcome = ExitOutcome.classify(status: status, requested: requested, detail: VMMLauncher.lastMessage(paths))
-                try? finishRun(vm.name, status: status, outcome: outcome, requested: requested)
+                let outcome = exitOutcome(of: vm, status: status, requested: requested, paths: paths)
+                try? finishRun(vm.name, status: outcome.status, outcome: outcome, requested: requested)
                 if outcome.restarts(under: vm.restartPolicy, requested: requested) {
                     scheduleRestart(vm.name, ranFor: Supervisor.quickRunSeconds, policy: vm.restartPolicy)
                 }

@@ -80,8 +80,9 @@ struct VMMLauncher: Sendable {
 
     /// Spawns the shim; returns its pid. Stale pid/exit files are removed first.
     /// `lockFD` (VMLock) becomes the shim's and the VMM's descriptor 3.
+    /// `heldFD` (an image VM's base lock) becomes descriptor 4, held by the shim until the VMM ends.
     func spawn(_ definition: VMDefinition, confinement: VMMConfinement = VMMConfinement(), paths: VMPaths,
-               lockFD: Int32) throws(APIError) -> Int32 {
+               lockFD: Int32, heldFD: Int32? = nil) throws(APIError) -> Int32 {
         // The directory is the daemon's alone (VMDirectory); stale records go all the same.
         for file in [paths.pidFile, paths.exitFile, paths.pidFile + ".tmp", paths.exitFile + ".tmp"] { unlink(file) }
         try writeSpec(spec(for: definition, confinement: confinement), paths: paths)
@@ -112,7 +113,8 @@ struct VMMLauncher: Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, paths.vmmLog, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW, 0o640)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_adddup2(&actions, lockFD, VMLock.inheritedFD)  // dup2 clears close-on-exec
-        VMMLauncher.closeFrom(VMLock.inheritedFD + 1, &actions)
+        if let heldFD { posix_spawn_file_actions_adddup2(&actions, heldFD, VMLock.inheritedFD + 1) }
+        VMMLauncher.closeFrom(VMLock.inheritedFD + (heldFD == nil ? 1 : 2), &actions)
 
         var pid: pid_t = 0
         let cArguments = argv.map { strdup($0) } + [nil]
