@@ -1,6 +1,9 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+/// This file's directory: where vireo-vmm's linker wrapper (scripts/static-pie-ld) lives.
+let packageRoot = String(#filePath.dropLast("/Package.swift".count))
+
 let package = Package(
     name: "Vireo",
     platforms: [.macOS(.v14)],
@@ -68,11 +71,16 @@ let package = Package(
             "VMM", "VMMCommand", "Manager", "Images", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vireo", dependencies: ["VireoCLI", "VMM"]),
-        // The Swift runtime linked in (what `--static-swift-stdlib` does), so the binary `swift build
-        // -c release` gives users is the lean VMM the daemon runs each VM with: no runtime .so files
-        // mapped per VM, no ArgumentParser or Foundation (bench/results/vmm-memory.md).
-        .executableTarget(name: "vireo-vmm", dependencies: ["VMMRun", "VMM"], linkerSettings: [
-            .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux])),
+        // A fully static, position-independent executable (static-pie: glibc, libstdc++ and the Swift
+        // runtime linked in, ASLR kept), so the binary `swift build -c release` gives users is the lean
+        // VMM the daemon runs each VM with: no ld.so, no shared libraries mapped per VM, no ArgumentParser
+        // or Foundation (bench/results/vmm-memory.md). Linked by the toolchain's lld (gold cannot link
+        // static-pie) through scripts/static-pie-ld, which drops SwiftPM's `-rpath=$ORIGIN`: glibc's
+        // static-pie start-up crashes on a DT_RUNPATH. glibc's user database is limited to its files
+        // (main.swift).
+        .executableTarget(name: "vireo-vmm", dependencies: ["VMMRun", "VMM", "CVireoSystem"], linkerSettings: [
+            .unsafeFlags(["-static-executable", "-use-ld=lld", "-Xclang-linker", "-static-pie",
+                          "-Xclang-linker", "--ld-path=\(packageRoot)/scripts/static-pie-ld"], .when(platforms: [.linux])),
         ]),
         // Host-side device throughput (bench/devices): the virtio models on real memory and backends.
         .executableTarget(name: "vireo-bench-devices", dependencies: ["Devices", "Memory"], path: "bench/DeviceBench"),

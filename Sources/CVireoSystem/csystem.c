@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <nss.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -35,6 +36,11 @@ int csys_seccomp_install(const struct csys_bpf_insn *program, unsigned short cou
 int csys_seccomp_mode(void) { return result(prctl(PR_GET_SECCOMP, 0, 0, 0, 0)); }
 int csys_set_no_new_privs(void) { return result(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)); }
 int csys_no_new_privs(void) { return result(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)); }
+
+int csys_user_database_files_only(void) {
+    if (__nss_configure_lookup("passwd", "files") != 0) return -1;
+    return __nss_configure_lookup("group", "files") != 0 ? -1 : 0;
+}
 
 static __thread const char *thread_role;
 

@@ -6,8 +6,9 @@ import Testing
     private var kernel: String { TestEnvironment.micro("poweroff") ?? "/nonexistent/kernel" }
 
     private func expectOneLineError(_ arguments: [String], mentions: String, environment: [String: String] = [:],
-                                    sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M"] + arguments, environment: environment)
+                                    executable: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M"] + arguments, environment: environment,
+                                     executable: executable)
         defer { guest.stop() }
         guest.closeInput()
         let status = guest.waitForExit(timeout: 30)
@@ -43,6 +44,16 @@ import Testing
         try expectOneLineError(["--uid", "987654"], mentions: "--uid: no user '987654' on this host")
         try expectOneLineError(["--uid", "nobody", "--gid", "no-such-group-vireo"], mentions: "--gid: no group 'no-such-group-vireo'")
         try expectOneLineError(["--gid", "0"], mentions: "--gid needs --uid")
+    }
+
+    /// The same names straight to the statically linked vireo-vmm: a name /etc/passwd or /etc/group
+    /// lacks sends static glibc to nsswitch.conf's next module (dlopen of libnss_systemd …), which
+    /// crashes a static process, unless the VMM limits the lookup to the files (main.swift).
+    @Test func usersAndGroupsThatDoNotExistInTheStaticVMM() throws {
+        let vmm = TestEnvironment.vireoBinary + "-vmm"
+        try expectOneLineError(["--uid", "no-such-user-vireo"], mentions: "--uid: no user 'no-such-user-vireo' on this host", executable: vmm)
+        try expectOneLineError(["--uid", "987654"], mentions: "--uid: no user '987654' on this host", executable: vmm)
+        try expectOneLineError(["--uid", "nobody", "--gid", "no-such-group-vireo"], mentions: "--gid: no group 'no-such-group-vireo'", executable: vmm)
     }
 
     @Test func seccompModes() throws {

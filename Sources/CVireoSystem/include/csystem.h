@@ -47,6 +47,11 @@ int csys_seccomp_mode(void);
 int csys_set_no_new_privs(void);
 /// PR_GET_NO_NEW_PRIVS.
 int csys_no_new_privs(void);
+/// Makes getpwnam/getgrnam and friends read /etc/passwd and /etc/group only (glibc's built-in
+/// "files" service). The static vireo-vmm calls it first thing: a statically linked glibc would
+/// otherwise dlopen nsswitch.conf's other modules (libnss_systemd …), which crash a static
+/// process. 0 or -1.
+int csys_user_database_files_only(void);
 /// Installs the SIGSYS handler that reports a seccomp denial (syscall name and number, thread role)
 /// on stderr with write(2) and ends the process with exit_group(159); 0 or -errno.
 int csys_install_sigsys_reporter(void);
