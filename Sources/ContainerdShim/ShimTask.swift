@@ -1,0 +1,148 @@
+import ContainerdShimAPI
+import Foundation
+import SwiftProtobuf
+
+/// One container (containerd task) and its microVM: created (rootfs image ready), running (vireo
+/// runs the VM), stopped (exit status known).
+final class ShimTask: @unchecked Sendable {
+    enum Phase { case created, running, stopped }
+
+    let id: String
+    let bundle: String
+    let stdin: String
+    let stdout: String
+    let stderr: String
+    private let arguments: [String]
+    private let events: EventPublisher
+    private let condition = NSCondition()
+    private var phase = Phase.created
+    private var pid: pid_t = 0
+    private var exitStatus: UInt32 = 0
+    private var exitedAt = Date()
+    /// The signal containerd asked for when the shim had to stop the VM (SIGKILL and others the guest
+    /// cannot be sent): reported as 128+N, as a process killed by it would be.
+    private var forcedSignal: UInt32?
+
+    init(_ request: Containerd_Task_V2_CreateTaskRequest, stateDirectory: String, events: EventPublisher) throws {
+        guard !request.terminal else {
+            throw ShimError(ShimError.invalidArgument, "vireo: a terminal (ctr -t, tty: true) is not supported yet; run without one")
+        }
+        guard request.checkpoint.isEmpty else { throw ShimError(ShimError.unimplemented, "vireo: restoring a checkpoint is not supported") }
+        let bundle = try OCIBundle(path: request.bundle)
+        let layout = try RootfsImage.build(mounts: request.rootfs, bundle: request.bundle, stateDirectory: stateDirectory)
+        let (options, command) = bundle.runArguments()
+        arguments = ["run", "--state-dir", stateDirectory] + options + ["--image", layout, "--"] + command
+        id = request.id
+        self.bundle = request.bundle
+        stdin = request.stdin
+        stdout = request.stdout
+        stderr = request.stderr
+        self.events = events
+    }
+
+    var processID: UInt32 { condition.withLock { UInt32(max(pid, 0)) } }
+
+    func start() throws -> UInt32 {
+        condition.lock()
+        defer { condition.unlock() }
+        guard phase == .created else { throw ShimError(ShimError.failedPrecondition, "task \(id) was already started") }
+        let input = try VMProcess.open(fifo: stdin, write: false)
+        defer { close(input) }
+        let output = try VMProcess.open(fifo: stdout, write: true)
+        defer { close(output) }
+        // The guest console is one stream: the program's stderr arrives with its stdout. The stderr
+        // FIFO is held open (so containerd's copier sees no early EOF) until the VM ends.
+        let errorFIFO = try VMProcess.open(fifo: stderr, write: true)
+        let child = try VMProcess.spawn(arguments: arguments, stdin: input, stdout: output, stderr: 2)
+        pid = child
+        phase = .running
+        try? "\(child)".write(toFile: bundle + "/vireo.pid", atomically: true, encoding: .utf8)
+        Thread.detachNewThread { [self] in
+            let status = VMProcess.wait(child)
+            close(errorFIFO)
+            exited(status)
+        }
+        return UInt32(child)
+    }
+
+    private func exited(_ status: UInt32) {
+        condition.lock()
+        exitStatus = forcedSignal.map { 128 + $0 } ?? status
+        exitedAt = Date()
+        phase = .stopped
+        try? FileManager.default.removeItem(atPath: bundle + "/vireo.pid")
+        var event = Containerd_Events_TaskExit()
+        event.containerID = id
+        event.id = id
+        event.pid = UInt32(pid)
+        event.exitStatus = exitStatus
+        event.exitedAt = Google_Protobuf_Timestamp(date: exitedAt)
+        condition.broadcast()
+        condition.unlock()
+        events.publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+    }
+
+    /// SIGTERM, SIGINT, SIGHUP and SIGQUIT reach the program (vireo forwards them over vsock); any
+    /// other signal stops the VM (vireo stops it on a second signal) and is reported as 128+N.
+    func kill(_ signal: UInt32) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        switch phase {
+        case .stopped:
+            throw ShimError(ShimError.notFound, "task \(id): process already finished")
+        case .created:
+            forcedSignal = signal
+            exitStatus = 128 + signal
+            exitedAt = Date()
+            phase = .stopped
+            condition.broadcast()
+        case .running:
+            let forwarded: Set<UInt32> = [UInt32(SIGTERM), UInt32(SIGINT), UInt32(SIGHUP), UInt32(SIGQUIT)]
+            if forwarded.contains(signal) {
+                Glibc.kill(pid, Int32(signal))
+                return
+            }
+            forcedSignal = signal
+            let target = pid
+            Glibc.kill(target, SIGTERM)
+            Thread.detachNewThread { [self] in
+                usleep(300_000)
+                Glibc.kill(target, SIGTERM)  // the second one stops the VM
+                // A VMM that does not stop within 20 s is killed (vireo's run directory may stay then).
+                for _ in 0..<200 {
+                    if condition.withLock({ phase == .stopped }) { return }
+                    usleep(100_000)
+                }
+                Glibc.kill(-target, SIGKILL)
+            }
+        }
+    }
+
+    /// Blocks until the task has stopped; its exit status and time.
+    func wait() -> (status: UInt32, at: Date) {
+        condition.lock()
+        defer { condition.unlock() }
+        while phase != .stopped { condition.wait() }
+        return (exitStatus, exitedAt)
+    }
+
+    var state: Containerd_Task_V2_StateResponse {
+        condition.withLock {
+            var response = Containerd_Task_V2_StateResponse()
+            response.id = id
+            response.bundle = bundle
+            response.pid = UInt32(max(pid, 0))
+            response.status = switch phase { case .created: .created; case .running: .running; case .stopped: .stopped }
+            response.stdin = stdin
+            response.stdout = stdout
+            response.stderr = stderr
+            if phase == .stopped {
+                response.exitStatus = exitStatus
+                response.exitedAt = Google_Protobuf_Timestamp(date: exitedAt)
+            }
+            return response
+        }
+    }
+
+    var isRunning: Bool { condition.withLock { phase == .running } }
+}

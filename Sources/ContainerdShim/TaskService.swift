@@ -1,0 +1,122 @@
+import ContainerdShimAPI
+import Foundation
+import SwiftProtobuf
+
+/// containerd's shim v2 task service (`containerd.task.v2.Task`, runtime/v2/task/shim.proto) for one
+/// container per shim and VM. Exec, ResizePty, Update, Stats, Pause, Resume and Checkpoint answer
+/// Unimplemented, which containerd reports to its client as "not implemented".
+final class TaskService: @unchecked Sendable {
+    static let name = "containerd.task.v2.Task"
+    private let id: String
+    private let stateDirectory: String
+    private let events: EventPublisher
+    private let lock = NSLock()
+    private var task: ShimTask?
+    /// Called after Shutdown's response is on its way: the serving process ends.
+    private let onShutdown: @Sendable () -> Void
+
+    init(id: String, stateDirectory: String, events: EventPublisher, onShutdown: @escaping @Sendable () -> Void) {
+        self.id = id
+        self.stateDirectory = stateDirectory
+        self.events = events
+        self.onShutdown = onShutdown
+    }
+
+    func handle(service: String, method: String, payload: [UInt8]) throws -> [UInt8] {
+        guard service == TaskService.name else { throw ShimError(ShimError.unimplemented, "unknown service \(service)") }
+        switch method {
+        case "Create": return try reply(create(try Containerd_Task_V2_CreateTaskRequest(serializedBytes: payload)))
+        case "Start":
+            let request = try Containerd_Task_V2_StartRequest(serializedBytes: payload)
+            try noExec(request.execID)
+            let task = try existing(request.id)
+            let pid = try task.start()
+            var event = Containerd_Events_TaskStart()
+            event.containerID = task.id
+            event.pid = pid
+            events.publish(topic: "/tasks/start", typeName: "containerd.events.TaskStart", event: event)
+            return try reply(Containerd_Task_V2_StartResponse.with { $0.pid = pid })
+        case "State":
+            let request = try Containerd_Task_V2_StateRequest(serializedBytes: payload)
+            try noExec(request.execID)
+            return try reply(try existing(request.id).state)
+        case "Wait":
+            let request = try Containerd_Task_V2_WaitRequest(serializedBytes: payload)
+            try noExec(request.execID)
+            let (status, at) = try existing(request.id).wait()
+            return try reply(Containerd_Task_V2_WaitResponse.with { $0.exitStatus = status; $0.exitedAt = Google_Protobuf_Timestamp(date: at) })
+        case "Kill":
+            let request = try Containerd_Task_V2_KillRequest(serializedBytes: payload)
+            try noExec(request.execID)
+            try existing(request.id).kill(request.signal)
+            return try reply(Google_Protobuf_Empty())
+        case "Delete": return try reply(delete(try Containerd_Task_V2_DeleteRequest(serializedBytes: payload)))
+        case "Pids":
+            let request = try Containerd_Task_V2_PidsRequest(serializedBytes: payload)
+            let task = try existing(request.id)
+            var response = Containerd_Task_V2_PidsResponse()
+            if task.isRunning { response.processes = [.with { $0.pid = task.processID }] }
+            return try reply(response)
+        case "CloseIO":
+            // stdin is the FIFO itself, handed to the VMM: the writer closing it is the EOF.
+            _ = try Containerd_Task_V2_CloseIORequest(serializedBytes: payload)
+            return try reply(Google_Protobuf_Empty())
+        case "Connect":
+            let request = try Containerd_Task_V2_ConnectRequest(serializedBytes: payload)
+            let taskPID = lock.withLock { task }.map { $0.id == request.id ? $0.processID : 0 } ?? 0
+            return try reply(Containerd_Task_V2_ConnectResponse.with { $0.shimPid = UInt32(getpid()); $0.taskPid = taskPID; $0.version = "vireo" })
+        case "Shutdown":
+            let request = try Containerd_Task_V2_ShutdownRequest(serializedBytes: payload)
+            if let task = lock.withLock({ task }), task.isRunning, !request.now { return try reply(Google_Protobuf_Empty()) }
+            onShutdown()
+            return try reply(Google_Protobuf_Empty())
+        case "Exec", "ResizePty", "Update", "Stats", "Pause", "Resume", "Checkpoint":
+            throw ShimError(ShimError.unimplemented, "vireo: \(method) is not supported yet")
+        default:
+            throw ShimError(ShimError.unimplemented, "unknown method \(method)")
+        }
+    }
+
+    private func create(_ request: Containerd_Task_V2_CreateTaskRequest) throws -> Containerd_Task_V2_CreateTaskResponse {
+        guard request.id == id else { throw ShimError(ShimError.invalidArgument, "this shim serves task \(id), not \(request.id)") }
+        guard lock.withLock({ task }) == nil else { throw ShimError(ShimError.alreadyExists, "task \(request.id) already exists") }
+        let created = try ShimTask(request, stateDirectory: stateDirectory, events: events)
+        lock.withLock { task = created }
+        var event = Containerd_Events_TaskCreate()
+        event.containerID = request.id
+        event.bundle = request.bundle
+        event.rootfs = request.rootfs
+        event.io = .with { $0.stdin = request.stdin; $0.stdout = request.stdout; $0.stderr = request.stderr; $0.terminal = request.terminal }
+        events.publish(topic: "/tasks/create", typeName: "containerd.events.TaskCreate", event: event)
+        return Containerd_Task_V2_CreateTaskResponse()  // no process yet: the VM starts on Start
+    }
+
+    private func delete(_ request: Containerd_Task_V2_DeleteRequest) throws -> Containerd_Task_V2_DeleteResponse {
+        try noExec(request.execID)
+        let task = try existing(request.id)
+        guard !task.isRunning else { throw ShimError(ShimError.failedPrecondition, "task \(request.id) is running; kill it first") }
+        let state = task.state
+        lock.withLock { self.task = nil }
+        RootfsImage.unmount(task.bundle + "/rootfs")
+        var event = Containerd_Events_TaskDelete()
+        event.containerID = task.id
+        event.id = task.id
+        event.pid = state.pid
+        event.exitStatus = state.exitStatus
+        event.exitedAt = state.exitedAt
+        events.publish(topic: "/tasks/delete", typeName: "containerd.events.TaskDelete", event: event)
+        return .with { $0.pid = state.pid; $0.exitStatus = state.exitStatus; $0.exitedAt = state.exitedAt }
+    }
+
+    private func existing(_ requested: String) throws -> ShimTask {
+        guard let task = lock.withLock({ task }), task.id == requested else { throw ShimError(ShimError.notFound, "task \(requested) not found") }
+        return task
+    }
+
+    /// Processes beside the container's own (exec) are not supported yet.
+    private func noExec(_ execID: String) throws {
+        guard execID.isEmpty else { throw ShimError(ShimError.notFound, "process \(execID) not found (exec is not supported yet)") }
+    }
+
+    private func reply(_ message: some SwiftProtobuf.Message) throws -> [UInt8] { try message.serializedBytes() }
+}

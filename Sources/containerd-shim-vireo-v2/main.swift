@@ -1,0 +1,3 @@
+import ContainerdShim
+
+ShimMain.main(CommandLine.arguments)

@@ -1,0 +1,150 @@
+import Foundation
+import Images
+import Testing
+
+/// containerd's shim v2 runtime `io.containerd.vireo.v2` (issue 15) driven by Debian's containerd and
+/// `ctr`, on private directories and sockets: an image the test builds is imported with `ctr image
+/// import`, and `ctr run --runtime io.containerd.vireo.v2` runs it in a microVM (one warm-up boot,
+/// then warm-start restores). Afterwards no process, mount or file of the container is left.
+@Suite(.enabled { try TestEnvironment.available("ContainerdShimTests", .kvm, .root, .kernel, .executable("/usr/bin/containerd"),
+                                                .executable("/usr/bin/ctr"), .executable("/bin/busybox"), .executable("/usr/sbin/mke2fs"),
+                                                .executable("/bin/tar")) })
+struct ContainerdShimTests {
+    static let reference = "docker.io/vireo-test/busybox:latest"
+    static let runtime = "io.containerd.vireo.v2"
+
+    /// The busybox image as an OCI archive named by `io.containerd.image.name` (what `ctr image import` names it by).
+    private func imageArchive(in directory: String) throws -> String {
+        let layout = directory + "/image"
+        try TestImages.oneLayer(at: layout)
+        let indexPath = layout + "/index.json"
+        var index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: indexPath))) as! [String: Any]
+        var manifests = index["manifests"] as! [[String: Any]]
+        manifests[0]["annotations"] = ["io.containerd.image.name": ContainerdShimTests.reference, "org.opencontainers.image.ref.name": "latest"]
+        index["manifests"] = manifests
+        try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: indexPath))
+        let archive = directory + "/image.tar"
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/bin/tar")
+        tar.arguments = ["-C", layout, "-cf", archive, "."]
+        try tar.run()
+        tar.waitUntilExit()
+        guard tar.terminationStatus == 0 else { throw ImageError("tar of the test image failed") }
+        return archive
+    }
+
+    private func environment(_ directory: String) throws -> [String: String] {
+        let vireo = TestEnvironment.vireoBinary
+        let binaries = (vireo as NSString).deletingLastPathComponent
+        guard FileManager.default.isExecutableFile(atPath: binaries + "/containerd-shim-vireo-v2") else {
+            throw ImageError("containerd-shim-vireo-v2 is not built next to \(vireo) (swift build)")
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = binaries + ":" + (environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")
+        environment["VIREO_BIN"] = vireo
+        environment["VIREO_STATE_DIR"] = directory + "/vireo-state"
+        environment["VIREO_IMAGE_INITRAMFS"] = try TestImages.initramfs()
+        return environment
+    }
+
+    /// Polls (bounded) until `condition` holds.
+    private func eventually(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(200_000)
+        }
+        return condition()
+    }
+
+    /// What must be gone once a container is: its processes (any command line naming the test
+    /// directory, containerd aside), mounts under the directory, vireo's run directories, the
+    /// task's bundle and the shim's socket.
+    private func expectNothingLeft(_ daemon: ContainerdDaemon, _ container: String, _ comment: Comment) {
+        let directory = daemon.directory
+        let bundle = "\(directory)/state/io.containerd.runtime.v2.task/default/\(container)"
+        let clean = eventually(30) {
+            ContainerdDaemon.processes(mentioning: directory, except: daemon.pid).isEmpty
+                && ContainerdDaemon.mounts(under: directory).isEmpty
+                && ((try? FileManager.default.contentsOfDirectory(atPath: directory + "/vireo-state/images/runs")) ?? []).isEmpty
+                && !FileManager.default.fileExists(atPath: bundle)
+                && ((try? FileManager.default.contentsOfDirectory(atPath: directory + "/vireo-shim")) ?? []).isEmpty
+        }
+        let processes = ContainerdDaemon.processes(mentioning: directory, except: daemon.pid).map { pid in
+            String(decoding: (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+        }
+        #expect(clean, """
+            \(comment): left behind: processes \(processes), mounts \(ContainerdDaemon.mounts(under: directory)), \
+            runs \((try? FileManager.default.contentsOfDirectory(atPath: directory + "/vireo-state/images/runs")) ?? []), \
+            bundle \(FileManager.default.fileExists(atPath: bundle)), \
+            sockets \((try? FileManager.default.contentsOfDirectory(atPath: directory + "/vireo-shim")) ?? []); containerd log: \(daemon.logTail)
+            """)
+    }
+
+    @Test func ctrRunPrintsTheOutputAndExitStatusAndLeavesNothing() throws {
+        let directory = try TestEnvironment.freshDirectory("vireo-ctrd").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let archive = try imageArchive(in: directory)
+        let daemon = try ContainerdDaemon(directory: directory, environment: try environment(directory))
+        defer { daemon.stop() }
+        let imported = try daemon.ctr(["image", "import", archive])
+        try #require(imported.status == 0, "ctr image import: \(imported.output) \(imported.errors)")
+
+        // The first run also boots the guest once for the warm-start snapshot (vireo's progress line).
+        let first = try daemon.ctr(["run", "--runtime", ContainerdShimTests.runtime, "--rm", ContainerdShimTests.reference, "first",
+                                    "sh", "-c", "echo hi; exit 3"], timeout: 900)
+        #expect(first.status == 3 && first.output == "hi\n", "ctr run: status \(first.status), stdout \(first.output.debugDescription), stderr \(first.errors); containerd log: \(daemon.logTail)")
+        TestEnvironment.log("containerd: first ctr run (warm-up boot + restore) \(String(format: "%.1f", first.seconds)) s")
+        expectNothingLeft(daemon, "first", "after the first ctr run --rm")
+
+        // A second run restores the snapshot (the per-container cost); the image config's Env reaches the
+        // program through containerd's OCI spec.
+        let second = try daemon.ctr(["run", "--runtime", ContainerdShimTests.runtime, "--rm", ContainerdShimTests.reference, "second",
+                                     "sh", "-c", "echo $GREETING from $(pwd); exit 0"], timeout: 600)
+        #expect(second.status == 0 && second.output == "hello from /\n", "second ctr run: status \(second.status), stdout \(second.output.debugDescription), stderr \(second.errors); containerd log: \(daemon.logTail)")
+        TestEnvironment.log("containerd: warm ctr run to exit \(String(format: "%.1f", second.seconds)) s")
+        expectNothingLeft(daemon, "second", "after the second ctr run --rm")
+
+        // A detached container survives containerd restarting: containerd reconnects to the shim
+        // through the bundle's address file, `ctr task kill` (SIGTERM) reaches the program, and
+        // `ctr task delete` reports its exit status.
+        let third = directory + "/third.log"
+        let script = "trap 'echo got-TERM; exit 42' TERM; echo ready; sleep 600 & wait"
+        let detached = try daemon.ctr(["run", "-d", "--log-uri", "file://" + third, "--runtime", ContainerdShimTests.runtime,
+                                       ContainerdShimTests.reference, "third", "sh", "-c", script], timeout: 600)
+        try #require(detached.status == 0, "ctr run -d: \(detached.status) \(detached.errors); containerd log: \(daemon.logTail)")
+        let ready = eventually(300) { ((try? String(contentsOfFile: third, encoding: .utf8)) ?? "").contains("ready") }
+        try #require(ready, "the detached program did not start: \(daemon.logTail)")
+        daemon.stop()
+        try daemon.start()
+        let listed = try daemon.ctr(["task", "ls"])
+        #expect(listed.output.contains("third") && listed.output.contains("RUNNING"), "ctr task ls after the restart: \(listed.output) \(listed.errors)")
+        let processes = try daemon.ctr(["task", "ps", "third"])
+        #expect(processes.status == 0 && processes.output.split(separator: "\n").count == 2, "ctr task ps: \(processes.output) \(processes.errors)")
+        let killed = try daemon.ctr(["task", "kill", "third"])
+        #expect(killed.status == 0, "ctr task kill: \(killed.errors)")
+        let stopped = eventually(120) { ((try? daemon.ctr(["task", "ls"]).output) ?? "").contains("STOPPED") }
+        #expect(stopped && ((try? String(contentsOfFile: third, encoding: .utf8)) ?? "").contains("got-TERM"),
+                "after ctr task kill: \((try? String(contentsOfFile: third, encoding: .utf8)) ?? "") \(daemon.logTail)")
+        let deleted = try daemon.ctr(["task", "delete", "third"])
+        #expect(deleted.status == 42, "ctr task delete: status \(deleted.status) \(deleted.errors)")
+        _ = try daemon.ctr(["container", "rm", "third"])
+        expectNothingLeft(daemon, "third", "after killing and deleting the detached container")
+
+        // A shim killed with SIGKILL: containerd runs `containerd-shim-vireo-v2 … delete`, which stops
+        // the VM the dead shim left and cleans up.
+        let fourth = directory + "/fourth.log"
+        let started = try daemon.ctr(["run", "-d", "--log-uri", "file://" + fourth, "--runtime", ContainerdShimTests.runtime,
+                                      ContainerdShimTests.reference, "fourth", "sh", "-c", "echo ready; sleep 600"], timeout: 600)
+        try #require(started.status == 0, "ctr run -d: \(started.status) \(started.errors)")
+        try #require(eventually(300) { ((try? String(contentsOfFile: fourth, encoding: .utf8)) ?? "").contains("ready") }, "fourth did not start: \(daemon.logTail)")
+        let shims = ContainerdDaemon.processes(mentioning: "containerd-shim-vireo-v2", except: nil).filter { pid in
+            String(decoding: (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+                .contains(" -id fourth")
+        }
+        try #require(shims.count == 1, "the fourth container's shim: \(shims)")
+        kill(shims[0], SIGKILL)
+        expectNothingLeft(daemon, "fourth", "after the shim was killed")
+        _ = try daemon.ctr(["container", "rm", "fourth"])
+    }
+}
