@@ -14,6 +14,9 @@ init="$here/image-init.c"
 # Compiled with image-init.c: the network, terminal and rlimit setup the host asks for.
 setup="$here/image-setup.c"
 setup_header="$here/image-setup.h"
+# Compiled with image-init.c: the exec agent (vsock port 1026) the containerd shim's exec uses.
+agent="$here/image-agent.c"
+agent_header="$here/image-agent.h"
 cache_root=${VIREO_CACHE:-$HOME/.cache/vireo}
 
 log() { printf 'build-image-initramfs: %s\n' "$*" >&2; }
@@ -35,6 +38,7 @@ key=$( {
     printf 'gcc %s\n' "$gcc_version"
     printf -- '--- image-init.c\n'; cat "$init"
     printf -- '--- image-setup.c\n'; cat "$setup" "$setup_header"
+    printf -- '--- image-agent.c\n'; cat "$agent" "$agent_header"
     printf -- '--- build-image-initramfs.sh\n'; cat "$self"
 } | sha256sum | cut -c1-64)
 out="$cache_root/image-initramfs-$key"
@@ -49,7 +53,7 @@ rm -rf "$cache_root/.image-initramfs-$key.tmp."*
 stage=$(mktemp -d "$cache_root/.image-initramfs-$key.tmp.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 cpio="$stage/initramfs.cpio"
-"$cc" -static -Os -s -Wall -Werror -o "$stage/init" "$init" "$setup" >&2 || die "compiling $init failed"
+"$cc" -static -Os -s -Wall -Werror -o "$stage/init" "$init" "$setup" "$agent" >&2 || die "compiling $init failed"
 
 # newc writer (as in build-initramfs.sh): 110-byte ASCII header, NUL-terminated name, pad to 4, data, pad.
 ino=0x400000

@@ -69,6 +69,7 @@ struct sockaddr_vm {
 #include <time.h>
 #include <unistd.h>
 #include "image-setup.h"
+#include "image-agent.h"
 
 #define STATUS_OFFSET 4096
 #define MAX_RECORDS (1 << 20)
@@ -508,6 +509,7 @@ int main(void)
 	if (value('Y'))
 		image_setup_terminal(value('Y'));
 
+	image_agent_start(); /* `ctr task exec`'s processes (image-agent.c), before any handler is set */
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);

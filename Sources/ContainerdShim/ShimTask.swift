@@ -13,6 +13,9 @@ final class ShimTask: @unchecked Sendable {
     let stdout: String
     let stderr: String
     private let arguments: [String]
+    private let stateDirectory: String
+    /// Processes added by Exec, by exec id (bounded: a container holds at most 256 at once).
+    private var execs: [String: ExecProcess] = [:]
     private let events: EventPublisher
     private let condition = NSCondition()
     private var phase = Phase.created
@@ -33,6 +36,7 @@ final class ShimTask: @unchecked Sendable {
         let (options, command) = bundle.runArguments()
         arguments = ["run", "--state-dir", stateDirectory] + options + ["--image", layout, "--"] + command
         id = request.id
+        self.stateDirectory = stateDirectory
         self.bundle = request.bundle
         stdin = request.stdin
         stdout = request.stdout
@@ -145,4 +149,50 @@ final class ShimTask: @unchecked Sendable {
     }
 
     var isRunning: Bool { condition.withLock { phase == .running } }
+
+    // MARK: exec
+
+    func addExec(_ request: Containerd_Task_V2_ExecProcessRequest) throws {
+        let process = try ExecProcess(request)
+        try condition.withLock {
+            guard phase == .running else { throw ShimError(ShimError.failedPrecondition, "task \(id) is not running") }
+            guard execs[request.execID] == nil else { throw ShimError(ShimError.alreadyExists, "exec \(request.execID) already exists") }
+            guard execs.count < 256 else { throw ShimError(ShimError.failedPrecondition, "task \(id) has 256 execs; delete some") }
+            execs[request.execID] = process
+        }
+    }
+
+    func exec(_ execID: String) throws -> ExecProcess {
+        guard let process = condition.withLock({ execs[execID] }) else { throw ShimError(ShimError.notFound, "exec \(execID) not found") }
+        return process
+    }
+
+    /// Starts an exec in the VM; the pid reported is the VM's (the guest's pids are not the host's).
+    func startExec(_ execID: String) throws -> UInt32 {
+        let process = try exec(execID)
+        let vireo = condition.withLock { phase == .running ? pid : 0 }
+        guard vireo > 0, let socket = GuestAgent.socket(stateDirectory: stateDirectory, vireo: vireo) else {
+            throw ShimError(ShimError.failedPrecondition, "task \(id) is not running (or its VM has no vsock)")
+        }
+        let containerID = id
+        let events = self.events
+        try process.start(socket: socket) { status, at in
+            var event = Containerd_Events_TaskExit()
+            event.containerID = containerID
+            event.id = execID
+            event.pid = UInt32(vireo)
+            event.exitStatus = status
+            event.exitedAt = Google_Protobuf_Timestamp(date: at)
+            events.publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+        }
+        return UInt32(vireo)
+    }
+
+    func removeExec(_ execID: String) throws -> Containerd_Task_V2_StateResponse {
+        let process = try exec(execID)
+        guard !process.isRunning else { throw ShimError(ShimError.failedPrecondition, "exec \(execID) is running; kill it first") }
+        let state = process.state(container: self)
+        _ = condition.withLock { execs.removeValue(forKey: execID) }
+        return state
+    }
 }

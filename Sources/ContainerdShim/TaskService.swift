@@ -3,7 +3,8 @@ import Foundation
 import SwiftProtobuf
 
 /// containerd's shim v2 task service (`containerd.task.v2.Task`, runtime/v2/task/shim.proto) for one
-/// container per shim and VM. Exec, ResizePty, Update, Stats, Pause, Resume and Checkpoint answer
+/// container per shim and VM; Exec runs more processes in the VM through the guest init's agent.
+/// ResizePty, Update, Stats, Pause, Resume and Checkpoint answer
 /// Unimplemented, which containerd reports to its client as "not implemented".
 final class TaskService: @unchecked Sendable {
     static let name = "containerd.task.v2.Task"
@@ -28,8 +29,16 @@ final class TaskService: @unchecked Sendable {
         case "Create": return try reply(create(try Containerd_Task_V2_CreateTaskRequest(serializedBytes: payload)))
         case "Start":
             let request = try Containerd_Task_V2_StartRequest(serializedBytes: payload)
-            try noExec(request.execID)
             let task = try existing(request.id)
+            if !request.execID.isEmpty {
+                let pid = try task.startExec(request.execID)
+                var event = Containerd_Events_TaskExecStarted()
+                event.containerID = task.id
+                event.execID = request.execID
+                event.pid = pid
+                events.publish(topic: "/tasks/exec-started", typeName: "containerd.events.TaskExecStarted", event: event)
+                return try reply(Containerd_Task_V2_StartResponse.with { $0.pid = pid })
+            }
             let pid = try task.start()
             var event = Containerd_Events_TaskStart()
             event.containerID = task.id
@@ -38,17 +47,18 @@ final class TaskService: @unchecked Sendable {
             return try reply(Containerd_Task_V2_StartResponse.with { $0.pid = pid })
         case "State":
             let request = try Containerd_Task_V2_StateRequest(serializedBytes: payload)
-            try noExec(request.execID)
-            return try reply(try existing(request.id).state)
+            let task = try existing(request.id)
+            if !request.execID.isEmpty { return try reply(try task.exec(request.execID).state(container: task)) }
+            return try reply(task.state)
         case "Wait":
             let request = try Containerd_Task_V2_WaitRequest(serializedBytes: payload)
-            try noExec(request.execID)
-            let (status, at) = try existing(request.id).wait()
+            let task = try existing(request.id)
+            let (status, at) = request.execID.isEmpty ? task.wait() : try task.exec(request.execID).wait()
             return try reply(Containerd_Task_V2_WaitResponse.with { $0.exitStatus = status; $0.exitedAt = Google_Protobuf_Timestamp(date: at) })
         case "Kill":
             let request = try Containerd_Task_V2_KillRequest(serializedBytes: payload)
-            try noExec(request.execID)
-            try existing(request.id).kill(request.signal)
+            let task = try existing(request.id)
+            if request.execID.isEmpty { try task.kill(request.signal) } else { try task.exec(request.execID).kill(request.signal) }
             return try reply(Google_Protobuf_Empty())
         case "Delete": return try reply(delete(try Containerd_Task_V2_DeleteRequest(serializedBytes: payload)))
         case "Pids":
@@ -70,7 +80,15 @@ final class TaskService: @unchecked Sendable {
             if let task = lock.withLock({ task }), task.isRunning, !request.now { return try reply(Google_Protobuf_Empty()) }
             onShutdown()
             return try reply(Google_Protobuf_Empty())
-        case "Exec", "ResizePty", "Update", "Stats", "Pause", "Resume", "Checkpoint":
+        case "Exec":
+            let request = try Containerd_Task_V2_ExecProcessRequest(serializedBytes: payload)
+            try existing(request.id).addExec(request)
+            var event = Containerd_Events_TaskExecAdded()
+            event.containerID = request.id
+            event.execID = request.execID
+            events.publish(topic: "/tasks/exec-added", typeName: "containerd.events.TaskExecAdded", event: event)
+            return try reply(Google_Protobuf_Empty())
+        case "ResizePty", "Update", "Stats", "Pause", "Resume", "Checkpoint":
             throw ShimError(ShimError.unimplemented, "vireo: \(method) is not supported yet")
         default:
             throw ShimError(ShimError.unimplemented, "unknown method \(method)")
@@ -92,8 +110,11 @@ final class TaskService: @unchecked Sendable {
     }
 
     private func delete(_ request: Containerd_Task_V2_DeleteRequest) throws -> Containerd_Task_V2_DeleteResponse {
-        try noExec(request.execID)
         let task = try existing(request.id)
+        if !request.execID.isEmpty {
+            let state = try task.removeExec(request.execID)
+            return .with { $0.pid = state.pid; $0.exitStatus = state.exitStatus; $0.exitedAt = state.exitedAt }
+        }
         guard !task.isRunning else { throw ShimError(ShimError.failedPrecondition, "task \(request.id) is running; kill it first") }
         let state = task.state
         lock.withLock { self.task = nil }
@@ -111,11 +132,6 @@ final class TaskService: @unchecked Sendable {
     private func existing(_ requested: String) throws -> ShimTask {
         guard let task = lock.withLock({ task }), task.id == requested else { throw ShimError(ShimError.notFound, "task \(requested) not found") }
         return task
-    }
-
-    /// Processes beside the container's own (exec) are not supported yet.
-    private func noExec(_ execID: String) throws {
-        guard execID.isEmpty else { throw ShimError(ShimError.notFound, "process \(execID) not found (exec is not supported yet)") }
     }
 
     private func reply(_ message: some SwiftProtobuf.Message) throws -> [UInt8] { try message.serializedBytes() }

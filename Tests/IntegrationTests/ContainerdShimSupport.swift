@@ -6,7 +6,8 @@ import Images
 final class ContainerdDaemon {
     let directory: String
     let environment: [String: String]
-    private var process: Process?
+    /// containerd's pid while it runs.
+    private(set) var pid: Int32?
     var socket: String { directory + "/containerd.sock" }
     var log: String { directory + "/containerd.log" }
 
@@ -39,36 +40,59 @@ final class ContainerdDaemon {
         try start()
     }
 
-    /// Starts containerd and waits (bounded) until `ctr version` answers.
+    /// Starts containerd and waits (bounded) until `ctr version` answers. posix_spawn and waitpid,
+    /// not Foundation's Process: its exit was seen to go unnoticed here once ctr runs had come and gone.
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/containerd")
-        process.arguments = ["--config", directory + "/config.toml"]
-        process.environment = environment
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        handle.seekToEndOfFile()
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        self.process = process
+        let logFD = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard logFD >= 0 else { throw ImageError("cannot open \(log)") }
+        defer { close(logFD) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, logFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, logFD, 2)
+        let arguments: [String] = ["/usr/bin/containerd", "--config", directory + "/config.toml"]
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, "/usr/bin/containerd", &actions, nil, argv, envp)
+        guard result == 0 else { throw ImageError("cannot start containerd: \(String(cString: strerror(result)))") }
+        pid = child
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             if (try? ctr(["version"], timeout: 10).status) == 0 { return }
-            guard process.isRunning else { throw ImageError("containerd exited at start; its log: \(log)") }
+            guard running else { throw ImageError("containerd exited at start; its log: \(log)") }
             usleep(200_000)
         }
         throw ImageError("containerd did not answer within 60 s; its log: \(log)")
     }
 
+    /// Whether containerd still runs (reaps it when it has exited).
+    private var running: Bool {
+        guard let pid else { return false }
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == pid || (result < 0 && errno == ECHILD) {
+            self.pid = nil
+            return false
+        }
+        return true
+    }
+
     /// SIGTERM, then waits (bounded) for containerd to exit. Its shims keep running.
     func stop() {
-        guard let process, process.isRunning else { return }
-        process.terminate()
+        guard let pid else { return }
+        kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(30)
-        while process.isRunning && Date() < deadline { usleep(100_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        self.process = nil
+        while running && Date() < deadline { usleep(100_000) }
+        if running {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+            self.pid = nil
+        }
     }
 
     struct Result {
@@ -84,8 +108,9 @@ final class ContainerdDaemon {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/ctr")
         process.arguments = ["--address", socket] + arguments
         process.environment = environment
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch("out")))
-        let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch("err")))
+        let outputPath = scratch("out"), errorPath = scratch("err")
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
         process.standardOutput = output
         process.standardError = errors
         process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
@@ -97,10 +122,11 @@ final class ContainerdDaemon {
         let seconds = Date().timeIntervalSince(started)
         try? output.close()
         try? errors.close()
-        return Result(status: process.terminationStatus, output: (try? String(contentsOfFile: scratch("out"), encoding: .utf8)) ?? "",
-                      errors: (try? String(contentsOfFile: scratch("err"), encoding: .utf8)) ?? "", seconds: seconds)
+        return Result(status: process.terminationStatus, output: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
+                      errors: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "", seconds: seconds)
     }
 
+    /// An empty file for one ctr run's output (ctr runs one at a time).
     private func scratch(_ name: String) -> String {
         let path = "\(directory)/ctr.\(name)"
         FileManager.default.createFile(atPath: path, contents: nil)
@@ -120,8 +146,6 @@ final class ContainerdDaemon {
             return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(text)
         }
     }
-
-    var pid: Int32? { process?.processIdentifier }
 
     /// Mount points under `text` (from /proc/self/mountinfo).
     static func mounts(under text: String) -> [String] {
