@@ -121,6 +121,23 @@ struct ContainerdShimTests {
         #expect(listed.output.contains("third") && listed.output.contains("RUNNING"), "ctr task ls after the restart: \(listed.output) \(listed.errors)")
         let processes = try daemon.ctr(["task", "ps", "third"])
         #expect(processes.status == 0 && processes.output.split(separator: "\n").count == 2, "ctr task ps: \(processes.output) \(processes.errors)")
+        // The shim's socket is hostile input too: a frame longer than ttrpc's 4 MiB closes that
+        // connection (nothing allocated), a request that is not protobuf gets an error response, and
+        // the shim goes on serving containerd.
+        let sockets = (try? FileManager.default.contentsOfDirectory(atPath: directory + "/vireo-shim")) ?? []
+        try #require(sockets.count == 1, "the shim's socket: \(sockets)")
+        if let fd = RawShimSocket.connect(directory + "/vireo-shim/" + sockets[0]) {
+            _ = write(fd, RawShimSocket.header(length: 0xffff_ffff, stream: 1, type: 1), 10)
+            #expect(RawShimSocket.read(fd, 1).isEmpty, "an oversized frame did not close the connection")
+            close(fd)
+        } else { Issue.record("cannot connect to the shim's socket") }
+        if let fd = RawShimSocket.connect(directory + "/vireo-shim/" + sockets[0]) {
+            _ = write(fd, RawShimSocket.header(length: 3, stream: 7, type: 1) + [0xff, 0xff, 0xff], 13)
+            let response = RawShimSocket.read(fd, 10)
+            #expect(response.count == 10 && response[7] == 7 && response[8] == 2, "response to a garbage request: \(response)")
+            close(fd)
+        } else { Issue.record("cannot connect to the shim's socket") }
+
         // `ctr task exec`: a second process in the same VM (it sees the program's pid file, in the VM's
         // own root, and that process alive) with its own output and exit status.
         let exec = try daemon.ctr(["task", "exec", "--exec-id", "probe", "third", "sh", "-c",
