@@ -1,7 +1,8 @@
 /*
  * The image init's exec agent: runs more processes in the VM for the host (containerd's `ctr task
- * exec`, through containerd-shim-vireo-v2). A process of its own, forked by PID 1 after the root is
- * in place; it listens on vsock port 1026 and serves each connection in a forked handler:
+ * exec`, through containerd-shim-vireo-v2). PID 1 listens on vsock port 1026 once the program runs
+ * and forks a handler per connection (nothing is forked until the host asks: a fork costs guest
+ * kernel time, which PVM hosts emulate slowly); each connection is one process:
  *
  *   host -> guest  "VIREOEX1", u32 LE length N (at most 1 MiB), N bytes of records "<tag><value>\0":
  *                  A argv element (at least one), E "KEY=VALUE", W working directory, U "UID:GID"
@@ -97,9 +98,9 @@ static int agent_frame(int fd, char type, const void *payload, uint32_t length)
 static void agent_exec(char **argv, char **envp, const char *workdir, const char *user, int output)
 {
 	setsid();
-	int null = open("/dev/null", O_RDONLY);
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (null >= 0)
-		dup2(null, 0);
+		dup2(null, 0); /* dup2 clears close-on-exec on 0 only */
 	dup2(output, 1);
 	dup2(output, 2);
 	if (workdir && *workdir && chdir(workdir) != 0) {
@@ -207,27 +208,35 @@ static void agent_serve(int connection)
 	}
 }
 
-void image_agent_start(void)
+int image_agent_listen(void)
 {
-	pid_t agent = fork();
-	if (agent != 0)
-		return;
-	int listener = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int listener = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (listener < 0)
+		return -1;
 	struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = AGENT_PORT};
-	if (listener < 0 || bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 8) != 0)
-		_exit(0);
-	signal(SIGCHLD, SIG_IGN); /* handlers are reaped by the kernel */
-	for (;;) {
-		int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-		if (connection < 0)
-			continue;
-		pid_t handler = fork();
-		if (handler == 0) {
-			close(listener);
-			signal(SIGCHLD, SIG_DFL);
-			agent_serve(connection);
-			_exit(0);
-		}
-		close(connection);
+	if (bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 8) != 0) {
+		close(listener);
+		return -1;
 	}
+	return listener;
+}
+
+void image_agent_accept(int listener)
+{
+	int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+	if (connection < 0)
+		return;
+	pid_t handler = fork();
+	if (handler == 0) {
+		/* Undo what PID 1 set up for itself: its handlers, its blocked signals, its listeners. */
+		for (int number = 1; number < NSIG; number++)
+			signal(number, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		close(listener);
+		agent_serve(connection);
+		_exit(0);
+	}
+	close(connection); /* PID 1 reaps the handler with the other orphans */
 }

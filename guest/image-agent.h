@@ -1,7 +1,8 @@
 /* The exec agent of the image init (see image-agent.c). */
 #ifndef VIREO_IMAGE_AGENT_H
 #define VIREO_IMAGE_AGENT_H
-/* Forks the agent (it listens on vsock port 1026); the caller, PID 1, returns at once. No vsock
- * device: the agent exits quietly. */
-void image_agent_start(void);
+/* A non-blocking listening socket on vsock port 1026, or -1 (no vsock device). */
+int image_agent_listen(void);
+/* Accepts one connection and forks its handler (which runs one process; see image-agent.c). */
+void image_agent_accept(int listener);
 #endif

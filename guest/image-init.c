@@ -509,7 +509,6 @@ int main(void)
 	if (value('Y'))
 		image_setup_terminal(value('Y'));
 
-	image_agent_start(); /* `ctr task exec`'s processes (image-agent.c), before any handler is set */
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -543,12 +542,17 @@ int main(void)
 		sigaction(forwarded[i], &action, NULL);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	int listener = listen_for_signals();
+	int agent = image_agent_listen(); /* `ctr task exec` (image-agent.c) */
 	for (;;) {
-		struct pollfd fds[2] = {{.fd = signal_pipe[0], .events = POLLIN}, {.fd = listener, .events = POLLIN}};
-		if (poll(fds, listener >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+		/* A missing listener (-1) is skipped by poll. */
+		struct pollfd fds[3] = {{.fd = signal_pipe[0], .events = POLLIN}, {.fd = listener, .events = POLLIN},
+		                        {.fd = agent, .events = POLLIN}};
+		if (poll(fds, 3, -1) < 0 && errno != EINTR)
 			fail("poll");
 		if (listener >= 0 && (fds[1].revents & POLLIN))
 			receive_signal(listener);
+		if (agent >= 0 && (fds[2].revents & POLLIN))
+			image_agent_accept(agent);
 		unsigned char byte;
 		while (read(signal_pipe[0], &byte, 1) == 1) {
 			if (byte != SIGCHLD)
