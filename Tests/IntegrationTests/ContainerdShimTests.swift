@@ -83,10 +83,15 @@ struct ContainerdShimTests {
 
     @Test func ctrRunPrintsTheOutputAndExitStatusAndLeavesNothing() throws {
         let directory = try TestEnvironment.freshDirectory("vireo-ctrd").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
         let archive = try imageArchive(in: directory)
         let daemon = try ContainerdDaemon(directory: directory, environment: try environment(directory))
-        defer { daemon.stop() }
+        defer {
+            // After a failure: no shim, VM or mount outlives the test.
+            daemon.stop()
+            for pid in ContainerdDaemon.processes(mentioning: directory, except: nil) { kill(pid, SIGKILL) }
+            for mount in ContainerdDaemon.mounts(under: directory).reversed() { umount2(mount, Int32(MNT_DETACH)) }
+            try? FileManager.default.removeItem(atPath: directory)
+        }
         let imported = try daemon.ctr(["image", "import", archive])
         try #require(imported.status == 0, "ctr image import: \(imported.output) \(imported.errors)")
 
