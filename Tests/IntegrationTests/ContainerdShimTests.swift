@@ -151,6 +151,25 @@ struct ContainerdShimTests {
         let missing = try daemon.ctr(["task", "exec", "--exec-id", "missing", "third", "/no/such/program"], timeout: 300)
         #expect(missing.status == 127 && missing.output.contains("cannot run /no/such/program"), "exec of a missing program: \(missing.status) \(missing.output) \(missing.errors)")
         TestEnvironment.log("containerd: ctr task exec \(String(format: "%.1f", exec.seconds)) s")
+        // A detached exec, stopped by `ctr task kill --exec-id` (the signal goes through the agent to
+        // the exec's process group); `ctr task delete --exec-id` exits with its status.
+        let execLog = directory + "/exec.log"
+        let sleeper = try daemon.ctr(["task", "exec", "-d", "--log-uri", "file://" + execLog, "--exec-id", "sleeper", "third", "sh", "-c",
+                                      "trap 'echo exec-TERM; exit 9' TERM; echo exec-ready; sleep 600 & wait"], timeout: 300)
+        #expect(sleeper.status == 0, "ctr task exec -d: \(sleeper.status) \(sleeper.errors)")
+        let execReady = eventually(300) { ((try? String(contentsOfFile: execLog, encoding: .utf8)) ?? "").contains("exec-ready") }
+        #expect(execReady, "the detached exec did not start: \(daemon.logTail)")
+        let execKilled = try daemon.ctr(["task", "kill", "--exec-id", "sleeper", "third"])
+        #expect(execKilled.status == 0, "ctr task kill --exec-id: \(execKilled.errors)")
+        #expect(eventually(120) { ((try? String(contentsOfFile: execLog, encoding: .utf8)) ?? "").contains("exec-TERM") },
+                "the exec did not get SIGTERM: \((try? String(contentsOfFile: execLog, encoding: .utf8)) ?? "")")
+        var execDeleted = try daemon.ctr(["task", "delete", "--exec-id", "sleeper", "third"])
+        // Delete of a process still running is refused: retry while its status travels back.
+        for _ in 0..<50 where execDeleted.status != 9 {
+            usleep(200_000)
+            execDeleted = try daemon.ctr(["task", "delete", "--exec-id", "sleeper", "third"])
+        }
+        #expect(execDeleted.status == 9, "ctr task delete --exec-id: \(execDeleted.status) \(execDeleted.errors)")
         let killed = try daemon.ctr(["task", "kill", "third"])
         #expect(killed.status == 0, "ctr task kill: \(killed.errors)")
         let stopped = eventually(120) { ((try? daemon.ctr(["task", "ls"]).output) ?? "").contains("STOPPED") }
