@@ -102,11 +102,11 @@ struct ContainerdShimTests {
         TestEnvironment.log("containerd: first ctr run (warm-up boot + restore) \(String(format: "%.1f", first.seconds)) s")
         expectNothingLeft(daemon, "first", "after the first ctr run --rm")
 
-        // A second run restores the snapshot (the per-container cost); the image config's Env reaches the
-        // program through containerd's OCI spec.
-        let second = try daemon.ctr(["run", "--runtime", ContainerdShimTests.runtime, "--rm", ContainerdShimTests.reference, "second",
-                                     "sh", "-c", "echo $GREETING from $(pwd); exit 0"], timeout: 600)
-        #expect(second.status == 0 && second.output == "hello from /\n", "second ctr run: status \(second.status), stdout \(second.output.debugDescription), stderr \(second.errors); containerd log: \(daemon.logTail)")
+        // A second run restores the snapshot (the per-container cost); the image config's Env, ctr's
+        // --env and --cwd reach the program through containerd's OCI spec.
+        let second = try daemon.ctr(["run", "--runtime", ContainerdShimTests.runtime, "--rm", "--cwd", "/tmp", "--env", "WHO=ctr",
+                                     ContainerdShimTests.reference, "second", "sh", "-c", "echo $GREETING $WHO from $PWD; exit 0"], timeout: 600)
+        #expect(second.status == 0 && second.output == "hello ctr from /tmp\n", "second ctr run: status \(second.status), stdout \(second.output.debugDescription), stderr \(second.errors); containerd log: \(daemon.logTail)")
         TestEnvironment.log("containerd: warm ctr run to exit \(String(format: "%.1f", second.seconds)) s")
         expectNothingLeft(daemon, "second", "after the second ctr run --rm")
 
