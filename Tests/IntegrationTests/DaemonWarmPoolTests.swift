@@ -22,6 +22,11 @@ extension DaemonTests {
             })
         }
 
+        /// Whether `pid` is a live process (a zombie has no command line left).
+        static func isRunning(_ pid: Int32) -> Bool {
+            !(FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).isEmpty
+        }
+
         /// Polls until the pool has `count` members; every sample must stay within `bound`.
         static func waitForMembers(_ daemon: DaemonProcess, count: Int, bound: Int, timeout: Double = 30) -> (Set<Int32>, Int) {
             let deadline = Date().addingTimeInterval(timeout)
@@ -97,6 +102,16 @@ extension DaemonTests {
             let again = try daemon.action("clone", "start")
             #expect(refilled.contains(again.pid ?? -1), "the restart's VMM \(again.pid ?? -1) is not one of \(refilled)")
             #expect(daemon.waitForLog("clone", "count=\(atSnapshot + 2)"))
+
+            // A daemon crash: its members end with it (their sockets close); the pooled VM runs on,
+            // is re-adopted, and its end is still recorded (the shim writes it in the VM's directory).
+            let beforeCrash = WarmPool.members(daemon)
+            try daemon.crashAndRestart()
+            #expect(daemon.waitForVM("clone") { $0.state == "running" }?.pid == again.pid, "the pooled VM was not re-adopted")
+            let (afterCrash, crashMost) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
+            #expect(afterCrash.count == 2 && crashMost <= 2 && afterCrash.isDisjoint(with: beforeCrash),
+                    "members before the crash \(beforeCrash), after \(afterCrash)")
+            for pid in beforeCrash { #expect(!WarmPool.isRunning(pid), "member \(pid) outlived its daemon") }
             try daemon.action("clone", "kill")
             let killed = daemon.waitForVM("clone") { $0.state == "stopped" }
             #expect(killed?.state == "stopped", "\(String(describing: killed))")
@@ -108,7 +123,7 @@ extension DaemonTests {
             let deadline = Date().addingTimeInterval(10)
             while Date() < deadline && !WarmPool.members(daemon).isEmpty { usleep(20_000) }
             #expect(WarmPool.members(daemon).isEmpty, "pool members left after the daemon: \(WarmPool.members(daemon))")
-            for pid in last { #expect(kill(pid, 0) != 0, "member \(pid) still runs") }
+            for pid in last { #expect(!WarmPool.isRunning(pid), "member \(pid) still runs") }
             let origPID = try #require(try? String(contentsOfFile: "\(daemon.stateDirectory)/vms/orig/vmm.pid", encoding: .utf8))
             #expect(kill(Int32(origPID.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1, 0) == 0, "orig stopped with the daemon")
         }
