@@ -116,6 +116,17 @@ extension DaemonTests {
             let killed = daemon.waitForVM("clone") { $0.state == "stopped" }
             #expect(killed?.state == "stopped", "\(String(describing: killed))")
 
+            // A snapshot file swapped for a link after the VM was defined: refused with one line, the
+            // link never followed (the daemon opens the files for the member), the daemon answers.
+            let secret = daemon.directory + "/secret"
+            try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: secret))
+            try FileManager.default.moveItem(atPath: snapshot + "/memory.bin", toPath: daemon.directory + "/memory.bin.real")
+            try FileManager.default.createSymbolicLink(atPath: snapshot + "/memory.bin", withDestinationPath: secret)
+            let refused = try daemon.request("POST", "/vms/clone/start")
+            #expect((400..<500).contains(refused.status) && refused.errorMessage.contains("memory.bin"), "\(refused.status) \(refused.text)")
+            #expect(try daemon.vm("clone").state != "running")
+            #expect(try daemon.request("GET", "/info").status == 200)
+
             // Drained with the daemon: its members end, the VMs keep running.
             let last = WarmPool.waitForMembers(daemon, count: 2, bound: 2).0
             kill(daemon.pid, SIGTERM)

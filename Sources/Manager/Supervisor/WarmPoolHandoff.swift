@@ -27,7 +27,11 @@ enum WarmPoolHandoff {
         defer { close(snapshotFD) }
         for name in ["state.bin", "memory.bin"] {
             let fd = openat(snapshotFD, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            try keep(fd, "\(snapshot)/\(name)")
+            guard fd >= 0 else {
+                let reason = errno == ELOOP ? "is a symbolic link" : String(cString: strerror(errno))
+                throw APIError(status: 422, code: "invalid_snapshot", message: "snapshot \(snapshot)/\(name) \(reason)")
+            }
+            opened.append(fd)
             var info = stat()
             guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_nlink == 1 else {
                 throw APIError(status: 422, code: "invalid_snapshot",
