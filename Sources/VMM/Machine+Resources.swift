@@ -28,6 +28,12 @@ extension Machine {
 
     /// /dev/kvm with the capabilities Vireo needs, room for `cpus` vCPUs, and the CPUID it supports.
     static func openKVM(cpus: Int) throws(VMMError) -> (kvm: KVMSystem, supportedCPUID: [CPUIDEntry]) {
+        if let host = KVMPrewarm.take() {
+            guard cpus <= host.kvm.maxVCPUs else {
+                throw .invalidConfiguration("--cpus \(cpus) exceeds this host's KVM limit of \(host.kvm.maxVCPUs) vCPUs")
+            }
+            return host
+        }
         let kvm: KVMSystem
         do {
             // VIREO_KVM_DEVICE lets tests point at a missing device; users never need it.

@@ -64,6 +64,14 @@ public final class Machine: Sendable {
         try self.init(config: try origin.configuration(options), origin: origin)
     }
 
+    /// The same from descriptors of `state.bin` and `memory.bin` (a warm-pool VMM, which is given
+    /// the snapshot rather than its path); both are closed once read and mapped.
+    public convenience init(restoring files: SnapshotFiles, options: VMConfig) throws(VMMError) {
+        defer { close(files.state) }
+        let origin = try SnapshotRestore(files: files)
+        try self.init(config: try origin.configuration(options), origin: origin)
+    }
+
     /// Assembles the machine in one direction: the spec's shape → resources (KVM, guest RAM,
     /// devices, the VM) → the guest's origin (a fresh boot or a snapshot) creates the vCPUs and
     /// loads device state. Fails with a user-facing VMMError before any guest code runs.

@@ -93,6 +93,15 @@ struct SnapshotRestore: MachineOrigin {
         }
     }
 
+    /// The snapshot as descriptors the daemon opened (a warm-pool VMM).
+    init(files: SnapshotFiles) throws(VMMError) {
+        do {
+            image = try SnapshotImage.open(files)
+        } catch {
+            throw .boot("snapshot \(files.directory): \(error)")
+        }
+    }
+
     /// The machine the snapshot fixes (shape, command line, NICs, rng), with `options`' run-time
     /// settings; disks may be overridden (each clone its own copy) if there are as many.
     func configuration(_ options: VMConfig) throws(VMMError) -> VMConfig {

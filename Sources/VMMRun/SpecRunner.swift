@@ -9,10 +9,13 @@ import Glibc
 package struct SpecRunner {
     let spec: VMSpec
     let verbose: Bool
+    /// The snapshot as descriptors (a warm-pool VMM); nil: the spec's restore directory by path.
+    let snapshotFiles: SnapshotFiles?
 
-    package init(spec: VMSpec, verbose: Bool) {
+    package init(spec: VMSpec, verbose: Bool, snapshotFiles: SnapshotFiles? = nil) {
         self.spec = spec
         self.verbose = verbose
+        self.snapshotFiles = snapshotFiles
     }
 
     package func run() throws {
@@ -24,7 +27,9 @@ package struct SpecRunner {
             let seccomp = try spec.isolation.seccomp ?? RunFlags.seccompMode(nil) ?? .on
             isolationPlan = try IsolationPlan.prepare(IsolationSettings(spec: spec, defaultSeccomp: seccomp), config: &config)
             try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
-            if let restore = spec.restoreDirectory {
+            if let files = snapshotFiles {
+                machine = try Machine(restoring: files, options: config)
+            } else if let restore = spec.restoreDirectory {
                 machine = try Machine(restoring: restore, options: config)
             } else {
                 machine = try Machine(config: config)

@@ -6,6 +6,8 @@ package enum VMMArguments {
     /// What the command line asks for.
     package enum Command: Sendable {
         case run(RunFlags)
+        /// A warm-pool VMM: started by the daemon, waits on descriptor 3 for a VM (WarmPoolMember).
+        case pool
         case version
         case help(String)
     }
@@ -42,6 +44,9 @@ package enum VMMArguments {
     package static func parse(_ arguments: [String]) throws(UsageError) -> Command {
         switch arguments.first {
         case "run": return try parseRun(Array(arguments.dropFirst()))
+        case "pool":
+            guard arguments.count == 1 else { throw UsageError(unexpected(Array(arguments.dropFirst()))) }
+            return .pool
         case "version":
             guard arguments.count == 1 else { throw UsageError(unexpected(Array(arguments.dropFirst()))) }
             return .version
@@ -184,6 +189,7 @@ package enum VMMArguments {
         SUBCOMMANDS:
           run (default)           Boot a kernel in a new VM, with its serial console on this terminal.
           version                 Print Vireo's version and the host's KVM kind.
+          pool                    (for 'vireo serve --warm-pool') Wait on descriptor 3 for a VM to restore.
 
           See 'vireo-vmm help run' for the flags of run.
         """

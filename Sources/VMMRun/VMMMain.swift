@@ -15,6 +15,8 @@ package enum VMMMain {
             case .version:
                 print("vireo \(vireoVersion)")
                 print("host: \(HostKind.detect())")
+            case .pool:
+                try WarmPoolMember.run()
             case let .run(flags):
                 try SpecRunner(spec: try flags.vmSpec(), verbose: flags.verbose).run()
             }

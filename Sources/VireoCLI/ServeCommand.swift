@@ -43,6 +43,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("vmm-binary"), help: ArgumentHelp("Executable that runs each VM as '<binary> run …' (default: vireo-vmm next to this vireo, else this vireo).", valueName: "path"))
     var vmmBinary: String?
 
+    @Option(name: .customLong("warm-pool"), help: ArgumentHelp("Keep this many VMM processes started and waiting, so that a VM restored from a snapshot starts without paying for a new process (0-64; default 0). They need the vireo-vmm executable.", valueName: "n"))
+    var warmPool: Int = 0
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -62,6 +65,9 @@ struct ServeCommand: ParsableCommand {
         if let vmmBinary, access(absolute(vmmBinary), X_OK) != 0 {
             throw ValidationError("--vmm-binary '\(vmmBinary)' is not an executable file")
         }
+        guard (0...64).contains(warmPool) else {
+            throw ValidationError("--warm-pool must be between 0 and 64; got \(warmPool)")
+        }
         guard logFormat == "text" || logFormat == "json" else {
             throw ValidationError("--log-format must be text or json; got '\(logFormat)'")
         }
@@ -73,6 +79,7 @@ struct ServeCommand: ParsableCommand {
         configuration.imageRoots = imageRoots.map(absolute)
         configuration.vmmExecutable = vmmBinary.map(absolute)
         configuration.consoleLogMaxBytes = Int(ByteSize.parse(consoleLogMax)!)
+        configuration.warmPoolSize = warmPool
         configuration.requestTimeoutSeconds = requestTimeout
         configuration.logLevel = Logger.Level(rawValue: logLevel)!
         configuration.readSnapshot = { directory throws in

@@ -14,6 +14,8 @@ public struct DaemonConfiguration: Sendable {
     public var vmmExecutable: String?
     /// Each VM's console log is rotated past this size (one old generation is kept).
     public var consoleLogMaxBytes: Int = 1 << 20
+    /// `--warm-pool N`: VMM processes kept started for snapshot restores (0: none).
+    public var warmPoolSize = 0
     /// An API connection that keeps the daemon waiting this long for its request is closed
     /// (`--request-timeout`; RequestTimeouts).
     public var requestTimeoutSeconds: Double = 30

@@ -36,6 +36,7 @@ public enum ManagerDaemon {
         let executable = try configuration.vmmExecutable ?? defaultVMMExecutable()
         var supervisorConfiguration = Supervisor.Configuration(stateDirectory: stateDirectory, vmmExecutable: executable)
         supervisorConfiguration.consoleLogMaxBytes = configuration.consoleLogMaxBytes
+        supervisorConfiguration.warmPoolSize = configuration.warmPoolSize
         let events = EventBus()
         var validator = DefinitionValidator(readSnapshot: configuration.readSnapshot)
         let imageRoots = try prepareImageRoots(configuration.imageRoots, stateDirectory: stateDirectory)

@@ -24,6 +24,8 @@ public actor Supervisor {
         public var stopTimeout: Double = 10
         /// How often VMM processes are checked for an exit.
         public var monitorInterval: Double = 0.1
+        /// `--warm-pool N`: VMM processes kept started for snapshot restores (WarmPool); 0: none.
+        public var warmPoolSize = 0
 
         public init(stateDirectory: String, vmmExecutable: String) {
             self.stateDirectory = stateDirectory
@@ -35,7 +37,9 @@ public actor Supervisor {
     public nonisolated let events: EventBus
     private let store: Store
     private let logger: Logger
-    private let launcher: VMMLauncher
+    let launcher: VMMLauncher
+    /// Pre-started VMMs that restores take (nil without `--warm-pool`).
+    let warmPool: WarmPool?
     private let validator: DefinitionValidator
 
     private var vms: [String: VMRecord] = [:]
@@ -60,6 +64,7 @@ public actor Supervisor {
         self.validator = validator
         launcher = VMMLauncher(executable: configuration.vmmExecutable, consoleLogMaxBytes: configuration.consoleLogMaxBytes,
                                imageRoots: validator.imageRoots.unrestricted ? nil : validator.imageRoots.directories)
+        warmPool = WarmPool.make(configuration, logger: logger)
     }
 
     public nonisolated func paths(for name: String) -> VMPaths {
@@ -289,8 +294,13 @@ public actor Supervisor {
 
         let shim: Int32
         do {
-            shim = try launcher.spawn(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
-                                      heldFD: baseLock?.descriptor)
+            if let member = try startFromWarmPool(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
+                                                  heldFD: baseLock?.descriptor) {
+                shim = member
+            } else {
+                shim = try launcher.spawn(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
+                                          heldFD: baseLock?.descriptor)
+            }
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
@@ -525,6 +535,7 @@ public actor Supervisor {
     /// Watches VMM processes for exits until `shutdown()`.
     public func startMonitor() {
         guard monitor == nil else { return }
+        warmPool?.start()
         let interval = configuration.monitorInterval
         monitor = Task { [weak self] in
             while !Task.isCancelled {
@@ -552,6 +563,7 @@ public actor Supervisor {
 
     /// Stops watching; the VMs keep running and a later daemon re-adopts them.
     public func shutdown() {
+        warmPool?.drain()
         monitor?.cancel()
         monitor = nil
         for task in restartTasks.values { task.cancel() }

@@ -8,6 +8,31 @@ import Glibc
 struct SnapshotImage {
     let directory: String
     let state: SnapshotState
+    /// The memory file when the snapshot came as descriptors (SnapshotFiles); nil: open it by path.
+    var memoryFD: Int32? = nil
+
+    /// Reads and verifies the state from a descriptor and checks the memory file's descriptor the
+    /// same way `open(_:)` checks the files it opens.
+    static func open(_ files: SnapshotFiles) throws(SnapshotError) -> SnapshotImage {
+        let state = try SnapshotState.decode(try files.readState())
+        let memoryPath = files.directory + "/" + SnapshotState.memoryFile
+        var info = stat()
+        guard fstat(files.memory, &info) == 0 else {
+            throw .memoryFile("cannot stat \(memoryPath): \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw .memoryFile("\(memoryPath) is not a regular file") }
+        try check(state, memorySize: info.st_size, memoryPath: memoryPath)
+        return SnapshotImage(directory: files.directory, state: state, memoryFD: files.memory)
+    }
+
+    private static func check(_ state: SnapshotState, memorySize: off_t, memoryPath: String) throws(SnapshotError) {
+        guard UInt64(memorySize) >= state.memoryFileSize else {
+            throw .memoryFile("\(memoryPath) has \(memorySize) bytes but the snapshot declares \(state.memoryFileSize)")
+        }
+        guard state.regions.reduce(0, { $0 + $1.size }) == state.memoryBytes else {
+            throw .corrupt("memory regions do not add up to the VM's RAM size")
+        }
+    }
 
     /// Reads and verifies `state.bin` and checks that `memory.bin` is as large as declared.
     static func open(_ directory: String) throws(SnapshotError) -> SnapshotImage {
@@ -25,12 +50,7 @@ struct SnapshotImage {
             throw .memoryFile("\(memoryPath) is missing (\(String(cString: strerror(errno))))")
         }
         if let refusal = CheckedOpen.refusal(info.st_mode, .regular) { throw .memoryFile("\(memoryPath) \(refusal)") }
-        guard UInt64(info.st_size) >= state.memoryFileSize else {
-            throw .memoryFile("\(memoryPath) has \(info.st_size) bytes but the snapshot declares \(state.memoryFileSize)")
-        }
-        guard state.regions.reduce(0, { $0 + $1.size }) == state.memoryBytes else {
-            throw .corrupt("memory regions do not add up to the VM's RAM size")
-        }
+        try check(state, memorySize: info.st_size, memoryPath: memoryPath)
         return SnapshotImage(directory: directory, state: state)
     }
 
@@ -39,12 +59,16 @@ struct SnapshotImage {
     func mapMemory() throws(SnapshotError) -> GuestMemory {
         let path = directory + "/" + SnapshotState.memoryFile
         let fd: Int32
-        switch CheckedOpen.open(path, flags: O_RDONLY, noFollow: true, image: true) {
-        case let .success(opened): fd = opened
-        case let .failure(.system(error)): throw .memoryFile("cannot open \(path): \(String(cString: strerror(error)))")
-        case let .failure(refusal): throw .memoryFile("\(path) \(refusal)")
+        if let memoryFD {
+            fd = memoryFD
+        } else {
+            switch CheckedOpen.open(path, flags: O_RDONLY, noFollow: true, image: true) {
+            case let .success(opened): fd = opened
+            case let .failure(.system(error)): throw .memoryFile("cannot open \(path): \(String(cString: strerror(error)))")
+            case let .failure(refusal): throw .memoryFile("\(path) \(refusal)")
+            }
         }
-        defer { close(fd) }  // the mappings stay valid after close
+        defer { close(fd) }  // the mappings stay valid after close (a handed-over descriptor too)
         var regions: [GuestMemoryRegion] = []
         for region in state.regions {
             let pointer = mmap(nil, Int(region.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,

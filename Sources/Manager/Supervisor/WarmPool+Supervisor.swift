@@ -1,0 +1,39 @@
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension WarmPool {
+    /// The daemon's pool for its configuration: nil without `--warm-pool`, or (logged) when the VMM
+    /// executable is not `vireo-vmm`, the one program with a pool mode.
+    static func make(_ configuration: Supervisor.Configuration, logger: Logger) -> WarmPool? {
+        guard configuration.warmPoolSize > 0 else { return nil }
+        guard configuration.vmmExecutable.hasSuffix("/vireo-vmm") else {
+            logger.warning("warm pool off: the VMM executable \(configuration.vmmExecutable) is not vireo-vmm")
+            return nil
+        }
+        return WarmPool(size: configuration.warmPoolSize, executable: configuration.vmmExecutable,
+                        stateDirectory: configuration.stateDirectory, logger: logger)
+    }
+}
+
+extension Supervisor {
+    /// A snapshot restore started by a warm-pool member: the spec is written as for a fresh VMM,
+    /// the member gets the VM's files as descriptors and runs it under the same confinement.
+    /// Returns the member's shim pid; nil when there is no pool, the VM boots a kernel, or no
+    /// member is ready (the caller then starts a VMM the usual way).
+    func startFromWarmPool(_ definition: VMDefinition, confinement: VMMConfinement, paths: VMPaths,
+                           lockFD: Int32, heldFD: Int32?) throws(APIError) -> Int32? {
+        guard let warmPool, let snapshot = definition.restore, let member = warmPool.take() else { return nil }
+        defer { warmPool.discard(member) }  // the daemon's end of the socket: no longer needed either way
+        try launcher.writeSpec(launcher.spec(for: definition, confinement: confinement), paths: paths)
+        do {
+            try WarmPoolHandoff.handOff(member, paths: paths, snapshot: snapshot, lockFD: lockFD, heldFD: heldFD)
+        } catch where error.status == 422 {
+            throw error
+        } catch {
+            return nil  // the member went away: a fresh VMM instead
+        }
+        return member.shim
+    }
+}

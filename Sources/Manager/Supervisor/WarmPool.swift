@@ -1,0 +1,188 @@
+import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `vireo serve --warm-pool N`: up to N `vireo-vmm pool` processes started ahead of any request,
+/// each waiting on a socket for a snapshot to restore (WarmPoolMember, WarmPoolHandoff).
+///
+/// Bounded: idle and starting members together never exceed N. A member taken for a VM is
+/// replaced in the background. Drained on shutdown (and implicitly when the daemon dies): closing
+/// the daemon's end of a member's socket ends it, so no member outlives the daemon's pool.
+/// Each member runs under a small shim, as every VMM does (VMMLauncher), in a slot directory of
+/// its own under `<state-dir>/pool/`; once handed a VM the shim writes the exit status into that
+/// VM's directory, which the daemon names in the slot (`vm-directory`) before the hand-off.
+final class WarmPool: Sendable {
+    /// One started member: its VMM and shim pids, the daemon's end of its socket, its slot.
+    struct Member: Sendable {
+        let pid: Int32
+        let shim: Int32
+        let socket: Int32
+        let slot: String
+    }
+
+    private struct State {
+        var idle: [Member] = []
+        var starting = 0
+        var drained = false
+        var serial = 0
+    }
+
+    let size: Int
+    let executable: String
+    let directory: String
+    private let logger: Logger
+    private let state = Mutex(State())
+    /// How long a new member may take to say it is ready.
+    static let readyTimeout = 20.0
+
+    /// The shim: start the member in its slot, wait, then record how it ended where its VM's
+    /// records are (the slot's `vm-directory`, written by the daemon before the hand-off), and
+    /// remove the slot. The daemon writes the slot; user data never enters the script.
+    static let shimScript = """
+        slot=$1
+        shift
+        cd "$slot" || exit 127
+        "$@" </dev/null &
+        pid=$!
+        exec 3<&-
+        wait $pid
+        status=$?
+        if [ -s vm-directory ] && cd "$(cat vm-directory)"; then
+          echo $status > vmm.exit.tmp && mv -f vmm.exit.tmp vmm.exit
+        fi
+        rm -rf -- "$slot"
+        """
+
+    init(size: Int, executable: String, stateDirectory: String, logger: Logger) {
+        self.size = size
+        self.executable = executable
+        self.directory = stateDirectory + "/pool"
+        self.logger = logger
+    }
+
+    /// Clears slots a previous daemon left without a VM, then fills the pool in the background.
+    func start() {
+        mkdir(directory, 0o700)
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) {
+            for entry in entries where access("\(directory)/\(entry)/vm-directory", F_OK) != 0 {
+                try? FileManager.default.removeItem(atPath: "\(directory)/\(entry)")
+            }
+        }
+        refill()
+    }
+
+    /// Members ready now.
+    var readyCount: Int { state.withLock { $0.idle.count } }
+
+    /// The oldest ready member that is still alive, or nil (the caller starts a VMM the usual way).
+    /// A replacement starts in the background.
+    func take() -> Member? {
+        defer { refill() }
+        while true {
+            guard let member = state.withLock({ state -> Member? in
+                state.idle.isEmpty ? nil : state.idle.removeFirst()
+            }) else { return nil }
+            if ProcessProbe.isAlive(member.pid, startTime: nil) { return member }
+            discard(member)
+        }
+    }
+
+    /// A member that will not get a VM: closing its socket ends it (its shim removes the slot).
+    func discard(_ member: Member) {
+        close(member.socket)
+    }
+
+    /// Ends every idle member and stops refilling; members already handed a VM are VMs now and
+    /// keep running. Waits up to two seconds for them to go, then kills what is left.
+    func drain() {
+        let members = state.withLock { state -> [Member] in
+            state.drained = true
+            defer { state.idle = [] }
+            return state.idle
+        }
+        for member in members { discard(member) }
+        let deadline = Date().addingTimeInterval(2)
+        for member in members {
+            while ProcessProbe.isAlive(member.pid, startTime: nil) && Date() < deadline { usleep(5_000) }
+            if ProcessProbe.isAlive(member.pid, startTime: nil) { kill(member.pid, SIGKILL) }
+        }
+    }
+
+    /// Starts members until idle and starting ones make `size`.
+    private func refill() {
+        let count = state.withLock { state -> Int in
+            guard !state.drained else { return 0 }
+            let missing = max(0, size - state.idle.count - state.starting)
+            state.starting += missing
+            return missing
+        }
+        for _ in 0..<count {
+            DispatchQueue.global().async { [self] in
+                let member = startMember()
+                let kept = state.withLock { state -> Bool in
+                    state.starting -= 1
+                    guard let member, !state.drained else { return false }
+                    state.idle.append(member)
+                    return true
+                }
+                if let member, !kept { discard(member) }
+            }
+        }
+    }
+
+    /// Spawns one member and waits for its `ready <pid>`; nil (logged) when it fails.
+    private func startMember() -> Member? {
+        let slot = state.withLock { state -> String in
+            state.serial += 1
+            return "\(directory)/\(getpid())-\(state.serial)"
+        }
+        guard mkdir(slot, 0o700) == 0 else {
+            logger.error("warm pool: cannot create \(slot): \(String(cString: strerror(errno)))")
+            return nil
+        }
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            logger.error("warm pool: socketpair: \(String(cString: strerror(errno)))")
+            rmdir(slot)
+            return nil
+        }
+        let shim: Int32
+        do {
+            shim = try WarmPoolSpawn.spawn(slot: slot, executable: executable, socket: pair[1])
+        } catch {
+            logger.error("warm pool: cannot start a member: \(error)")
+            close(pair[0])
+            close(pair[1])
+            rmdir(slot)
+            return nil
+        }
+        close(pair[1])
+        guard let pid = Self.readReady(pair[0]) else {
+            logger.error("warm pool: a member did not get ready within \(Int(Self.readyTimeout)) s (see \(slot)/vmm.log)")
+            close(pair[0])  // it ends at end of file, or already has
+            return nil
+        }
+        return Member(pid: pid, shim: shim, socket: pair[0], slot: slot)
+    }
+
+    /// Reads `ready <pid>` from a new member.
+    private static func readReady(_ socket: Int32) -> Int32? {
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let deadline = Date().addingTimeInterval(readyTimeout)
+        while Date() < deadline {
+            let result = poll(&descriptor, 1, 200)
+            if result < 0 && errno != EINTR { return nil }
+            guard result > 0 else { continue }
+            var buffer = [UInt8](repeating: 0, count: 64)
+            let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { return nil }
+            let text = String(decoding: buffer[0..<count], as: UTF8.self)
+            guard text.hasPrefix("ready "), let pid = Int32(text.dropFirst(6).prefix { $0.isNumber }), pid > 0 else { return nil }
+            return pid
+        }
+        return nil
+    }
+}

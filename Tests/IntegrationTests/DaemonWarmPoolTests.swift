@@ -1,0 +1,148 @@
+import Foundation
+import Manager
+import Testing
+
+extension DaemonTests {
+    /// Issue 16: `vireo serve --warm-pool N` keeps N `vireo-vmm pool` processes started; a VM restored
+    /// from a snapshot through the API is run by one of them, confined as a freshly started VMM is,
+    /// and the pool refills, never above N, and is gone with the daemon.
+    @Suite(.enabled { try TestEnvironment.available("DaemonTests.WarmPool", .root) })
+    struct WarmPool {
+        /// The daemon's waiting pool members: `vireo-vmm pool` processes working in `<state>/pool/`.
+        static func members(_ daemon: DaemonProcess) -> Set<Int32> {
+            let pool = daemon.stateDirectory + "/pool/"
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return Set(entries.compactMap { entry -> Int32? in
+                guard let pid = Int32(entry),
+                      let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+                      let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd"),
+                      cwd.hasPrefix(pool) else { return nil }
+                let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                return arguments.count == 2 && arguments[0].hasSuffix("/vireo-vmm") && arguments[1] == "pool" ? pid : nil
+            })
+        }
+
+        /// Whether `pid` is a live process (a zombie has no command line left).
+        static func isRunning(_ pid: Int32) -> Bool {
+            !(FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).isEmpty
+        }
+
+        /// Polls until the pool has `count` members; every sample must stay within `bound`.
+        static func waitForMembers(_ daemon: DaemonProcess, count: Int, bound: Int, timeout: Double = 30) -> (Set<Int32>, Int) {
+            let deadline = Date().addingTimeInterval(timeout)
+            var most = 0
+            var seen = members(daemon)
+            while Date() < deadline {
+                seen = members(daemon)
+                most = max(most, seen.count)
+                if seen.count == count { break }
+                usleep(20_000)
+            }
+            return (seen, max(most, seen.count))
+        }
+
+        @Test func aRestoreThroughTheAPIRunsInAPooledVMMThatIsJailedAsAFreshOne() throws {
+            let counter = try #require(TestEnvironment.micro("counter"))
+            let daemon = try DaemonProcess(extraArguments: ["--warm-pool", "2"])
+            defer { daemon.stop() }
+            let (ready, most) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
+            #expect(ready.count == 2 && most <= 2, "pool members: \(ready), at most \(most)")
+            // A waiting member is a bare process: root, no VM yet, no vCPU thread.
+            for pid in ready { #expect(HostProcess.vcpuThreads(of: pid).isEmpty) }
+
+            // A VM booted the usual way (a kernel: never from the pool), then its snapshot.
+            try daemon.create("orig", kernel: counter, [("memoryMiB", .int(32))])
+            #expect(try daemon.action("orig", "start").state == "running")
+            #expect(!ready.contains(try daemon.vm("orig").pid ?? -1), "a boot took a pool member")
+            #expect(daemon.waitForLog("orig", "count=3"), "orig: \(daemon.logs("orig").suffix(300))")
+            let snapshot = daemon.directory + "/snap"
+            let reply = try daemon.request("POST", "/vms/orig/snapshot", json: .object([("path", .string(snapshot))]))
+            #expect(reply.status == 201, "\(reply.text)")
+            let atSnapshot = Snapshots.counts(daemon.logs("orig")).last ?? 0
+
+            // The restore: a pool member runs it and the guest continues its count.
+            let created = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(snapshot))]))
+            #expect(created.status == 201, "\(created.text)")
+            let clone = try daemon.action("clone", "start")
+            #expect(clone.state == "running", "\(clone)")
+            let watched = try #require(clone.pid)
+            #expect(ready.contains(watched), "the clone's VMM \(watched) is not one of the pool's \(ready)")
+            #expect(daemon.waitForLog("clone", "count=\(atSnapshot + 2)"), "clone: \(daemon.logs("clone").suffix(300))")
+            let counts = Snapshots.counts(daemon.logs("clone"))
+            #expect((counts.first ?? 0) >= atSnapshot - 1 && (counts.first ?? 0) > 1, "the clone starts over: \(counts.prefix(5))")
+            let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(watched)/cwd")
+            #expect(cwd == "\(daemon.stateDirectory)/vms/clone", "the pooled VMM works in its VM's directory: \(cwd ?? "?")")
+
+            // Confined as the freshly started orig: jailed in its own namespaces, per-VM uid, no capabilities.
+            let vmm = try #require(HostProcess.vmm(of: watched), "no VMM process under \(watched)")
+            #expect(vmm != watched, "the jailed VMM is the pooled process's child (its supervisor's)")
+            for kind in ["mnt", "net", "pid", "ipc", "uts"] {
+                let theirs = Jail.namespace(kind, of: vmm), daemons = Jail.namespace(kind, of: daemon.pid)
+                #expect(theirs != nil && theirs != daemons, "\(kind): the VMM's \(theirs ?? "?") vs the daemon's \(daemons ?? "?")")
+            }
+            #expect(Jail.root(of: vmm)?.hasHostFiles == false, "the host's /etc/passwd is visible to the pooled VMM")
+            let credentials = try #require(ProcessCredentials(pid: vmm))
+            #expect(credentials.uids.allSatisfy { $0 >= 0x7E56_0000 && $0 <= 0x7E56_FFFF }, "uids \(credentials.uids)")
+            #expect(credentials.capabilities.values.allSatisfy { $0 == 0 } && credentials.noNewPrivileges, "\(credentials)")
+            let origApplied = try #require(try daemon.vm("orig")["vmm"]?["isolation"])
+            let cloneApplied = try #require(try daemon.vm("clone")["vmm"]?["isolation"])
+            for key in ["seccomp", "capabilities"] {
+                #expect(cloneApplied[key] == origApplied[key], "\(key): clone \(cloneApplied) vs orig \(origApplied)")
+            }
+            #expect(cloneApplied["jail"]?.stringValue?.hasPrefix("/") == true && cloneApplied["uid"]?.intValue != origApplied["uid"]?.intValue,
+                    "clone \(cloneApplied) vs orig \(origApplied)")
+
+            // The pool refills to two new members, never more.
+            let (refilled, refillMost) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
+            #expect(refilled.count == 2 && refillMost <= 2, "after the restore: \(refilled), at most \(refillMost)")
+            #expect(!refilled.contains(watched))
+
+            // The exit of a pooled VMM is recorded like any other; a restart takes a member again.
+            #expect(try daemon.action("clone", "stop").state == "stopped")
+            let again = try daemon.action("clone", "start")
+            #expect(refilled.contains(again.pid ?? -1), "the restart's VMM \(again.pid ?? -1) is not one of \(refilled)")
+            #expect(daemon.waitForLog("clone", "count=\(atSnapshot + 2)"))
+
+            // A daemon crash: its members end with it (their sockets close); the pooled VM runs on,
+            // is re-adopted, and its end is still recorded (the shim writes it in the VM's directory).
+            let beforeCrash = WarmPool.members(daemon)
+            try daemon.crashAndRestart()
+            #expect(daemon.waitForVM("clone") { $0.state == "running" }?.pid == again.pid, "the pooled VM was not re-adopted")
+            let (afterCrash, crashMost) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
+            #expect(afterCrash.count == 2 && crashMost <= 2 && afterCrash.isDisjoint(with: beforeCrash),
+                    "members before the crash \(beforeCrash), after \(afterCrash)")
+            for pid in beforeCrash { #expect(!WarmPool.isRunning(pid), "member \(pid) outlived its daemon") }
+            try daemon.action("clone", "kill")
+            let killed = daemon.waitForVM("clone") { $0.state == "stopped" }
+            #expect(killed?.state == "stopped", "\(String(describing: killed))")
+
+            // A snapshot file swapped for a link after the VM was defined: refused with one line, the
+            // link never followed (the daemon opens the files for the member), the daemon answers.
+            let secret = daemon.directory + "/secret"
+            try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: secret))
+            try FileManager.default.moveItem(atPath: snapshot + "/memory.bin", toPath: daemon.directory + "/memory.bin.real")
+            try FileManager.default.createSymbolicLink(atPath: snapshot + "/memory.bin", withDestinationPath: secret)
+            let refused = try daemon.request("POST", "/vms/clone/start")
+            #expect((400..<500).contains(refused.status) && refused.errorMessage.contains("memory.bin"), "\(refused.status) \(refused.text)")
+            #expect(try daemon.vm("clone").state != "running")
+            #expect(try daemon.request("GET", "/info").status == 200)
+
+            // Drained with the daemon: its members end, the VMs keep running.
+            let last = WarmPool.waitForMembers(daemon, count: 2, bound: 2).0
+            kill(daemon.pid, SIGTERM)
+            _ = daemon.process.waitForExit(timeout: 20)
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline && !WarmPool.members(daemon).isEmpty { usleep(20_000) }
+            #expect(WarmPool.members(daemon).isEmpty, "pool members left after the daemon: \(WarmPool.members(daemon))")
+            for pid in last { #expect(!WarmPool.isRunning(pid), "member \(pid) still runs") }
+            let origPID = try #require(try? String(contentsOfFile: "\(daemon.stateDirectory)/vms/orig/vmm.pid", encoding: .utf8))
+            #expect(kill(Int32(origPID.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1, 0) == 0, "orig stopped with the daemon")
+        }
+
+        @Test func aBadPoolSizeIsOneLine() throws {
+            let serve = try GuestProcess(arguments: ["serve", "--warm-pool", "65", "--socket", "/tmp/vireo-pool-bad.sock"])
+            let status = serve.waitForExit(timeout: 30)
+            #expect(status == 2 && serve.errorOutput.contains("--warm-pool must be between 0 and 64; got 65"), "\(serve.errorOutput)")
+        }
+    }
+}
