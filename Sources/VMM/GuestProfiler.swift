@@ -5,7 +5,7 @@ import KVM
 import Synchronization
 
 /// A debug sampler of the guest's instruction pointer, off unless `VIREO_GUEST_PROFILE=PATH[,MS]` is
-/// set in the VMM's environment (docs/hosts.md, "Profiling a guest"). A thread kicks every vCPU thread
+/// set in the VMM's environment (docs/images.md, "Profiling a guest"). A thread kicks every vCPU thread
 /// out of KVM_RUN every MS milliseconds (default 2) with the ordinary kick signal; the vCPU thread then
 /// reads its RIP (KVM_GET_REGS) and stores it with the time. When the VM ends the samples go to PATH as
 /// text, one per line: microseconds since the VMM started, vCPU id, RIP in hex. A kick that finds the
