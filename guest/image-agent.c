@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #if __has_include(<linux/vm_sockets.h>)
@@ -50,6 +52,23 @@ struct sockaddr_vm {
 #define AGENT_CHUNK 32768
 
 extern char **environ;
+
+/* The workload process: its root (the image's disk, which it moved over / and chrooted into) is
+ * where exec'd processes run. PID 1 itself stays in the initramfs. */
+static pid_t agent_workload;
+
+/* Enters the workload's root through /proc/PID/root (proc is mounted in the initramfs on first use). */
+static int agent_enter_root(void)
+{
+	char path[32];
+	if (access("/proc/self", F_OK) != 0) {
+		mkdir("/proc", 0555);
+		if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0 && errno != EBUSY)
+			return -1;
+	}
+	snprintf(path, sizeof path, "/proc/%d/root", (int)agent_workload);
+	return chroot(path) == 0 && chdir("/") == 0 ? 0 : -1;
+}
 
 /* Reads exactly `length` bytes, each wait bounded by `timeout_ms`; 0, or -1 on EOF, error or timeout. */
 static int agent_read(int fd, void *buffer, size_t length, int timeout_ms)
@@ -103,6 +122,10 @@ static void agent_exec(char **argv, char **envp, const char *workdir, const char
 		dup2(null, 0); /* dup2 clears close-on-exec on 0 only */
 	dup2(output, 1);
 	dup2(output, 2);
+	if (agent_enter_root() != 0) {
+		dprintf(2, "vireo-agent: cannot enter the image's root: %s\n", strerror(errno));
+		_exit(126);
+	}
 	if (workdir && *workdir && chdir(workdir) != 0) {
 		dprintf(2, "vireo-agent: cannot enter %s: %s\n", workdir, strerror(errno));
 		_exit(126);
@@ -221,8 +244,9 @@ int image_agent_listen(void)
 	return listener;
 }
 
-void image_agent_accept(int listener)
+void image_agent_accept(int listener, pid_t workload)
 {
+	agent_workload = workload;
 	int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 	if (connection < 0)
 		return;

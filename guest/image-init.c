@@ -12,14 +12,17 @@
  *                (eth0's fixed addresses), R "RESOURCE SOFT HARD" (--ulimit)
  *   at 4096     (or the first 4 KiB boundary past the records) this init writes "VIREOST1" and the exit status as decimal text, NUL-terminated,
  *               then syncs, so the host can exit with the program's status.
- * The program's stdio is the serial console (/dev/console). This init then mounts the root, moves
- * it over /, mounts the pseudo-filesystems, runs the program in its own session with the console
- * as its controlling terminal, forwards signals to it, reaps every orphan, and reboots the VM (the
- * VMM ends the VM on a reboot) once the program has exited.
+ * The program's stdio is the serial console (/dev/console). PID 1 forks the workload process first
+ * thing; that process mounts the root, moves it over /, mounts the pseudo-filesystems, and becomes
+ * the program in its own session with the console as its controlling terminal. PID 1 forwards
+ * signals to it, reaps every orphan, and reboots the VM (the VMM ends the VM on a reboot) once the
+ * program has exited, after writing its status. Forking before anything else puts the fork (and in
+ * a warm start everything PID 1 sets up for itself) before the snapshot, off the restored path: on
+ * hosts that emulate guest kernel mode a fork of even this small init costs a large part of a second.
  *
  * Warm start (`vireo_warm=1` on the kernel command line, which the kernel passes to init as an
  * environment variable): the host boots once to the point where the init listens on vsock port 1025
- * and prints "vireo-init: ready", snapshots the VM there, and ends it. Both disks are empty (0
+ * and prints "vireo-init: ready" (the workload process already forked and waiting in accept), snapshots the VM there, and ends it. Both disks are empty (0
  * sectors) at that point and nothing has read them. Every later run restores that snapshot with the
  * run's disks in their place (the VMM raises a config-change interrupt for the new capacities) and
  * connects to port 1025 with one line "VIREOGO1 <sec> <nsec> <64 hex digits>\n": the host's wall
@@ -83,12 +86,18 @@ static void message(const char *text)
 	dprintf(2, "vireo-init: %s\n", text);
 }
 
-/* Ends the VM after writing `status` to the config disk: the host reads it back. */
+static void locate_status(void);
+
+/* Ends the VM after writing `status` to the config disk: the host reads it back. In the workload
+ * process (not PID 1) it only exits with `status`: PID 1 writes it when it reaps the process. */
 static void finish(int status)
 {
+	if (getpid() != 1)
+		_exit(status);
 	char record[32];
 	memset(record, 0, sizeof record);
 	int n = snprintf(record, sizeof record, "VIREOST1%d", status);
+	locate_status();
 	if (config_fd >= 0 && n > 0) {
 		if (pwrite(config_fd, record, sizeof record, status_offset) != (ssize_t)sizeof record)
 			message("cannot write the exit status to /dev/vdb");
@@ -137,6 +146,19 @@ static void wait_for_capacity(int fd, const char *name)
 
 static char *records;
 static size_t records_length;
+
+/* PID 1, at the end: opens the config disk and finds where the status goes (past the records). */
+static void locate_status(void)
+{
+	unsigned char header[12];
+	if (config_fd < 0)
+		config_fd = open("/dev/vdb", O_RDWR | O_CLOEXEC);
+	if (config_fd < 0 || pread(config_fd, header, sizeof header, 0) != (ssize_t)sizeof header || memcmp(header, "VIREOCF1", 8) != 0)
+		return;
+	uint32_t length = header[8] | header[9] << 8 | header[10] << 16 | (uint32_t)header[11] << 24;
+	if (length <= MAX_RECORDS && 12 + (off_t)length > STATUS_OFFSET)
+		status_offset = (12 + (off_t)length + 4095) / 4096 * 4096;
+}
 
 static void read_config(void)
 {
@@ -200,10 +222,17 @@ static void mount_at(const char *source, const char *target, const char *type, u
 		dprintf(2, "vireo-init: mount %s on %s: %s\n", type, target, strerror(errno));
 }
 
+/* ext4 options: no zeroing of inode tables (the base is sparse, they read as zeros) and no block
+ * bitmap prefetch (a kernel thread that reads and checks every group's bitmap right after the mount,
+ * competing with the program for the one vCPU; bitmaps are read when an allocation needs them). A
+ * warm start is always a `vireo run --image`, whose overlay is deleted when the VM ends, so it skips
+ * the journal too (`noload`: no journal thread, no journal reads; the base is clean, so there is
+ * nothing to replay); a cold boot may be a daemon VM whose overlay outlives a crash, so it keeps it. */
+#define ROOT_OPTIONS "noinit_itable,no_prefetch_block_bitmaps"
+#define WARM_ROOT_OPTIONS ROOT_OPTIONS ",noload"
+
 static void switch_root(void)
 {
-	if (!warm)
-		mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
 	read_config();
 	if (warm) {
 		int root = open_device("/dev/vda", O_RDONLY);
@@ -214,7 +243,7 @@ static void switch_root(void)
 	}
 	mkdir("/newroot", 0755);
 	int tries = 0;
-	while (mount("/dev/vda", "/newroot", "ext4", 0, "noinit_itable") != 0) {
+	while (mount("/dev/vda", "/newroot", "ext4", 0, warm ? WARM_ROOT_OPTIONS : ROOT_OPTIONS) != 0) {
 		if (errno != ENOENT || ++tries > 100)
 			fail("mount /dev/vda (the image's root disk)");
 		usleep(50000);
@@ -433,16 +462,20 @@ static int warm_apply(const char *line)
 	return 0;
 }
 
-/* Listens on WARM_PORT, says "ready" (the host snapshots the VM here), and returns once a restored
- * copy got its hand-off. A connection with anything else is dropped and the wait goes on. */
-static void warm_start(void)
+/* Listens on WARM_PORT (PID 1, before the fork: the workload process inherits the socket). */
+static int warm_listen(void)
 {
-	mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
 	int listener = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = WARM_PORT};
 	if (listener < 0 || bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 1) != 0)
 		fail("listen on vsock port 1025 for the warm start");
-	message("ready");
+	return listener;
+}
+
+/* The workload process: returns once a restored copy got its hand-off (the host snapshots the VM
+ * while this waits in accept). A connection with anything else is dropped and the wait goes on. */
+static void warm_accept(int listener)
+{
 	for (;;) {
 		int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 		if (connection < 0)
@@ -466,21 +499,16 @@ static void warm_start(void)
 			break;
 	}
 	close(listener);
-	warm = 1;
 }
 
-int main(void)
+/* The workload process: waits for the hand-off (warm), sets up the root and the program's
+ * environment, and execs the program. Never returns. */
+static void workload(int handoff)
 {
-	int console = open("/dev/console", O_RDWR | O_NOCTTY);
-	if (console >= 0) {
-		dup2(console, 0);
-		dup2(console, 1);
-		dup2(console, 2);
-		if (console > 2)
-			close(console);
-	}
-	if (getenv("vireo_warm"))
-		warm_start();
+	setsid();
+	ioctl(0, TIOCSCTTY, 1); /* the console is the controlling terminal: ^C reaches the program */
+	if (handoff >= 0)
+		warm_accept(handoff);
 	switch_root();
 
 	size_t argc = 0;
@@ -491,7 +519,7 @@ int main(void)
 	const char *hostname = value('H');
 	if (argc == 0) {
 		message("the image has no ENTRYPOINT or CMD and none was given");
-		finish(127);
+		_exit(127);
 	}
 	if (hostname && *hostname)
 		sethostname(hostname, strlen(hostname));
@@ -508,6 +536,34 @@ int main(void)
 	}
 	if (value('Y'))
 		image_setup_terminal(value('Y'));
+	if (config_fd >= 0)
+		close(config_fd);
+	if (workdir && *workdir) {
+		mkdir(workdir, 0755); /* as runc does: a missing WorkingDir is created */
+		if (chdir(workdir) != 0) {
+			dprintf(2, "vireo-init: cannot enter working directory %s: %s\n", workdir, strerror(errno));
+			_exit(126);
+		}
+	}
+	if (image_apply_limits(values('R', NULL)) != 0)
+		_exit(126);
+	become_user(user);
+	run_program(argv, envp);
+}
+
+int main(void)
+{
+	int console = open("/dev/console", O_RDWR | O_NOCTTY);
+	if (console >= 0) {
+		dup2(console, 0);
+		dup2(console, 1);
+		dup2(console, 2);
+		if (console > 2)
+			close(console);
+	}
+	warm = getenv("vireo_warm") != NULL;
+	mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	int handoff = warm ? warm_listen() : -1;
 
 	sigset_t all, old;
 	sigfillset(&all);
@@ -517,22 +573,10 @@ int main(void)
 		fail("fork");
 	if (child == 0) {
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		setsid();
-		ioctl(0, TIOCSCTTY, 1); /* the console is the controlling terminal: ^C reaches the program */
-		if (config_fd >= 0)
-			close(config_fd);
-		if (workdir && *workdir) {
-			mkdir(workdir, 0755); /* as runc does: a missing WorkingDir is created */
-			if (chdir(workdir) != 0) {
-				dprintf(2, "vireo-init: cannot enter working directory %s: %s\n", workdir, strerror(errno));
-				_exit(126);
-			}
-		}
-		if (image_apply_limits(values('R', NULL)) != 0)
-			_exit(126);
-		become_user(user);
-		run_program(argv, envp);
+		workload(handoff);
 	}
+	if (handoff >= 0)
+		close(handoff);
 	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 		fail("pipe");
 	struct sigaction action = {.sa_handler = on_signal};
@@ -543,6 +587,8 @@ int main(void)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	int listener = listen_for_signals();
 	int agent = image_agent_listen(); /* `ctr task exec` (image-agent.c) */
+	if (warm)
+		message("ready");
 	for (;;) {
 		/* A missing listener (-1) is skipped by poll. */
 		struct pollfd fds[3] = {{.fd = signal_pipe[0], .events = POLLIN}, {.fd = listener, .events = POLLIN},
@@ -552,7 +598,7 @@ int main(void)
 		if (listener >= 0 && (fds[1].revents & POLLIN))
 			receive_signal(listener);
 		if (agent >= 0 && (fds[2].revents & POLLIN))
-			image_agent_accept(agent);
+			image_agent_accept(agent, child);
 		unsigned char byte;
 		while (read(signal_pipe[0], &byte, 1) == 1) {
 			if (byte != SIGCHLD)

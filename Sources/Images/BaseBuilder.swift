@@ -48,6 +48,7 @@ public struct BaseBuilder {
                 throw ImageError("layer \(name): uncompressed content is \(diff), the config says \(diffIDs[index]); refusing it")
             }
         }
+        BaseBuilder.addMountPoints(staging)
         if applier.ownershipSkipped {
             progress("warning: not root, so files keep the caller's owner instead of the image's")
         }
@@ -59,11 +60,31 @@ public struct BaseBuilder {
         // The file is new and sparse, so inode tables and journal read as zeros without being written
         // (lazy init keeps the base small); the guest mounts with noinit_itable so its kernel does not
         // zero them either (that would cost boot time and land in every VM's overlay).
+        // No metadata checksums: every inode, directory block and bitmap the guest reads would be
+        // checked with crc32c in guest kernel mode (a large part of a warm start's mount on PVM
+        // hosts). They guard against a disk corrupting metadata; the base is written here and checked
+        // against the layers' digests, and each overlay lives as long as its VM (or a daemon VM).
+        // uninit_bg (a crc16 per group descriptor, checked once at mount) keeps the lazy inode
+        // tables that metadata_csum gave: without either, mke2fs writes every table (~4 MiB more).
         try Tool.run("mke2fs", ["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-N", String(applier.inodes + 16384),
+                                "-O", "^metadata_csum,uninit_bg",
                                 "-E", "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-L", "vireo-root",
                                 "-d", staging, temporary, String(blocks)], log: log, package: "e2fsprogs")
         try store.commit(temporary, to: final)
         return (final, true)
+    }
+
+    /// Where the image init mounts the pseudo-filesystems (guest/image-init.c). The init creates the
+    /// missing ones at every boot as runc does; made here they cost the guest nothing (creating a
+    /// directory at boot allocates an inode and a block, which loads the group's bitmaps in emulated
+    /// kernel mode on PVM hosts). Only missing names are added; an image's own file or link there is
+    /// left as it is (mkdir never follows a link).
+    static let mountPoints = ["proc", "sys", "dev", "run"]
+
+    static func addMountPoints(_ staging: String) {
+        for name in mountPoints {
+            _ = mkdir("\(staging)/\(name)", 0o755)
+        }
     }
 
     /// Filesystem size in 4 KiB blocks: the data, an allowance per inode, metadata slack, free space.

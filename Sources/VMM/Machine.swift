@@ -154,7 +154,9 @@ public final class Machine: Sendable {
             threads.append(thread)
         }
         liveRunners.withLock { $0 = runners }
+        GuestProfiler.shared?.start(kicking: threads)
         let stuck = waitForVCPUs(threads)
+        GuestProfiler.shared?.finish()
         let elapsed = MonotonicClock.now() - start
         self.stuck.withLock { $0 = stuck }
         let statistics = runners.enumerated().filter { !stuck.contains(UInt32($0.offset)) }

@@ -109,5 +109,11 @@ public final class MachineControl: Sendable {
         sigemptyset(&action.sa_mask)
         action.sa_flags = 0
         sigaction(kickSignal, &action, nil)
+        // A parent may have started the VMM with the signal blocked (the mask is inherited): then a
+        // kick would wait for the guest's next exit. vCPU threads inherit this thread's mask.
+        var kick = sigset_t()
+        sigemptyset(&kick)
+        sigaddset(&kick, kickSignal)
+        pthread_sigmask(SIG_UNBLOCK, &kick, nil)
     }
 }

@@ -40,6 +40,7 @@ final class VCPURunner: @unchecked Sendable {
             switch result {
             case .interrupted, .again:
                 counters.interrupted.add(1, ordering: .relaxed)
+                if let profiler = GuestProfiler.shared { profiler.sample(vcpu) }
                 if control.isPausing && !control.isStopping && !TestHooks.vcpuRefusesToPark(vcpu.id) {
                     control.pauseGate.pass()
                 }
