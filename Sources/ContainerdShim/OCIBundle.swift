@@ -17,7 +17,10 @@ struct OCIBundle {
     }
     struct Memory: Decodable { var limit: Int64? }
     struct Resources: Decodable { var memory: Memory? }
-    struct Linux: Decodable { var resources: Resources? }
+    struct Linux: Decodable {
+        var resources: Resources?
+        var cgroupsPath: String?
+    }
     struct Config: Decodable {
         var process: Process?
         var hostname: String?
