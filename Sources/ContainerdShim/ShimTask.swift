@@ -59,13 +59,13 @@ final class ShimTask: @unchecked Sendable {
         defer { close(output) }
         // The guest console is one stream: the program's stderr arrives with its stdout. The stderr
         // FIFO is held open (so containerd's copier sees no early EOF) until the VM ends.
+        let isolation = try VMMIsolation.runOptions()
         let errorFIFO = try VMProcess.open(fifo: stderr, write: true)
         var joined: [String] = []
         do {
             try cgroup?.create()
             joined = cgroup?.procsFiles ?? []
         } catch { FileHandle.standardError.write(Data("vireo shim: \(error); the VM runs without a cgroup of its own\n".utf8)) }
-        let isolation = try VMMIsolation.runOptions()
         // The isolation options go before `--image` (vireo's options come before the image's).
         let child: pid_t
         do {
