@@ -90,7 +90,10 @@ struct ContainerCgroup {
     /// cpu shares/quota/period and the memory limit. The memory limit caps the VM's host-side memory
     /// (the VMM's guest RAM as it touches it, plus vireo's own); the guest's RAM size stays as it was
     /// booted, so a limit below it makes the VM's host processes reclaim or be OOM-killed.
-    func update(resourcesJSON: [UInt8]) throws {
+    /// Refuses a memory limit below `minimumMemory` (the guest's RAM plus 32 MiB for the VMM, as
+    /// `vireo run --memory-max` does): the guest's RAM cannot shrink, so such a limit would only get
+    /// the VMM OOM-killed.
+    func update(resourcesJSON: [UInt8], minimumMemory: Int64) throws {
         struct CPU: Decodable { var shares: UInt64?; var quota: Int64?; var period: UInt64? }
         struct Memory: Decodable { var limit: Int64?; var swap: Int64? }
         struct Resources: Decodable { var cpu: CPU?; var memory: Memory? }
@@ -100,6 +103,9 @@ struct ContainerCgroup {
             throw ShimError(ShimError.invalidArgument, "vireo: Update's resources are not runtime-spec LinuxResources JSON: \(error)")
         }
         var writes: [(file: String, value: String)] = []
+        if let limit = resources.memory?.limit, limit > 0, limit < minimumMemory {
+            throw ShimError(ShimError.invalidArgument, "vireo: memory limit \(limit) is below the VM's RAM + 32 MiB for the VMM (\(minimumMemory)); a VM's RAM cannot shrink")
+        }
         if let limit = resources.memory?.limit, limit != 0 {
             if let unified { writes.append((unified + "/memory.max", limit < 0 ? "max" : String(limit))) }
             else if let memory = legacy["memory"] { writes.append((memory + "/memory.limit_in_bytes", String(limit))) }

@@ -15,6 +15,8 @@ final class ShimTask: @unchecked Sendable {
     private let arguments: [String]
     /// The VM's cgroup (nil: this host offers none the shim can use; Update and Stats then fail).
     private let cgroup: ContainerCgroup?
+    /// The guest's RAM (MiB), fixed at Create.
+    private let memoryMiB: Int64
     private let stateDirectory: String
     /// Processes added by Exec, by exec id (bounded: a container holds at most 256 at once).
     private var execs: [String: ExecProcess] = [:]
@@ -37,6 +39,7 @@ final class ShimTask: @unchecked Sendable {
         let layout = try RootfsImage.build(mounts: request.rootfs, bundle: request.bundle, stateDirectory: stateDirectory)
         let (options, command) = bundle.runArguments()
         arguments = ["run", "--state-dir", stateDirectory] + options + ["--image", layout, "--"] + command
+        memoryMiB = bundle.memoryMiB
         cgroup = ContainerCgroup.locate(cgroupsPath: bundle.config.linux?.cgroupsPath, id: request.id)
         id = request.id
         self.stateDirectory = stateDirectory
@@ -176,7 +179,7 @@ final class ShimTask: @unchecked Sendable {
         guard let cgroup, condition.withLock({ phase == .running }) else {
             throw ShimError(ShimError.failedPrecondition, "vireo: task \(id) is not running in a cgroup of its own")
         }
-        try cgroup.update(resourcesJSON: resources)
+        try cgroup.update(resourcesJSON: resources, minimumMemory: (memoryMiB + 32) << 20)
     }
 
     /// Stats: the VM's cgroup as io.containerd.cgroups.v2.Metrics.

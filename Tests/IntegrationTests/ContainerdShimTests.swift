@@ -206,6 +206,16 @@ struct ContainerdShimTests {
             _ = write(fd, frame, frame.count)
             let header = RawShimSocket.read(fd, 10)
             #expect(header.count == 10 && header[8] == 2, "Update's response header: \(header)")
+            if header.count == 10 { _ = RawShimSocket.read(fd, Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])) }
+            // A limit below the guest's RAM (256 MiB) is refused with a message, the limit kept.
+            let small = #"{"memory":{"limit":67108864}}"#
+            let refused = RawProtobuf.taskRequest("Update", RawProtobuf.field(1, Array("third".utf8))
+                + RawProtobuf.field(2, RawProtobuf.field(1, Array("LinuxResources".utf8)) + RawProtobuf.field(2, Array(small.utf8))), stream: 11)
+            _ = write(fd, refused, refused.count)
+            let refusal = RawShimSocket.read(fd, 10)
+            let length = refusal.count == 10 ? Int(refusal[0]) << 24 | Int(refusal[1]) << 16 | Int(refusal[2]) << 8 | Int(refusal[3]) : 0
+            let message = String(decoding: RawShimSocket.read(fd, min(length, 4096)), as: UTF8.self)
+            #expect(message.contains("below the VM's RAM"), "Update with a limit below the VM's RAM: \(message.debugDescription)")
             close(fd)
         } else { Issue.record("cannot connect to the shim's socket") }
         #expect(try metric("memory.usage_limit") == limit, "memory.usage_limit after Update")
