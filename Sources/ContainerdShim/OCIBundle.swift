@@ -1,7 +1,7 @@
 import Foundation
 
 /// What the shim takes from an OCI runtime bundle's config.json (runtime-spec config.md): the
-/// process to run and the VM's size. Everything else in the spec (namespaces, cgroups, seccomp,
+/// process to run, the VM's size and its cgroup's path. Everything else in the spec (namespaces, seccomp,
 /// mounts, devices) describes a container on the host kernel; the VM boundary replaces it.
 struct OCIBundle {
     struct Process: Decodable {
@@ -17,7 +17,10 @@ struct OCIBundle {
     }
     struct Memory: Decodable { var limit: Int64? }
     struct Resources: Decodable { var memory: Memory? }
-    struct Linux: Decodable { var resources: Resources? }
+    struct Linux: Decodable {
+        var resources: Resources?
+        var cgroupsPath: String?
+    }
     struct Config: Decodable {
         var process: Process?
         var hostname: String?

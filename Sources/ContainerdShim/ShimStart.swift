@@ -84,7 +84,7 @@ enum ShimStart {
 }
 
 /// `delete`: cleans up after a shim that died (containerd runs it when it cannot reach the shim):
-/// stops the VM it left (the vireo pid in the bundle), unmounts the rootfs, removes the socket, and
+/// stops the VM it left (the vireo pid in the bundle), removes its cgroup, unmounts the rootfs, removes the socket, and
 /// prints a DeleteResponse (exit status 137, as for a process killed by SIGKILL).
 enum ShimDelete {
     static func run(_ arguments: ShimArguments) throws -> Never {
@@ -96,6 +96,9 @@ enum ShimDelete {
             stop(value)
         }
         try? FileManager.default.removeItem(atPath: bundle + "/vireo.pid")
+        if let spec = try? OCIBundle(path: bundle) {
+            ContainerCgroup.locate(cgroupsPath: spec.config.linux?.cgroupsPath, id: arguments.id)?.remove()
+        }
         RootfsImage.unmount(bundle + "/rootfs")
         unlink(arguments.socketPath)
         var response = ContainerdShimAPI.Containerd_Task_V2_DeleteResponse()

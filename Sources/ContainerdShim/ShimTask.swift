@@ -13,6 +13,10 @@ final class ShimTask: @unchecked Sendable {
     let stdout: String
     let stderr: String
     private let arguments: [String]
+    /// The VM's cgroup (nil: this host offers none the shim can use; Update and Stats then fail).
+    private let cgroup: ContainerCgroup?
+    /// The guest's RAM (MiB), fixed at Create.
+    private let memoryMiB: Int64
     private let stateDirectory: String
     /// Processes added by Exec, by exec id (bounded: a container holds at most 256 at once).
     private var execs: [String: ExecProcess] = [:]
@@ -35,6 +39,8 @@ final class ShimTask: @unchecked Sendable {
         let layout = try RootfsImage.build(mounts: request.rootfs, bundle: request.bundle, stateDirectory: stateDirectory)
         let (options, command) = bundle.runArguments()
         arguments = ["run", "--state-dir", stateDirectory] + options + ["--image", layout, "--"] + command
+        memoryMiB = bundle.memoryMiB
+        cgroup = ContainerCgroup.locate(cgroupsPath: bundle.config.linux?.cgroupsPath, id: request.id)
         id = request.id
         self.stateDirectory = stateDirectory
         self.bundle = request.bundle
@@ -56,14 +62,30 @@ final class ShimTask: @unchecked Sendable {
         defer { close(output) }
         // The guest console is one stream: the program's stderr arrives with its stdout. The stderr
         // FIFO is held open (so containerd's copier sees no early EOF) until the VM ends.
+        let isolation = try VMMIsolation.runOptions()
         let errorFIFO = try VMProcess.open(fifo: stderr, write: true)
-        let child = try VMProcess.spawn(arguments: arguments, stdin: input, stdout: output, stderr: 2)
+        var joined: [String] = []
+        do {
+            try cgroup?.create()
+            joined = cgroup?.procsFiles ?? []
+        } catch { FileHandle.standardError.write(Data("vireo shim: \(error); the VM runs without a cgroup of its own\n".utf8)) }
+        // The isolation options go before `--image` (vireo's options come before the image's).
+        let child: pid_t
+        do {
+            child = try VMProcess.spawn(arguments: Array(arguments.prefix(3)) + isolation + Array(arguments.dropFirst(3)),
+                                        cgroupProcs: joined, stdin: input, stdout: output, stderr: 2)
+        } catch {
+            close(errorFIFO)
+            cgroup?.remove()
+            throw error
+        }
         pid = child
         phase = .running
         try? "\(child)".write(toFile: bundle + "/vireo.pid", atomically: true, encoding: .utf8)
         Thread.detachNewThread { [self] in
             let status = VMProcess.wait(child)
             close(errorFIFO)
+            cgroup?.remove()
             exited(status)
         }
         return UInt32(child)
@@ -149,6 +171,24 @@ final class ShimTask: @unchecked Sendable {
     }
 
     var isRunning: Bool { condition.withLock { phase == .running } }
+
+    // MARK: resources
+
+    /// Update: `linux.resources` (runtime-spec JSON in an Any) applied to the VM's cgroup.
+    func update(resources: [UInt8]) throws {
+        guard let cgroup, condition.withLock({ phase == .running }) else {
+            throw ShimError(ShimError.failedPrecondition, "vireo: task \(id) is not running in a cgroup of its own")
+        }
+        try cgroup.update(resourcesJSON: resources, minimumMemory: (memoryMiB + 32) << 20)
+    }
+
+    /// Stats: the VM's cgroup as io.containerd.cgroups.v2.Metrics.
+    func metrics() throws -> Io_Containerd_Cgroups_V2_Metrics {
+        guard let cgroup, condition.withLock({ phase == .running }) else {
+            throw ShimError(ShimError.failedPrecondition, "vireo: task \(id) is not running in a cgroup of its own")
+        }
+        return cgroup.metrics()
+    }
 
     // MARK: exec
 

@@ -4,7 +4,7 @@ import SwiftProtobuf
 
 /// containerd's shim v2 task service (`containerd.task.v2.Task`, runtime/v2/task/shim.proto) for one
 /// container per shim and VM; Exec runs more processes in the VM through the guest init's agent.
-/// ResizePty, Update, Stats, Pause, Resume and Checkpoint answer
+/// Update and Stats work on the VM's cgroup; ResizePty, Pause, Resume and Checkpoint answer
 /// Unimplemented, which containerd reports to its client as "not implemented".
 final class TaskService: @unchecked Sendable {
     static let name = "containerd.task.v2.Task"
@@ -88,7 +88,19 @@ final class TaskService: @unchecked Sendable {
             event.execID = request.execID
             events.publish(topic: "/tasks/exec-added", typeName: "containerd.events.TaskExecAdded", event: event)
             return try reply(Google_Protobuf_Empty())
-        case "ResizePty", "Update", "Stats", "Pause", "Resume", "Checkpoint":
+        case "Update":
+            let request = try Containerd_Task_V2_UpdateTaskRequest(serializedBytes: payload)
+            try existing(request.id).update(resources: Array(request.resources.value))
+            return try reply(Google_Protobuf_Empty())
+        case "Stats":
+            let request = try Containerd_Task_V2_StatsRequest(serializedBytes: payload)
+            let metrics = try existing(request.id).metrics()
+            var stats = Google_Protobuf_Any()
+            // containerd's typeurl names a protobuf message by its full name, without a prefix.
+            stats.typeURL = "io.containerd.cgroups.v2.Metrics"
+            stats.value = try metrics.serializedData()
+            return try reply(Containerd_Task_V2_StatsResponse.with { $0.stats = stats })
+        case "ResizePty", "Pause", "Resume", "Checkpoint":
             throw ShimError(ShimError.unimplemented, "vireo: \(method) is not supported yet")
         default:
             throw ShimError(ShimError.unimplemented, "unknown method \(method)")

@@ -20,8 +20,10 @@ enum VMProcess {
         return "vireo"
     }
 
-    /// Starts the VM; returns vireo's pid.
-    static func spawn(arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32) throws -> pid_t {
+    /// Starts the VM; returns vireo's pid. With `cgroupProcs`, it starts through /bin/sh, which
+    /// joins those cgroups (`0` into each cgroup.procs) and then execs vireo: the VM's processes are
+    /// in the container's cgroup before any of them runs.
+    static func spawn(arguments: [String], cgroupProcs: [String] = [], stdin: Int32, stdout: Int32, stderr: Int32) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -37,11 +39,18 @@ enum VMProcess {
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK))
-        let command = [vireoBinary()] + arguments
+        var command = [vireoBinary()] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        if !cgroupProcs.isEmpty {
+            let join = "set -f; for f in $VIREO_SHIM_CGROUP_PROCS; do echo 0 > \"$f\" || exit 125; done; unset VIREO_SHIM_CGROUP_PROCS; exec \"$@\""
+            command = ["/bin/sh", "-c", join, "sh"] + command
+            environment["VIREO_SHIM_CGROUP_PROCS"] = cgroupProcs.joined(separator: " ")
+        }
         let argv = command.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
         var pid: pid_t = 0
-        let result = posix_spawnp(&pid, command[0], &actions, &attributes, argv, environ)
+        let result = posix_spawnp(&pid, command[0], &actions, &attributes, argv, envp)
         guard result == 0 else { throw ShimError(ShimError.internal, "cannot start \(command[0]): \(String(cString: strerror(result)))") }
         return pid
     }

@@ -194,3 +194,75 @@ enum RawShimSocket {
         return Array(buffer[0..<got])
     }
 }
+
+/// What the test reads of a container's host processes: descendants, identity, namespaces, cgroups.
+enum HostProcesses {
+    /// `pid`'s descendants (children first), from /proc's PPid lines.
+    static func descendants(of pid: Int32) -> [Int32] {
+        var parents: [Int32: Int32] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let child = Int32(entry), let ppid = field("PPid:", of: child).flatMap({ Int32($0) }) else { continue }
+            parents[child] = ppid
+        }
+        var found: [Int32] = []
+        var frontier = [pid]
+        while let next = frontier.popLast() {
+            let children = parents.filter { $0.value == next }.map(\.key)
+            found += children
+            frontier += children
+        }
+        return found
+    }
+
+    /// The first value of a /proc/PID/status line ("Uid:" → the real uid).
+    static func field(_ name: String, of pid: Int32) -> String? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return nil }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.map(String.init)
+    }
+
+    static func mountNamespace(_ pid: Int32) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt") }
+
+    /// The directory of `pid`'s cgroup holding `controller` (v1), or its v2 cgroup when no v1
+    /// hierarchy has it.
+    static func cgroupDirectory(of pid: Int32, controller: String) -> String? {
+        guard let lines = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return nil }
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        for line in lines.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2).map(String.init)
+            guard parts.count == 3, parts[1].split(separator: ",").contains(Substring(controller)) else { continue }
+            for mount in mounts.split(separator: "\n") {
+                let fields = mount.split(separator: " ")
+                if fields.count >= 4, fields[2] == "cgroup", fields[3].split(separator: ",").contains(Substring(controller)) {
+                    return String(fields[1]) + parts[2]
+                }
+            }
+        }
+        for line in lines.split(separator: "\n") where line.hasPrefix("0::") {
+            for mount in mounts.split(separator: "\n") {
+                let fields = mount.split(separator: " ")
+                if fields.count >= 3, fields[2] == "cgroup2" { return String(fields[1]) + line.dropFirst(3) }
+            }
+        }
+        return nil
+    }
+}
+
+/// Hand-encoded protobuf for requests `ctr` cannot send (ctr 1.6 has no `task update`).
+enum RawProtobuf {
+    static func varint(_ value: Int) -> [UInt8] {
+        var value = UInt64(value)
+        var bytes: [UInt8] = []
+        while value >= 0x80 { bytes.append(UInt8(value & 0x7f) | 0x80); value >>= 7 }
+        return bytes + [UInt8(value)]
+    }
+
+    /// A length-delimited field.
+    static func field(_ number: Int, _ bytes: [UInt8]) -> [UInt8] { varint(number << 3 | 2) + varint(bytes.count) + bytes }
+
+    /// A ttrpc Request frame for containerd.task.v2.Task/METHOD.
+    static func taskRequest(_ method: String, _ payload: [UInt8], stream: UInt32) -> [UInt8] {
+        let request = field(1, Array("containerd.task.v2.Task".utf8)) + field(2, Array(method.utf8)) + field(3, payload)
+        return RawShimSocket.header(length: UInt32(request.count), stream: stream, type: 1) + request
+    }
+}

@@ -170,6 +170,62 @@ struct ContainerdShimTests {
             execDeleted = try daemon.ctr(["task", "delete", "--exec-id", "sleeper", "third"])
         }
         #expect(execDeleted.status == 9, "ctr task delete --exec-id: \(execDeleted.status) \(execDeleted.errors)")
+        // Least privilege: the VMM runs jailed (a mount namespace of its own) as a per-VM uid, and
+        // exec above reached the guest through its vsock socket all the same.
+        let vireoPID = processes.output.split(separator: "\n").dropFirst().first?.split(separator: " ").first.flatMap { Int32($0) } ?? 0
+        try #require(vireoPID > 0, "the task's pid from ctr task ps: \(processes.output)")
+        let family = [vireoPID] + HostProcesses.descendants(of: vireoPID)
+        let ownNamespace = HostProcesses.mountNamespace(getpid())
+        let jailed = family.filter { pid in
+            let uid = HostProcesses.field("Uid:", of: pid).flatMap { UInt32($0) } ?? 0
+            return (0x7E56_0000...0x7E56_FFFF).contains(uid) && HostProcesses.mountNamespace(pid) != nil && HostProcesses.mountNamespace(pid) != ownNamespace
+        }
+        #expect(!jailed.isEmpty, "no process of the container runs as a per-VM uid in a mount namespace of its own: \(family.map { "\($0): uid \(HostProcesses.field("Uid:", of: $0) ?? "?") \(HostProcesses.mountNamespace($0) ?? "?")" })")
+        // Every process of the VM is in the container's cgroup (ctr's cgroupsPath /default/third).
+        let memoryCgroups = Set(family.compactMap { HostProcesses.cgroupDirectory(of: $0, controller: "memory") })
+        #expect(memoryCgroups.count == 1 && memoryCgroups.first?.hasSuffix("/default/third") == true, "the VM's cgroups: \(memoryCgroups)")
+
+        // Stats: `ctr task metrics` decodes the shim's io.containerd.cgroups.v2.Metrics.
+        func metric(_ name: String) throws -> UInt64? {
+            let metrics = try daemon.ctr(["task", "metrics", "third"])
+            #expect(metrics.status == 0, "ctr task metrics: \(metrics.status) \(metrics.errors)")
+            let line = metrics.output.split(separator: "\n").first { $0.split(separator: " ").first.map(String.init) == name }
+            return line?.split(separator: " ").last.flatMap { UInt64($0) }
+        }
+        let usage = try metric("memory.usage") ?? 0
+        #expect(usage > 1 << 20, "memory.usage of a running VM: \(usage)")
+        #expect(try metric("pids.current") ?? 0 >= 2, "pids.current")
+        // Update (ctr 1.6 has no `task update`: the request containerd would forward, sent to the
+        // shim's socket): runtime-spec LinuxResources JSON in an Any, applied to the cgroup.
+        let limit: UInt64 = 3 << 30
+        let resources = #"{"memory":{"limit":\#(limit)},"cpu":{"quota":50000,"period":100000}}"#
+        let any = RawProtobuf.field(1, Array("types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".utf8))
+            + RawProtobuf.field(2, Array(resources.utf8))
+        if let fd = RawShimSocket.connect(directory + "/vireo-shim/" + sockets[0]) {
+            let frame = RawProtobuf.taskRequest("Update", RawProtobuf.field(1, Array("third".utf8)) + RawProtobuf.field(2, any), stream: 9)
+            _ = write(fd, frame, frame.count)
+            let header = RawShimSocket.read(fd, 10)
+            #expect(header.count == 10 && header[8] == 2, "Update's response header: \(header)")
+            if header.count == 10 { _ = RawShimSocket.read(fd, Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])) }
+            // A limit below the guest's RAM (256 MiB) is refused with a message, the limit kept.
+            let small = #"{"memory":{"limit":67108864}}"#
+            let refused = RawProtobuf.taskRequest("Update", RawProtobuf.field(1, Array("third".utf8))
+                + RawProtobuf.field(2, RawProtobuf.field(1, Array("LinuxResources".utf8)) + RawProtobuf.field(2, Array(small.utf8))), stream: 11)
+            _ = write(fd, refused, refused.count)
+            let refusal = RawShimSocket.read(fd, 10)
+            let length = refusal.count == 10 ? Int(refusal[0]) << 24 | Int(refusal[1]) << 16 | Int(refusal[2]) << 8 | Int(refusal[3]) : 0
+            let message = String(decoding: RawShimSocket.read(fd, min(length, 4096)), as: UTF8.self)
+            #expect(message.contains("below the VM's RAM"), "Update with a limit below the VM's RAM: \(message.debugDescription)")
+            close(fd)
+        } else { Issue.record("cannot connect to the shim's socket") }
+        #expect(try metric("memory.usage_limit") == limit, "memory.usage_limit after Update")
+        if let cpu = HostProcesses.cgroupDirectory(of: vireoPID, controller: "cpu") {
+            let quota = (try? String(contentsOfFile: cpu + "/cpu.cfs_quota_us", encoding: .utf8))
+                ?? (try? String(contentsOfFile: cpu + "/cpu.max", encoding: .utf8)) ?? ""
+            #expect(quota.hasPrefix("50000"), "the cgroup's cpu quota after Update: \(quota) in \(cpu)")
+        } else { Issue.record("the VM has no cpu cgroup") }
+        let thirdCgroup = memoryCgroups.first ?? "/nonexistent"
+
         let killed = try daemon.ctr(["task", "kill", "third"])
         #expect(killed.status == 0, "ctr task kill: \(killed.errors)")
         let stopped = eventually(120) { ((try? daemon.ctr(["task", "ls"]).output) ?? "").contains("STOPPED") }
@@ -179,6 +235,7 @@ struct ContainerdShimTests {
         #expect(deleted.status == 0 && deleted.errors.contains("exit code 42"), "ctr task delete: status \(deleted.status) \(deleted.errors)")
         _ = try daemon.ctr(["container", "rm", "third"])
         expectNothingLeft(daemon, "third", "after killing and deleting the detached container")
+        #expect(!FileManager.default.fileExists(atPath: thirdCgroup), "the container's cgroup \(thirdCgroup) is left")
 
         // A shim killed with SIGKILL: containerd runs `containerd-shim-vireo-v2 … delete`, which stops
         // the VM the dead shim left and cleans up.
