@@ -129,7 +129,7 @@ final class ContainerdDaemon {
     /// An empty file for one ctr run's output (ctr runs one at a time).
     private func scratch(_ name: String) -> String {
         let path = "\(directory)/ctr.\(name)"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         return path
     }
 
