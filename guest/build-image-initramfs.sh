@@ -17,6 +17,8 @@ setup_header="$here/image-setup.h"
 # Compiled with image-init.c: the exec agent (vsock port 1026) the containerd shim's exec uses.
 agent="$here/image-agent.c"
 agent_header="$here/image-agent.h"
+# Included by image-init.c and image-agent.c: the vsock address.
+vsock_header="$here/image-vsock.h"
 cache_root=${VIREO_CACHE:-$HOME/.cache/vireo}
 
 log() { printf 'build-image-initramfs: %s\n' "$*" >&2; }
@@ -39,6 +41,7 @@ key=$( {
     printf -- '--- image-init.c\n'; cat "$init"
     printf -- '--- image-setup.c\n'; cat "$setup" "$setup_header"
     printf -- '--- image-agent.c\n'; cat "$agent" "$agent_header"
+    printf -- '--- image-vsock.h\n'; cat "$vsock_header"
     printf -- '--- build-image-initramfs.sh\n'; cat "$self"
 } | sha256sum | cut -c1-64)
 out="$cache_root/image-initramfs-$key"

@@ -50,21 +50,7 @@
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <poll.h>
-#if __has_include(<linux/vm_sockets.h>)
-#include <linux/vm_sockets.h>
-#else /* musl ships no kernel headers: the vsock address as <linux/vm_sockets.h> defines it */
-#ifndef AF_VSOCK
-#define AF_VSOCK 40
-#endif
-#define VMADDR_CID_ANY (-1U)
-struct sockaddr_vm {
-	sa_family_t svm_family;
-	unsigned short svm_reserved1;
-	unsigned int svm_port;
-	unsigned int svm_cid;
-	unsigned char svm_zero[sizeof(struct sockaddr) - sizeof(sa_family_t) - sizeof(unsigned short) - 2 * sizeof(unsigned int)];
-};
-#endif
+#include "image-vsock.h"
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
