@@ -80,7 +80,7 @@ let package = Package(
                 exclude: ["Protos"]),
         // The shim: ttrpc server, task service, rootfs → image, one `vireo run --image` VM per task.
         .target(name: "ContainerdShim", dependencies: [
-            "ContainerdShimAPI", "Images", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            "ContainerdShimAPI", "Images", "CVireoSystem", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "containerd-shim-vireo-v2", dependencies: ["ContainerdShim"]),

@@ -17,6 +17,9 @@ setup_header="$here/image-setup.h"
 # Compiled with image-init.c: the exec agent (vsock port 1026) the containerd shim's exec uses.
 agent="$here/image-agent.c"
 agent_header="$here/image-agent.h"
+# Compiled with the agent: a pod's containers (hot-attached root disks, mount namespaces).
+pod="$here/image-pod.c"
+pod_header="$here/image-pod.h"
 # Included by image-init.c and image-agent.c: the vsock address.
 vsock_header="$here/image-vsock.h"
 cache_root=${VIREO_CACHE:-$HOME/.cache/vireo}
@@ -41,6 +44,7 @@ key=$( {
     printf -- '--- image-init.c\n'; cat "$init"
     printf -- '--- image-setup.c\n'; cat "$setup" "$setup_header"
     printf -- '--- image-agent.c\n'; cat "$agent" "$agent_header"
+    printf -- '--- image-pod.c\n'; cat "$pod" "$pod_header"
     printf -- '--- image-vsock.h\n'; cat "$vsock_header"
     printf -- '--- build-image-initramfs.sh\n'; cat "$self"
 } | sha256sum | cut -c1-64)
@@ -56,7 +60,7 @@ rm -rf "$cache_root/.image-initramfs-$key.tmp."*
 stage=$(mktemp -d "$cache_root/.image-initramfs-$key.tmp.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 cpio="$stage/initramfs.cpio"
-"$cc" -static -Os -s -Wall -Werror -o "$stage/init" "$init" "$setup" "$agent" >&2 || die "compiling $init failed"
+"$cc" -static -Os -s -Wall -Werror -o "$stage/init" "$init" "$setup" "$agent" "$pod" >&2 || die "compiling $init failed"
 
 # newc writer (as in build-initramfs.sh): 110-byte ASCII header, NUL-terminated name, pad to 4, data, pad.
 ino=0x400000

@@ -5,7 +5,9 @@
  * kernel time, which PVM hosts emulate slowly); each connection is one process:
  *
  *   host -> guest  "VIREOEX1", u32 LE length N (at most 1 MiB), N bytes of records "<tag><value>\0":
- *                  A argv element (at least one), E "KEY=VALUE", W working directory, U "UID:GID"
+ *                  A argv element (at least one), E "KEY=VALUE", W working directory, U "UID:GID",
+ *                  R slot: a pod container's first process, rooted in that slot's disk; C slot: a
+ *                  process in that (running) container's root (image-pod.c)
  *                  then frames: 'K' u32 LE 4, u32 LE signal number (sent to the process's group)
  *   guest -> host  frames: 'O' u32 LE length (at most 32 KiB) + output bytes (stdout and stderr),
  *                  last 'X' u32 LE 4, u32 LE exit status (128+N when killed by signal N)
@@ -31,6 +33,7 @@
 #include <unistd.h>
 #include "image-vsock.h"
 #include "image-agent.h"
+#include "image-pod.h"
 
 #define AGENT_PORT 1026
 #define AGENT_MAX_REQUEST (1 << 20)
@@ -42,6 +45,8 @@ extern char **environ;
 /* The workload process: its root (the image's disk, which it moved over / and chrooted into) is
  * where exec'd processes run. PID 1 itself stays in the initramfs. */
 static pid_t agent_workload;
+/* A pod container's slot (record R): the process gets that disk as its root instead. */
+static const char *agent_new_root;
 
 /* Enters the workload's root through /proc/PID/root (proc is mounted in the initramfs on first use). */
 static int agent_enter_root(void)
@@ -108,7 +113,7 @@ static void agent_exec(char **argv, char **envp, const char *workdir, const char
 		dup2(null, 0); /* dup2 clears close-on-exec on 0 only */
 	dup2(output, 1);
 	dup2(output, 2);
-	if (agent_enter_root() != 0) {
+	if (agent_new_root ? pod_enter_new_root(agent_new_root) != 0 : agent_enter_root() != 0) {
 		dprintf(2, "vireo-agent: cannot enter the image's root: %s\n", strerror(errno));
 		_exit(126);
 	}
@@ -131,6 +136,39 @@ static void agent_exec(char **argv, char **envp, const char *workdir, const char
 	_exit(errno == ENOENT ? 127 : 126);
 }
 
+/* Ends a request that cannot run with one line of output and status 126. */
+static void agent_refuse(int connection, const char *text)
+{
+	unsigned char status[4] = {126, 0, 0, 0};
+	agent_frame(connection, 'O', text, (uint32_t)strlen(text));
+	agent_frame(connection, 'X', status, 4);
+}
+
+/* Pod records: R (a new container) gets a PID namespace of its own where the kernel has them;
+ * C (exec into a container) joins that container's root and PID namespace. 0, or -1 after
+ * answering the host. */
+static int agent_pod_prepare(int connection, const char *container)
+{
+	if (agent_new_root) {
+		if (!pod_valid_slot(agent_new_root) || container) {
+			agent_refuse(connection, "vireo-agent: a bad pod slot in the request\n");
+			return -1;
+		}
+		pod_new_pid_namespace();
+		return 0;
+	}
+	if (!container)
+		return 0;
+	pid_t first = pod_lookup(container);
+	if (first <= 1 || kill(first, 0) != 0) {
+		agent_refuse(connection, "vireo-agent: that container is not running\n");
+		return -1;
+	}
+	agent_workload = first;
+	pod_join_pid_namespace(first);
+	return 0;
+}
+
 /* One connection: read the request, run the process, stream its output, then its status. */
 static void agent_serve(int connection)
 {
@@ -145,19 +183,23 @@ static void agent_serve(int connection)
 		return;
 	static char *argv[AGENT_MAX_ITEMS + 1], *envp[AGENT_MAX_ITEMS + 1];
 	size_t argc = 0, envc = 0;
-	const char *workdir = NULL, *user = NULL;
+	const char *workdir = NULL, *user = NULL, *container = NULL;
 	for (char *record = records; record < records + length; record += strlen(record) + 1) {
 		switch (record[0]) {
 		case 'A': if (argc < AGENT_MAX_ITEMS) argv[argc++] = record + 1; break;
 		case 'E': if (envc < AGENT_MAX_ITEMS) envp[envc++] = record + 1; break;
 		case 'W': workdir = record + 1; break;
 		case 'U': user = record + 1; break;
+		case 'R': agent_new_root = record + 1; break;
+		case 'C': container = record + 1; break;
 		default: break;
 		}
 	}
 	argv[argc] = NULL;
 	envp[envc] = NULL;
 	if (argc == 0)
+		return;
+	if (agent_pod_prepare(connection, container) != 0)
 		return;
 	int output[2];
 	if (pipe2(output, O_CLOEXEC) != 0)
@@ -171,6 +213,8 @@ static void agent_serve(int connection)
 		agent_exec(argv, envp, workdir, user, output[1]);
 	}
 	close(output[1]);
+	if (agent_new_root)
+		pod_record(agent_new_root, child);
 	fcntl(output[0], F_SETFL, O_NONBLOCK);
 	static char chunk[AGENT_CHUNK];
 	int status = -1, output_open = 1;
@@ -211,6 +255,8 @@ static void agent_serve(int connection)
 			while (output_open && (got = read(output[0], chunk, sizeof chunk)) > 0)
 				agent_frame(connection, 'O', chunk, (uint32_t)got);
 			unsigned char bytes[4] = {status & 0xff, 0, 0, 0};
+			if (agent_new_root)
+				pod_forget(agent_new_root);
 			agent_frame(connection, 'X', bytes, 4);
 			return;
 		}

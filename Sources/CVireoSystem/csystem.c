@@ -312,3 +312,61 @@ long long csys_effective_capabilities(void) {
     if (syscall(SYS_capget, &header, data) != 0) return -errno;
     return (long long)(((unsigned long long)data[1].effective << 32) | data[0].effective);
 }
+
+// --- descriptors over Unix sockets (SCM_RIGHTS) ---
+
+#include <sys/socket.h>
+
+long csys_send_fds(int sock, const void *bytes, unsigned long length, const int *fds, int count) {
+    if (count < 0 || count > CSYS_MAX_PASSED_FDS || length == 0)
+        return -EINVAL;
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * CSYS_MAX_PASSED_FDS)]; } control;
+    memset(&control, 0, sizeof control);
+    struct iovec vector = {.iov_base = (void *)bytes, .iov_len = length};
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1};
+    if (count > 0) {
+        message.msg_control = control.space;
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count);
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)count);
+        memcpy(CMSG_DATA(header), fds, sizeof(int) * (size_t)count);
+    }
+    long sent;
+    do { sent = sendmsg(sock, &message, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    return result(sent);
+}
+
+long csys_recv_fds(int sock, void *bytes, unsigned long length, int *fds, int max, int *count) {
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * CSYS_MAX_PASSED_FDS)]; } control;
+    struct iovec vector = {.iov_base = bytes, .iov_len = length};
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
+    *count = 0;
+    long got;
+    do { got = recvmsg(sock, &message, MSG_CMSG_CLOEXEC); } while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return -errno;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS || header->cmsg_len < CMSG_LEN(0))
+            continue;
+        size_t passed = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *data = (int *)CMSG_DATA(header);
+        for (size_t i = 0; i < passed; i++) {
+            int fd;
+            memcpy(&fd, data + i, sizeof fd);
+            if (*count < max && !(message.msg_flags & MSG_CTRUNC))
+                fds[(*count)++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (message.msg_flags & MSG_CTRUNC) {
+        // Some descriptors were lost on the way: hand out none, so a request never runs on a partial set.
+        for (int i = 0; i < *count; i++)
+            close(fds[i]);
+        *count = 0;
+        return -EMSGSIZE;
+    }
+    return got;
+}

@@ -31,8 +31,18 @@ final class ExecProcess: @unchecked Sendable {
         self.process = process
     }
 
-    /// Starts the process through the agent at `socket`; `exited` runs once it has ended.
-    func start(socket: String, exited: @escaping @Sendable (UInt32, Date) -> Void) throws {
+    /// A pod container's own process (the bundle's), run by the agent as an exec is.
+    init(id: String, stdin: String, stdout: String, stderr: String, process: OCIBundle.Process) {
+        self.id = id
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.process = process
+    }
+
+    /// Starts the process through the agent at `socket` (with the agent's pod `records`, if any);
+    /// `exited` runs once it has ended.
+    func start(socket: String, records: [(Character, String)] = [], exited: @escaping @Sendable (UInt32, Date) -> Void) throws {
         try condition.withLock {
             guard !started else { throw ShimError(ShimError.failedPrecondition, "exec \(id) was already started") }
             started = true
@@ -40,7 +50,7 @@ final class ExecProcess: @unchecked Sendable {
         let output = try VMProcess.open(fifo: stdout, write: true)
         let errors = try VMProcess.open(fifo: stderr, write: true)
         let fd: Int32
-        do { fd = try GuestAgent.start(socket: socket, process: process) } catch {
+        do { fd = try GuestAgent.start(socket: socket, process: process, records: records) } catch {
             close(output)
             close(errors)
             finish(127)
@@ -85,7 +95,7 @@ final class ExecProcess: @unchecked Sendable {
 
     var isRunning: Bool { condition.withLock { started && !stopped } }
 
-    func state(container: ShimTask) -> Containerd_Task_V2_StateResponse {
+    func state(container: any ContainerTask) -> Containerd_Task_V2_StateResponse {
         condition.withLock {
             var response = Containerd_Task_V2_StateResponse()
             response.id = container.id

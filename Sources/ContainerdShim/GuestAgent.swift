@@ -17,13 +17,14 @@ enum GuestAgent {
 
     /// Connects to the agent (retrying while the guest is still starting, up to `seconds`) and sends
     /// the request; the connection's fd.
-    static func start(socket path: String, process: OCIBundle.Process, seconds: Double = 60) throws -> Int32 {
+    static func start(socket path: String, process: OCIBundle.Process, records extra: [(Character, String)] = [], seconds: Double = 60) throws -> Int32 {
         var records: [UInt8] = []
         func add(_ tag: Character, _ value: String) { records += Array(String(tag).utf8) + Array(value.utf8) + [0] }
         for argument in process.args ?? [] { add("A", argument) }
         for variable in process.env ?? [] { add("E", variable) }
         if let cwd = process.cwd, !cwd.isEmpty { add("W", cwd) }
         add("U", "\(process.user?.uid ?? 0):\(process.user?.gid ?? 0)")
+        for (tag, value) in extra { add(tag, value) }  // R/C: a pod container's root (guest/image-pod.c)
         guard records.count <= 1 << 20 else { throw ShimError(ShimError.invalidArgument, "the exec's args and env exceed 1 MiB") }
         let deadline = Date().addingTimeInterval(seconds)
         var lastError = "no attempt"

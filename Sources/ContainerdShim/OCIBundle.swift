@@ -25,6 +25,8 @@ struct OCIBundle {
         var process: Process?
         var hostname: String?
         var linux: Linux?
+        /// CRI's pod annotations among them (PodAnnotations).
+        var annotations: [String: String]?
     }
 
     /// config.json is containerd's (trusted), but still bounded: a spec over 1 MiB is refused.

@@ -11,6 +11,9 @@ struct ShimArguments {
     var bundle = ""
     var debug = false
     var action = ""
+    /// The pod's sandbox id when this container belongs to a pod (`start` reads it from the
+    /// bundle's annotations): the pod's containers share the sandbox's shim, so its socket.
+    var group = ""
 
     static func parse(_ arguments: [String]) throws -> ShimArguments {
         var parsed = ShimArguments()
@@ -57,7 +60,7 @@ struct ShimArguments {
     /// The serving shim's socket: next to containerd's socket when the path fits in sun_path, else
     /// under /run/vireo-shim; named by a hash of containerd's address, the namespace and the id.
     var socketPath: String {
-        let hash = SHA256.hash(data: Data("\(address)|\(namespace)|\(id)".utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+        let hash = SHA256.hash(data: Data("\(address)|\(namespace)|\(group.isEmpty ? id : group)".utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
         let near = (address as NSString).deletingLastPathComponent + "/vireo-shim/\(hash).sock"
         return !address.isEmpty && near.utf8.count <= UnixSocket.maximumPath ? near : "/run/vireo-shim/\(hash).sock"
     }

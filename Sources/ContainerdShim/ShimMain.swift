@@ -33,6 +33,7 @@ public enum ShimMain {
         _ = fcntl(listener, F_SETFD, FD_CLOEXEC)
         let events = EventPublisher(address: ProcessInfo.processInfo.environment["TTRPC_ADDRESS"] ?? "", namespace: arguments.namespace)
         let socket = arguments.socketPath
+        PodSandbox.shimSocket = socket
         let service = TaskService(id: arguments.id, stateDirectory: ShimArguments.stateDirectory, events: events) {
             unlink(socket)
             // The response to Shutdown is written after this returns; give it a moment.

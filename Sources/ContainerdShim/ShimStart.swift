@@ -8,6 +8,20 @@ import Foundation
 enum ShimStart {
     static func run(_ arguments: ShimArguments, arguments argv: [String]) throws -> Never {
         drainStandardInput()  // the runtime options (a protobuf Any): none are defined for vireo yet
+        var arguments = arguments
+        // A container of a pod goes to its sandbox's shim (the socket is named by the sandbox id),
+        // which runs it in the pod's VM, as runc's and Kata's shims group a pod.
+        if let spec = try? OCIBundle(path: FileManager.default.currentDirectoryPath), let sandbox = PodAnnotations.sandbox(of: spec.config) {
+            arguments.group = sandbox
+            let path = arguments.socketPath
+            guard let fd = try? UnixSocket.connect(path) else {
+                throw ShimUsage("the pod's sandbox \(sandbox) has no running vireo shim (start the sandbox first)")
+            }
+            close(fd)
+            try writeAddress("unix://" + path)
+            print("unix://" + path)
+            exit(0)
+        }
         let path = arguments.socketPath
         let address = "unix://" + path
         let directory = (path as NSString).deletingLastPathComponent
@@ -89,6 +103,20 @@ enum ShimStart {
 enum ShimDelete {
     static func run(_ arguments: ShimArguments) throws -> Never {
         let bundle = arguments.bundle.isEmpty ? FileManager.default.currentDirectoryPath : arguments.bundle
+        var arguments = arguments
+        if let spec = try? OCIBundle(path: bundle), let sandbox = PodAnnotations.sandbox(of: spec.config) {
+            // A pod's container: the sandbox's shim (and VM) are the sandbox's to clean up.
+            arguments.group = sandbox
+            unlink(bundle + "/vireo-root.overlay")
+            unlink(bundle + "/vireo-root.overlay.map")
+            RootfsImage.unmount(bundle + "/rootfs")
+            var response = ContainerdShimAPI.Containerd_Task_V2_DeleteResponse()
+            response.exitStatus = 128 + UInt32(SIGKILL)
+            response.exitedAt = .init(date: Date())
+            let bytes: [UInt8] = try response.serializedBytes()
+            _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+            exit(0)
+        }
         var pid: UInt32 = 0
         if let text = try? String(contentsOfFile: bundle + "/vireo.pid", encoding: .utf8), let value = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
            value > 1, isVireo(value, bundle: bundle) {

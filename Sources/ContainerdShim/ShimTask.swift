@@ -29,6 +29,8 @@ final class ShimTask: @unchecked Sendable {
     /// The signal containerd asked for when the shim had to stop the VM (SIGKILL and others the guest
     /// cannot be sent): reported as 128+N, as a process killed by it would be.
     private var forcedSignal: UInt32?
+    /// Set when this container is a pod's sandbox: its VM takes the pod's containers (PodSandbox).
+    let pod: PodSandbox?
 
     init(_ request: Containerd_Task_V2_CreateTaskRequest, stateDirectory: String, events: EventPublisher) throws {
         guard !request.terminal else {
@@ -40,6 +42,7 @@ final class ShimTask: @unchecked Sendable {
         let (options, command) = bundle.runArguments()
         arguments = ["run", "--state-dir", stateDirectory] + options + ["--image", layout, "--"] + command
         memoryMiB = bundle.memoryMiB
+        pod = PodAnnotations.isSandbox(bundle.config) ? PodSandbox(id: request.id) : nil
         cgroup = ContainerCgroup.locate(cgroupsPath: bundle.config.linux?.cgroupsPath, id: request.id)
         id = request.id
         self.stateDirectory = stateDirectory
@@ -63,6 +66,7 @@ final class ShimTask: @unchecked Sendable {
         // The guest console is one stream: the program's stderr arrives with its stdout. The stderr
         // FIFO is held open (so containerd's copier sees no early EOF) until the VM ends.
         let isolation = try VMMIsolation.runOptions()
+        let podOptions = try pod?.runOptions(isolation: isolation) ?? []
         let errorFIFO = try VMProcess.open(fifo: stderr, write: true)
         var joined: [String] = []
         do {
@@ -72,11 +76,12 @@ final class ShimTask: @unchecked Sendable {
         // The isolation options go before `--image` (vireo's options come before the image's).
         let child: pid_t
         do {
-            child = try VMProcess.spawn(arguments: Array(arguments.prefix(3)) + isolation + Array(arguments.dropFirst(3)),
+            child = try VMProcess.spawn(arguments: Array(arguments.prefix(3)) + isolation + podOptions + Array(arguments.dropFirst(3)),
                                         cgroupProcs: joined, stdin: input, stdout: output, stderr: 2)
         } catch {
             close(errorFIFO)
             cgroup?.remove()
+            pod?.remove()
             throw error
         }
         pid = child
@@ -86,6 +91,7 @@ final class ShimTask: @unchecked Sendable {
             let status = VMProcess.wait(child)
             close(errorFIFO)
             cgroup?.remove()
+            pod?.remove()
             exited(status)
         }
         return UInt32(child)

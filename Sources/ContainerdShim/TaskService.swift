@@ -12,7 +12,8 @@ final class TaskService: @unchecked Sendable {
     private let stateDirectory: String
     private let events: EventPublisher
     private let lock = NSLock()
-    private var task: ShimTask?
+    /// The containers this shim serves: one, or a pod's sandbox and its containers (PodContainer).
+    private var tasks: [String: any ContainerTask] = [:]
     /// Called after Shutdown's response is on its way: the serving process ends.
     private let onShutdown: @Sendable () -> Void
 
@@ -73,11 +74,12 @@ final class TaskService: @unchecked Sendable {
             return try reply(Google_Protobuf_Empty())
         case "Connect":
             let request = try Containerd_Task_V2_ConnectRequest(serializedBytes: payload)
-            let taskPID = lock.withLock { task }.map { $0.id == request.id ? $0.processID : 0 } ?? 0
+            let taskPID = lock.withLock { tasks[request.id] }?.processID ?? 0
             return try reply(Containerd_Task_V2_ConnectResponse.with { $0.shimPid = UInt32(getpid()); $0.taskPid = taskPID; $0.version = "vireo" })
         case "Shutdown":
             let request = try Containerd_Task_V2_ShutdownRequest(serializedBytes: payload)
-            if let task = lock.withLock({ task }), task.isRunning, !request.now { return try reply(Google_Protobuf_Empty()) }
+            // containerd sends Shutdown after each Delete: a pod's shim serves on while any container is left.
+            if !lock.withLock({ tasks.isEmpty }), !request.now { return try reply(Google_Protobuf_Empty()) }
             onShutdown()
             return try reply(Google_Protobuf_Empty())
         case "Exec":
@@ -108,10 +110,18 @@ final class TaskService: @unchecked Sendable {
     }
 
     private func create(_ request: Containerd_Task_V2_CreateTaskRequest) throws -> Containerd_Task_V2_CreateTaskResponse {
-        guard request.id == id else { throw ShimError(ShimError.invalidArgument, "this shim serves task \(id), not \(request.id)") }
-        guard lock.withLock({ task }) == nil else { throw ShimError(ShimError.alreadyExists, "task \(request.id) already exists") }
-        let created = try ShimTask(request, stateDirectory: stateDirectory, events: events)
-        lock.withLock { task = created }
+        guard lock.withLock({ tasks[request.id] }) == nil else { throw ShimError(ShimError.alreadyExists, "task \(request.id) already exists") }
+        let created: any ContainerTask
+        if request.id == id {
+            guard lock.withLock({ tasks.isEmpty }) else { throw ShimError(ShimError.alreadyExists, "task \(request.id) already exists") }
+            created = try ShimTask(request, stateDirectory: stateDirectory, events: events)
+        } else {
+            created = try podContainer(request)
+        }
+        try lock.withLock {
+            guard tasks[request.id] == nil else { throw ShimError(ShimError.alreadyExists, "task \(request.id) already exists") }
+            tasks[request.id] = created
+        }
         var event = Containerd_Events_TaskCreate()
         event.containerID = request.id
         event.bundle = request.bundle
@@ -129,8 +139,8 @@ final class TaskService: @unchecked Sendable {
         }
         guard !task.isRunning else { throw ShimError(ShimError.failedPrecondition, "task \(request.id) is running; kill it first") }
         let state = task.state
-        lock.withLock { self.task = nil }
-        RootfsImage.unmount(task.bundle + "/rootfs")
+        lock.withLock { _ = tasks.removeValue(forKey: request.id) }
+        task.deleted()
         var event = Containerd_Events_TaskDelete()
         event.containerID = task.id
         event.id = task.id
@@ -141,9 +151,19 @@ final class TaskService: @unchecked Sendable {
         return .with { $0.pid = state.pid; $0.exitStatus = state.exitStatus; $0.exitedAt = state.exitedAt }
     }
 
-    private func existing(_ requested: String) throws -> ShimTask {
-        guard let task = lock.withLock({ task }), task.id == requested else { throw ShimError(ShimError.notFound, "task \(requested) not found") }
+    private func existing(_ requested: String) throws -> any ContainerTask {
+        guard let task = lock.withLock({ tasks[requested] }) else { throw ShimError(ShimError.notFound, "task \(requested) not found") }
         return task
+    }
+
+    /// A container of the pod this shim's task (the sandbox) runs: `start` sent it here because its
+    /// spec names this sandbox (PodAnnotations).
+    private func podContainer(_ request: Containerd_Task_V2_CreateTaskRequest) throws -> PodContainer {
+        let bundle = try OCIBundle(path: request.bundle)
+        guard PodAnnotations.sandbox(of: bundle.config) == id, let sandbox = lock.withLock({ tasks[id] }) as? ShimTask, let pod = sandbox.pod else {
+            throw ShimError(ShimError.invalidArgument, "this shim serves task \(id), not \(request.id) (a pod's container needs its sandbox \(id) running here)")
+        }
+        return try PodContainer(request, bundle: bundle, sandbox: sandbox, pod: pod, stateDirectory: stateDirectory, events: events)
     }
 
     private func reply(_ message: some SwiftProtobuf.Message) throws -> [UInt8] { try message.serializedBytes() }

@@ -1,3 +1,4 @@
+internal import CVireoSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +8,8 @@ import Glibc
 ///
 /// Requests: `status` (with the virtio devices' counters), `pause`, `resume`, `balloon <MiB>`
 /// (the balloon's target), `stop` (clean stop: vCPUs stopped, exit 0), `kill`
-/// (the process ends at once), and `console`, which turns the connection into the guest's serial
+/// (the process ends at once), `attach-disk ID` / `detach-disk ID` (hot attach to an empty disk
+/// slot, the backing passed as descriptors with the request: Machine+HotDisks), and `console`, which turns the connection into the guest's serial
 /// console (bytes in go to the UART, console output streams out). A daemon uses it to drive one VM.
 final class ControlServer: Sendable {
     private let path: String
@@ -64,9 +66,21 @@ final class ControlServer: Sendable {
     private func serve(_ fd: Int32) {
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 512)
+        // Descriptors passed with the bytes (SCM_RIGHTS) for the next `attach-disk`; any other
+        // request closes them, and never more than CSYS_MAX_PASSED_FDS are held.
+        var passed: [Int32] = []
+        defer { for descriptor in passed { close(descriptor) } }
         while true {
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count < 0 && errno == EINTR { continue }
+            var received = [Int32](repeating: -1, count: Int(CSYS_MAX_PASSED_FDS))
+            var receivedCount: Int32 = 0
+            let count = chunk.withUnsafeMutableBytes { bytes in
+                received.withUnsafeMutableBufferPointer {
+                    Int(csys_recv_fds(fd, bytes.baseAddress, UInt(bytes.count), $0.baseAddress, Int32(CSYS_MAX_PASSED_FDS), &receivedCount))
+                }
+            }
+            for descriptor in received.prefix(Int(receivedCount)) {
+                if passed.count < Int(CSYS_MAX_PASSED_FDS) { passed.append(descriptor) } else { close(descriptor) }
+            }
             if count <= 0 { break }
             buffer.append(contentsOf: chunk[0..<count])
             while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
@@ -79,6 +93,14 @@ final class ControlServer: Sendable {
                     close(fd)
                     return
                 }
+                if case let .attachDisk(id)? = request {
+                    let descriptors = passed
+                    passed = []
+                    reply(fd, machine.attachDisk(id: id, descriptors: descriptors))
+                    continue
+                }
+                for descriptor in passed { close(descriptor) }
+                passed = []
                 reply(fd, request.map(handle) ?? ControlServer.unknown(line))
                 if request == .kill { kill(getpid(), SIGKILL) }
             }
@@ -116,14 +138,20 @@ final class ControlServer: Sendable {
                 return .failure(error.description)
             }
             return ControlReply(ok: true, snapshot: directory, ms: Int((MonotonicClock.now() - started) * 1000))
-        case .console:
-            return .failure("console is served by the connection loop")  // never reached
+        case let .detachDisk(id):
+            return machine.detachDisk(id: id)
+        case .console, .attachDisk:
+            return .failure("served by the connection loop")  // never reached
         }
     }
 
     private static func unknown(_ line: String) -> ControlReply {
-        let safe = String(line.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == " ") ? $0 : "?" })
-        return .failure("unknown request '\(safe)'; expected status, pause, resume, snapshot DIR, balloon MIB, stop, kill or console")
+        .failure("unknown request '\(printable(line))'; expected status, pause, resume, snapshot DIR, balloon MIB, stop, kill, console, attach-disk ID or detach-disk ID")
+    }
+
+    /// A client's text for a reply: 64 characters at most, letters, digits, space, '-' and '_' kept.
+    static func printable(_ text: String) -> String {
+        String(text.prefix(64).map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == " " || $0 == "-" || $0 == "_") ? $0 : "?" })
     }
 
     private func reply(_ fd: Int32, _ message: ControlReply) {

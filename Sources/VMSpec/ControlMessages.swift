@@ -6,6 +6,12 @@ public enum ControlRequest: Sendable, Equatable {
     /// The balloon's target in MiB, as given (the VMM checks it against the guest's RAM).
     case balloon(String)
     case snapshot(directory: String)
+    /// Hot attach to the empty disk slot with this `id=`: the backing comes as descriptors passed
+    /// with the request (SCM_RIGHTS): one (a raw image, read-write) or three (overlay, its map,
+    /// the read-only base).
+    case attachDisk(id: String)
+    /// Empties a slot `attachDisk` filled (the guest must have stopped using it).
+    case detachDisk(id: String)
 
     /// Nil for a line that is no request.
     public init?(line: String) {
@@ -18,6 +24,8 @@ public enum ControlRequest: Sendable, Equatable {
         case "console": self = .console
         case let text where text.hasPrefix("balloon "): self = .balloon(String(text.dropFirst("balloon ".count)))
         case let text where text.hasPrefix("snapshot "): self = .snapshot(directory: String(text.dropFirst("snapshot ".count)))
+        case let text where text.hasPrefix("attach-disk "): self = .attachDisk(id: String(text.dropFirst("attach-disk ".count)))
+        case let text where text.hasPrefix("detach-disk "): self = .detachDisk(id: String(text.dropFirst("detach-disk ".count)))
         default: return nil
         }
     }
@@ -32,6 +40,8 @@ public enum ControlRequest: Sendable, Equatable {
         case .console: return "console"
         case let .balloon(argument): return "balloon " + argument
         case let .snapshot(directory): return "snapshot " + directory
+        case let .attachDisk(id): return "attach-disk " + id
+        case let .detachDisk(id): return "detach-disk " + id
         }
     }
 }

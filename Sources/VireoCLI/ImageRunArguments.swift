@@ -25,6 +25,11 @@ struct ImageRunArguments {
     var resourceLimits: [RunSpec.ResourceLimit] = []
     /// `-t`: a terminal for the program.
     var terminal = false
+    /// `--spare-disks N`: N empty disk slots (ids vireo-slot-0…) that disks can be hot attached to
+    /// through the VMM's `--api-socket` (`attach-disk`): a pod's containers (containerd shim).
+    var spareDisks = 0
+    /// The most spare slots: 10 virtio devices fit the VM, and an image run has 3 of its own.
+    static let maximumSpareDisks = 7
     /// Options for `vireo run` (memory, cpus, net, isolation, …).
     var passthrough: [String] = []
 
@@ -87,6 +92,12 @@ struct ImageRunArguments {
                 // stdin is always attached: accepted out of Docker habit
             } else if argument == "--insecure-registry" {
                 result.insecureRegistry = true
+            } else if argument == "--spare-disks" {
+                let text = try value()
+                guard let count = Int(text), (0...maximumSpareDisks).contains(count) else {
+                    throw ImageRunUsage("--spare-disks takes a number from 0 to \(maximumSpareDisks) (an image VM holds at most 10 virtio devices); got '\(text)'")
+                }
+                result.spareDisks = count
             } else if argument == "--cold" {
                 result.cold = true
             } else if argument == "--restore" {

@@ -11,6 +11,8 @@ struct PreparedImageRun {
     /// The vsock socket signals for the program go through (nil when the user attached their own vsock).
     let signalSocket: String?
     let baseLock: BaseLock
+    /// Empty hot-attach slots after vda and vdb (`--spare-disks`).
+    let spareDisks: Int
     let store: ImageStore
     let kernel: String
     let initrd: String
@@ -61,15 +63,24 @@ struct PreparedImageRun {
             try? FileManager.default.removeItem(atPath: runDirectory)
             throw error
         }
-        let cmdline = ImageRun.cmdline + (arguments.extraCmdline.map { " " + $0 } ?? "")
+        // Spare slots change the VM's devices: the count is on the command line, so a warm-start
+        // snapshot (keyed by it) is made and restored with the same slots.
+        let cmdline = ImageRun.cmdline + (arguments.spareDisks > 0 ? " vireo_slots=\(arguments.spareDisks)" : "")
+            + (arguments.extraCmdline.map { " " + $0 } ?? "")
         // The image's disks come first, so the guest sees them as vda and vdb whatever else is attached.
-        let diskArguments = ["--disk", "\(overlay),backing=\(base.path),id=vireo-root", "--disk", "\(configDisk),id=vireo-config"]
+        var diskArguments = ["--disk", "\(overlay),backing=\(base.path),id=vireo-root", "--disk", "\(configDisk),id=vireo-config"]
+        do {
+            diskArguments += try SpareDisks.make(count: arguments.spareDisks, in: runDirectory)
+        } catch {
+            try? FileManager.default.removeItem(atPath: runDirectory)
+            throw error
+        }
         var runArguments = ["--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline] + diskArguments
         let socket = runDirectory + "/signal.sock"
         let signalSocket = passthrough.contains { $0 == "--vsock" || $0.hasPrefix("--vsock=") } || socket.utf8.count > 100 ? nil : socket
         if let signalSocket { runArguments += ["--vsock", "cid=3,socket=\(signalSocket)"] }
         return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments + network.netOptions + passthrough,
-                                signalSocket: signalSocket, baseLock: lock, store: store, kernel: kernel, initrd: initrd,
+                                signalSocket: signalSocket, baseLock: lock, spareDisks: arguments.spareDisks, store: store, kernel: kernel, initrd: initrd,
                                 cmdline: cmdline, diskArguments: diskArguments)
     }
 

@@ -47,13 +47,13 @@ enum WarmStart {
             return nil
         }
         do {
-            if let directory = try verified(cache, key) { return Plan(directory: directory, key: key, options: options) }
+            if let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) { return Plan(directory: directory, key: key, options: options) }
             let lock = try cache.lock(key)
             defer { withExtendedLifetime(lock) {} }
             // Another run may have made it while we waited for the lock.
-            if let directory = try verified(cache, key) { return Plan(directory: directory, key: key, options: options) }
+            if let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) { return Plan(directory: directory, key: key, options: options) }
             try make(cache, key, prepared, options)
-            guard let directory = try verified(cache, key) else { throw ImageError("the new snapshot is missing") }
+            guard let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) else { throw ImageError("the new snapshot is missing") }
             return Plan(directory: directory, key: key, options: options)
         } catch let error as UnusableSnapshot {
             printError("vireo: the cached warm-start snapshot \(cache.path(key)) is unusable (\(error.reason)); removed it, booting cold\n")
@@ -66,13 +66,13 @@ enum WarmStart {
     }
 
     /// The cached snapshot for `key`, checked (owner, modes, checksum, devices), or nil when none is cached.
-    private static func verified(_ cache: WarmSnapshotCache, _ key: String) throws -> String? {
+    private static func verified(_ cache: WarmSnapshotCache, _ key: String, disks: Int) throws -> String? {
         let directory: String?
         do { directory = try cache.lookup(key) } catch { throw UnusableSnapshot(reason: "\(error)") }
         guard let directory else { return nil }
         let summary: SnapshotSummary
         do { summary = try SnapshotSummary.read(directory) } catch { throw UnusableSnapshot(reason: "\(error)") }
-        guard summary.diskCount == 2, summary.netCount == 0, !summary.rng, summary.optionalDevices.count == 1 else {
+        guard summary.diskCount == disks, summary.netCount == 0, !summary.rng, summary.optionalDevices.count == 1 else {
             throw UnusableSnapshot(reason: "it holds other devices than an image run's")
         }
         return directory
@@ -85,7 +85,7 @@ enum WarmStart {
         let staging = try cache.stage(key)
         do {
             try WarmUpBoot.run(staging: staging, kernel: prepared.kernel, initrd: prepared.initrd, cmdline: prepared.cmdline,
-                               options: options.warmUp, log: log)
+                               spareDisks: prepared.spareDisks, options: options.warmUp, log: log)
             try cache.commit(staging: staging, key: key)
         } catch {
             cache.abandon(staging)

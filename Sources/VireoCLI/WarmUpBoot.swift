@@ -12,7 +12,7 @@ enum WarmUpBoot {
     static let warmArgument = "vireo_warm=1"
 
     /// Boots and writes `staging/snapshot`; throws with the log's path when anything fails.
-    static func run(staging: String, kernel: String, initrd: String, cmdline: String, options: [String], log: String) throws {
+    static func run(staging: String, kernel: String, initrd: String, cmdline: String, spareDisks: Int = 0, options: [String], log: String) throws {
         let empty = [staging + "/root.empty", staging + "/config.empty"]
         for path in empty {
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -20,8 +20,10 @@ enum WarmUpBoot {
             close(fd)
         }
         let api = staging + "/api.sock"
+        let slots = try SpareDisks.make(count: spareDisks, in: staging)
         let arguments = ["run", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline + " " + warmArgument,
-                         "--disk", "\(empty[0]),id=vireo-root", "--disk", "\(empty[1]),id=vireo-config",
+                         "--disk", "\(empty[0]),id=vireo-root", "--disk", "\(empty[1]),id=vireo-config"]
+            + slots + [
                          "--vsock", "cid=3,socket=\(staging)/v.sock", "--api-socket", api, "--no-stdin"] + options
         let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard logFD >= 0 else { throw ImageError("cannot create \(log): \(String(cString: strerror(errno)))") }
@@ -47,7 +49,7 @@ enum WarmUpBoot {
         try control(api, "pause", log: log)
         try control(api, "snapshot \(staging)/snapshot", log: log)
         // Only the snapshot stays: the empty disks and sockets were the warm-up VM's.
-        for path in empty + [api, staging + "/v.sock"] { unlink(path) }
+        for path in empty + [api, staging + "/v.sock"] + (0..<spareDisks).map({ "\(staging)/slot-\($0).empty" }) { unlink(path) }
     }
 
     /// Reads the console until the ready line (copying it to the log); at most 10 minutes.

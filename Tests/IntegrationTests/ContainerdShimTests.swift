@@ -14,7 +14,7 @@ struct ContainerdShimTests {
     static let runtime = "io.containerd.vireo.v2"
 
     /// The busybox image as an OCI archive named by `io.containerd.image.name` (what `ctr image import` names it by).
-    private func imageArchive(in directory: String) throws -> String {
+    func imageArchive(in directory: String) throws -> String {
         let layout = directory + "/image"
         try TestImages.oneLayer(at: layout)
         let indexPath = layout + "/index.json"
@@ -33,7 +33,7 @@ struct ContainerdShimTests {
         return archive
     }
 
-    private func environment(_ directory: String) throws -> [String: String] {
+    func environment(_ directory: String) throws -> [String: String] {
         let vireo = TestEnvironment.vireoBinary
         let binaries = (vireo as NSString).deletingLastPathComponent
         guard FileManager.default.isExecutableFile(atPath: binaries + "/containerd-shim-vireo-v2") else {
@@ -48,7 +48,7 @@ struct ContainerdShimTests {
     }
 
     /// Polls (bounded) until `condition` holds.
-    private func eventually(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    func eventually(_ seconds: Double, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if condition() { return true }
@@ -60,7 +60,7 @@ struct ContainerdShimTests {
     /// What must be gone once a container is: its processes (any command line naming the test
     /// directory, containerd aside), mounts under the directory, vireo's run directories, the
     /// task's bundle and the shim's socket.
-    private func expectNothingLeft(_ daemon: ContainerdDaemon, _ container: String, _ comment: Comment) {
+    func expectNothingLeft(_ daemon: ContainerdDaemon, _ container: String, _ comment: Comment) {
         let directory = daemon.directory
         let bundle = "\(directory)/state/io.containerd.runtime.v2.task/default/\(container)"
         let clean = eventually(30) {

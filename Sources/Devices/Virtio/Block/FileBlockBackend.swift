@@ -12,12 +12,29 @@ public final class FileBlockBackend: BlockBackend, Sendable {
     private let fd: Int32
 
     /// Opens `path` read-write, or read-only when `readOnly`.
-    public init(path: String, readOnly: Bool = false) throws(BlockBackendError) {
+    public convenience init(path: String, readOnly: Bool = false) throws(BlockBackendError) {
         let fd: Int32
         switch CheckedOpen.open(path, flags: readOnly ? O_RDONLY : O_RDWR, kinds: .regularOrBlockDevice, image: true) {
         case let .success(opened): fd = opened
         case let .failure(.system(error)): throw BlockBackendError(operation: "open \(path)", errno: error)
         case let .failure(refusal): throw BlockBackendError(refusal: "disk \(path) \(refusal)")
+        }
+        try self.init(descriptor: fd, name: path, readOnly: readOnly)
+    }
+
+    /// Takes over `fd` (an open regular file or block device, e.g. one passed over a socket to a
+    /// jailed VMM that cannot open paths): locks it as `init(path:)` does; `name` is for messages.
+    /// The descriptor is closed on failure too.
+    public init(descriptor fd: Int32, name path: String, readOnly: Bool) throws(BlockBackendError) {
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG || info.st_mode & S_IFMT == S_IFBLK else {
+            close(fd)
+            throw BlockBackendError(refusal: "disk \(path) is not a regular file or block device")
+        }
+        let mode = fcntl(fd, F_GETFL) & O_ACCMODE
+        guard mode == O_RDWR || (readOnly && mode == O_RDONLY) else {
+            close(fd)
+            throw BlockBackendError(refusal: "disk \(path) was not opened \(readOnly ? "for reading" : "for reading and writing")")
         }
         // One writer per image, and no writer beside readers (issue 12, finding 6): a lock on the
         // open file description, held as long as the VMM keeps the image open.

@@ -28,27 +28,68 @@ public final class OverlayBlockBackend: BlockBackend, @unchecked Sendable {
     private let scratch: UnsafeMutableRawBufferPointer
 
     /// Opens `path` over `basePath`; creates the overlay and its map when `path` does not exist.
-    public init(path: String, basePath: String) throws(BlockBackendError) {
-        base = try FileBlockBackend(path: basePath, readOnly: true)
-        guard base.size % UInt64(OverlayBlockBackend.blockSize) == 0 else {
-            throw BlockBackendError(operation: "overlay over \(basePath): its size \(base.size) is not a multiple of 4096", errno: EINVAL)
-        }
+    public convenience init(path: String, basePath: String) throws(BlockBackendError) {
+        let base = try FileBlockBackend(path: basePath, readOnly: true)
         let mapPath = path + ".map"
         var info = stat()
         let fresh = lstat(path, &info) != 0
         if fresh {
             try OverlayBlockBackend.create(path: path, mapPath: mapPath, size: base.size)
         }
-        overlay = try FileBlockBackend(path: path)
-        guard overlay.size == base.size else {
-            throw BlockBackendError(operation: "overlay \(path) has \(overlay.size) bytes but its base \(basePath) has \(base.size)", errno: EINVAL)
-        }
+        let overlay = try FileBlockBackend(path: path)
         let mapFD: Int32
         switch CheckedOpen.open(mapPath, flags: O_RDWR, noFollow: true, image: true) {
         case let .success(opened): mapFD = opened
         case let .failure(.system(error)): throw BlockBackendError(operation: "open overlay map \(mapPath)", errno: error)
         case let .failure(refusal): throw BlockBackendError(refusal: "overlay map \(mapPath) \(refusal)")
         }
+        try self.init(overlay: overlay, mapFD: mapFD, base: base, path: path, basePath: basePath)
+    }
+
+    /// An overlay from descriptors (a jailed VMM's hot attach: it cannot open paths): `overlayFD`
+    /// and `mapFD` read-write, `baseFD` read-only. Two empty files (a fresh overlay the host just
+    /// created) are made a sparse overlay and an all-clear map here, so the format has one owner.
+    /// Takes over the three descriptors; all are closed on failure.
+    public convenience init(overlayFD: Int32, mapFD: Int32, baseFD: Int32, name: String) throws(BlockBackendError) {
+        let base: FileBlockBackend
+        do { base = try FileBlockBackend(descriptor: baseFD, name: name + " (base)", readOnly: true) } catch {
+            close(overlayFD)
+            close(mapFD)
+            throw error
+        }
+        var overlayInfo = stat(), mapInfo = stat()
+        guard fstat(overlayFD, &overlayInfo) == 0, fstat(mapFD, &mapInfo) == 0, mapInfo.st_mode & S_IFMT == S_IFREG else {
+            close(overlayFD)
+            close(mapFD)
+            throw BlockBackendError(refusal: "overlay map of \(name) is not a regular file")
+        }
+        if overlayInfo.st_size == 0 && mapInfo.st_size == 0 {
+            do { try OverlayBlockBackend.initialize(overlay: overlayFD, map: mapFD, size: base.size, name: name) } catch {
+                close(overlayFD)
+                close(mapFD)
+                throw error
+            }
+        }
+        let overlay: FileBlockBackend
+        do { overlay = try FileBlockBackend(descriptor: overlayFD, name: name, readOnly: false) } catch {
+            close(mapFD)
+            throw error
+        }
+        try self.init(overlay: overlay, mapFD: mapFD, base: base, path: name, basePath: name + " (base)")
+    }
+
+    private init(overlay: FileBlockBackend, mapFD: Int32, base: FileBlockBackend, path: String, basePath: String) throws(BlockBackendError) {
+        guard base.size % UInt64(OverlayBlockBackend.blockSize) == 0 else {
+            close(mapFD)
+            throw BlockBackendError(operation: "overlay over \(basePath): its size \(base.size) is not a multiple of 4096", errno: EINVAL)
+        }
+        guard overlay.size == base.size else {
+            close(mapFD)
+            throw BlockBackendError(operation: "overlay \(path) has \(overlay.size) bytes but its base \(basePath) has \(base.size)", errno: EINVAL)
+        }
+        let mapPath = path + ".map"
+        self.base = base
+        self.overlay = overlay
         let blocks = Int(base.size / UInt64(OverlayBlockBackend.blockSize))
         let bitmapBytes = (blocks + 7) / 8
         var header = [UInt8](repeating: 0, count: OverlayBlockBackend.headerSize)
@@ -82,13 +123,19 @@ public final class OverlayBlockBackend: BlockBackend, @unchecked Sendable {
         let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw BlockBackendError(operation: "create overlay \(path)", errno: errno) }
         defer { close(fd) }
-        guard ftruncate(fd, off_t(size)) == 0, fsync(fd) == 0 else {
-            throw BlockBackendError(operation: "size overlay \(path)", errno: errno)
-        }
         // O_EXCL: a map planted next to a new overlay (or a link there) is never truncated or followed.
         let map = open(mapPath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard map >= 0 else { throw BlockBackendError(operation: "create overlay map \(mapPath)", errno: errno) }
         defer { close(map) }
+        try initialize(overlay: fd, map: map, size: size, name: path)
+    }
+
+    /// Sizes an empty overlay and writes an all-clear map (both fsynced).
+    private static func initialize(overlay fd: Int32, map: Int32, size: UInt64, name path: String) throws(BlockBackendError) {
+        guard ftruncate(fd, off_t(size)) == 0, fsync(fd) == 0 else {
+            throw BlockBackendError(operation: "size overlay \(path)", errno: errno)
+        }
+        let mapPath = path + ".map"
         let blocks = Int(size / UInt64(blockSize))
         var bytes = magic + (0..<8).map { UInt8(truncatingIfNeeded: size >> (8 * UInt64($0))) }
         bytes += [UInt8](repeating: 0, count: (blocks + 7) / 8)

@@ -48,14 +48,22 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         public var errors: UInt64 = 0
     }
 
-    public let backend: any BlockBackend
+    /// The storage requests go to; replaced only by the worker thread, between requests, when a
+    /// hot attach or detach (`attach(_:)`) is pending.
+    public private(set) var backend: any BlockBackend
     public let queueSize: UInt16
     public let limits: Limits
-    /// Capacity in 512-byte sectors (a trailing partial sector of the image is not exposed).
-    public let capacity: UInt64
+    /// Capacity in 512-byte sectors (a trailing partial sector of the image is not exposed); as
+    /// `backend`, changed only by the worker thread.
+    public private(set) var capacity: UInt64
+    /// The drive's `id=` as given (the guest reads up to 20 bytes of it with GET_ID).
+    public let serialName: String
     let serial: [UInt8]
     let features: UInt64
-    private let config: VirtioConfigSpace
+    /// Config space: vCPU threads read it, a hot attach rewrites the capacity.
+    private let config: Mutex<VirtioConfigSpace>
+    /// A backend handed over by `attach(_:)`, taken by the worker before its next request.
+    let pendingBackend = Mutex<(any BlockBackend)?>(nil)
     // Counters: one relaxed atomic add each per request, never a lock (status reads from any thread).
     let requestCount = Atomic<UInt64>(0)
     let bytesReadCount = Atomic<UInt64>(0)
@@ -75,6 +83,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         self.queueSize = queueSize
         self.limits = limits
         capacity = backend.size / VirtioBlock.sectorSize
+        serialName = serial ?? ""
         self.serial = Array((serial ?? "").utf8.prefix(VirtioBlock.serialLength))
         var features = Feature.sizeMax | Feature.segMax | Feature.flush
         features |= backend.isReadOnly ? Feature.readOnly : Feature.discard | Feature.writeZeroes
@@ -93,7 +102,7 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
         config.set(limits.maxWriteZeroesSectors, at: 48)
         config.set(limits.maxWriteZeroesSegments, at: 52)
         config.set(UInt8(1), at: 56)
-        self.config = config
+        self.config = Mutex(config)
         vectors = .allocate(capacity: VirtioBlock.vectorCapacity)
     }
 
@@ -115,11 +124,48 @@ public final class VirtioBlock: VirtioDevice, @unchecked Sendable {
     public var queueMaxSizes: [UInt16] { [queueSize] }
 
     public func readConfig(offset: UInt64, into data: UnsafeMutableRawBufferPointer) {
-        config.read(offset: offset, into: data)
+        config.withLock { $0.read(offset: offset, into: data) }
+    }
+
+    /// Hot attach (and detach, with an empty backend): the guest sees the new capacity in config
+    /// space at once; the worker switches to `replacement` before it serves its next request, so
+    /// no request ever runs against one disk's backend with another's capacity. The caller signals
+    /// the config change (the transport's `signalConfigChange`). The features negotiated at boot
+    /// stay: a replacement must be writable, as the empty slot was.
+    public func attach(_ replacement: any BlockBackend) throws(BlockBackendError) {
+        guard replacement.isReadOnly == (features & Feature.readOnly != 0) else {
+            throw BlockBackendError(refusal: "a disk attached to a slot must be as writable as the slot (its features were negotiated at boot)")
+        }
+        let sectors = replacement.size / VirtioBlock.sectorSize
+        pendingBackend.withLock { $0 = replacement }
+        config.withLock { $0.set(sectors, at: 0) }
+    }
+
+    /// The capacity the guest is told now (config space), from any thread.
+    public var advertisedCapacity: UInt64 {
+        config.withLock { space in
+            var value: UInt64 = 0
+            withUnsafeMutableBytes(of: &value) { space.read(offset: 0, into: $0) }
+            return UInt64(littleEndian: value)
+        }
+    }
+
+    /// Set while the slot holds a disk `attach(_:)` gave it (the control socket's detach empties only those).
+    public let holdsHotAttachedDisk = Atomic<Bool>(false)
+
+    /// Takes a pending hot attach (worker thread, between requests).
+    private func takePendingBackend() {
+        guard let replacement = pendingBackend.withLock({ pending -> (any BlockBackend)? in
+            defer { pending = nil }
+            return pending
+        }) else { return }
+        backend = replacement
+        capacity = replacement.size / VirtioBlock.sectorSize
     }
 
     public func processQueue(_ index: Int, activation: VirtioActivation) throws(VirtioError) {
         guard let queue = activation.queue(index) else { return }
+        takePendingBackend()
         while let chain = try queue.popAvailable() {
             let written = try serve(chain, memory: activation.memory)
             try queue.addUsed(head: chain.head, length: UInt32(written))

@@ -1,0 +1,186 @@
+import ContainerdShimAPI
+import Foundation
+import Images
+import SwiftProtobuf
+
+/// A container of a pod (CRI's `container-type: container` with the pod's `sandbox-id`), run as
+/// processes in the pod's VM: its rootfs becomes an ext4 base as a VM's would (tar → one-layer OCI
+/// layout → vireo's cached base), gets a copy-on-write overlay of its own, and is hot attached to
+/// one of the VM's empty disk slots; the guest agent runs its process in a mount namespace rooted
+/// in that disk (guest/image-pod.c). Its stdout (and stderr) reach the container's FIFO; Kill,
+/// Wait, State, Exec and Delete work on it; Delete detaches the disk and frees the slot.
+final class PodContainer: ContainerTask, @unchecked Sendable {
+    let id: String
+    let bundle: String
+    private let sandbox: ShimTask
+    private let pod: PodSandbox
+    private let slot: Int
+    private let stateDirectory: String
+    private let events: EventPublisher
+    private let main: ExecProcess
+    /// The base's shared lock (vireo's image GC leaves a locked base alone), held until Delete.
+    private let baseLock: BaseLock
+    private let basePath: String
+    private let overlay: String
+    private let condition = NSCondition()
+    private var attached = false
+    private var execs: [String: ExecProcess] = [:]
+
+    init(_ request: Containerd_Task_V2_CreateTaskRequest, bundle: OCIBundle, sandbox: ShimTask, pod: PodSandbox,
+         stateDirectory: String, events: EventPublisher) throws {
+        guard !request.terminal else {
+            throw ShimError(ShimError.invalidArgument, "vireo: a terminal (ctr -t, tty: true) is not supported yet; run without one")
+        }
+        guard let process = bundle.config.process else { throw ShimError(ShimError.invalidArgument, "\(request.bundle)/config.json has no process") }
+        let layout = try RootfsImage.build(mounts: request.rootfs, bundle: request.bundle, stateDirectory: stateDirectory)
+        let store = try ImageStore(stateDirectory: stateDirectory)
+        let record = try ImageImporter(store: store).resolve(layout)
+        basePath = try BaseBuilder(store: store).base(for: record).path
+        baseLock = try BaseLock(base: basePath)
+        slot = try pod.allocateSlot()
+        id = request.id
+        self.bundle = request.bundle
+        self.sandbox = sandbox
+        self.pod = pod
+        self.stateDirectory = stateDirectory
+        self.events = events
+        overlay = request.bundle + "/vireo-root.overlay"
+        main = ExecProcess(id: request.id, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, process: process)
+    }
+
+    deinit { pod.releaseSlot(slot) }
+
+    /// The pod VM's while the container's disk is attached (never takes `main`'s lock: its `state`
+    /// asks for this while holding it).
+    var processID: UInt32 { condition.withLock({ attached }) ? sandbox.processID : 0 }
+    var isRunning: Bool { main.isRunning }
+
+    var state: Containerd_Task_V2_StateResponse {
+        var response = main.state(container: self)
+        response.execID = ""  // the container's own process
+        response.pid = processID
+        return response
+    }
+
+    /// Hot attaches the root disk (a fresh overlay over the base) and starts the process in it.
+    func start() throws -> UInt32 {
+        let vireo = sandbox.processID
+        guard sandbox.isRunning, vireo > 0, let socket = GuestAgent.socket(stateDirectory: stateDirectory, vireo: pid_t(vireo)) else {
+            throw ShimError(ShimError.failedPrecondition, "vireo: the pod's sandbox \(sandbox.id) is not running")
+        }
+        try attachDisk()
+        let containerID = id
+        let events = self.events
+        do {
+            try main.start(socket: socket, records: [("R", PodSandbox.slotID(slot))]) { status, at in
+                var event = Containerd_Events_TaskExit()
+                event.containerID = containerID
+                event.id = containerID
+                event.pid = vireo
+                event.exitStatus = status
+                event.exitedAt = Google_Protobuf_Timestamp(date: at)
+                events.publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+            }
+        } catch {
+            detachDisk()
+            throw error
+        }
+        return vireo
+    }
+
+    /// Creates the overlay and its map (empty: the VMM sizes them) and passes them with the base.
+    private func attachDisk() throws {
+        let map = overlay + ".map"
+        var descriptors: [Int32] = []
+        defer { for fd in descriptors { close(fd) } }
+        for path in [overlay, map] {
+            unlink(path)
+            let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw ShimError(ShimError.internal, "vireo: cannot create \(path): \(String(cString: strerror(errno)))") }
+            descriptors.append(fd)
+        }
+        let base = open(basePath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard base >= 0 else { throw ShimError(ShimError.internal, "vireo: cannot open \(basePath): \(String(cString: strerror(errno)))") }
+        descriptors.append(base)
+        try pod.attach(slot: slot, descriptors: descriptors)
+        condition.withLock { attached = true }
+    }
+
+    /// Empties the slot (when the VM still runs) and removes the overlay.
+    private func detachDisk() {
+        let wasAttached = condition.withLock { () -> Bool in
+            defer { attached = false }
+            return attached
+        }
+        if wasAttached && sandbox.isRunning {
+            do { try pod.detach(slot: slot) } catch { ShimLog.write("\(error)") }
+        }
+        unlink(overlay)
+        unlink(overlay + ".map")
+    }
+
+    func kill(_ signal: UInt32) throws {
+        guard main.isRunning else { throw ShimError(ShimError.notFound, "task \(id): process already finished") }
+        try main.kill(signal)
+    }
+
+    func wait() -> (status: UInt32, at: Date) { main.wait() }
+
+    func update(resources: [UInt8]) throws {
+        throw ShimError(ShimError.unimplemented, "vireo: container \(id) runs in its pod's VM; resources apply to the pod's sandbox")
+    }
+
+    func metrics() throws -> Io_Containerd_Cgroups_V2_Metrics {
+        throw ShimError(ShimError.unimplemented, "vireo: container \(id) runs in its pod's VM; metrics are the pod sandbox's")
+    }
+
+    // MARK: exec (a process in this container's root: the agent's C record)
+
+    func addExec(_ request: Containerd_Task_V2_ExecProcessRequest) throws {
+        let process = try ExecProcess(request)
+        try condition.withLock {
+            guard main.isRunning else { throw ShimError(ShimError.failedPrecondition, "task \(id) is not running") }
+            guard execs[request.execID] == nil else { throw ShimError(ShimError.alreadyExists, "exec \(request.execID) already exists") }
+            guard execs.count < 256 else { throw ShimError(ShimError.failedPrecondition, "task \(id) has 256 execs; delete some") }
+            execs[request.execID] = process
+        }
+    }
+
+    func exec(_ execID: String) throws -> ExecProcess {
+        guard let process = condition.withLock({ execs[execID] }) else { throw ShimError(ShimError.notFound, "exec \(execID) not found") }
+        return process
+    }
+
+    func startExec(_ execID: String) throws -> UInt32 {
+        let process = try exec(execID)
+        let vireo = sandbox.processID
+        guard main.isRunning, let socket = GuestAgent.socket(stateDirectory: stateDirectory, vireo: pid_t(vireo)) else {
+            throw ShimError(ShimError.failedPrecondition, "task \(id) is not running")
+        }
+        let containerID = id
+        let events = self.events
+        try process.start(socket: socket, records: [("C", PodSandbox.slotID(slot))]) { status, at in
+            var event = Containerd_Events_TaskExit()
+            event.containerID = containerID
+            event.id = execID
+            event.pid = vireo
+            event.exitStatus = status
+            event.exitedAt = Google_Protobuf_Timestamp(date: at)
+            events.publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+        }
+        return vireo
+    }
+
+    func removeExec(_ execID: String) throws -> Containerd_Task_V2_StateResponse {
+        let process = try exec(execID)
+        guard !process.isRunning else { throw ShimError(ShimError.failedPrecondition, "exec \(execID) is running; kill it first") }
+        let state = process.state(container: self)
+        _ = condition.withLock { execs.removeValue(forKey: execID) }
+        return state
+    }
+
+    func deleted() {
+        detachDisk()
+        RootfsImage.unmount(bundle + "/rootfs")
+    }
+}
