@@ -81,6 +81,9 @@ extension ContainerdShimTests {
         #expect(first.status == 5 && first.output == "alpha\nno-beta\nalpha\n",
                 "pod container alpha: status \(first.status), stdout \(first.output.debugDescription), stderr \(first.errors); \(daemon.logTail)")
         TestEnvironment.log("containerd: ctr run of a container in a running pod, to its exit \(String(format: "%.1f", first.seconds)) s")
+        // The shim's own account of that time (rootfs, base, attach, the process in the guest).
+        let shimLines = ((try? String(contentsOfFile: daemon.log, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("vireo shim: pod container") }
+        for line in shimLines { TestEnvironment.log("containerd: \(line.suffix(200))") }
 
         // A second container of another image, detached; all of the pod runs in ONE VM.
         let betaLog = directory + "/beta.log"
@@ -92,7 +95,8 @@ extension ContainerdShimTests {
         let betaOutput = (try? String(contentsOfFile: betaLog, encoding: .utf8)) ?? ""
         #expect(betaOutput.hasPrefix("beta\nno-alpha\n"), "pod container beta's output: \(betaOutput.debugDescription)")
         let images = commandLines(directory, containing: " --image ")
-        let vmms = Set(commandLines(directory, containing: "--restore").filter { !$0.contains(" --image ") })
+        // The VMM (and its jail's supervisor, a fork with the same command line) gets the control socket.
+        let vmms = Set(commandLines(directory, containing: "--api-socket").filter { !$0.contains(" --image ") })
         #expect(images.count == 1 && vmms.count == 1, "one VM for the pod: vireo runs \(images), VMMs \(vmms)")
         let shims = ContainerdDaemon.processes(mentioning: "containerd-shim-vireo-v2", except: nil).filter { pid in
             String(decoding: (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(directory)
