@@ -47,6 +47,8 @@ extern char **environ;
 static pid_t agent_workload;
 /* A pod container's slot (record R): the process gets that disk as its root instead. */
 static const char *agent_new_root;
+/* Set for a pod container's processes (records R and C): they run with fewer capabilities. */
+static int agent_pod_member;
 
 /* Enters the workload's root through /proc/PID/root (proc is mounted in the initramfs on first use). */
 static int agent_enter_root(void)
@@ -117,6 +119,8 @@ static void agent_exec(char **argv, char **envp, const char *workdir, const char
 		dprintf(2, "vireo-agent: cannot enter the image's root: %s\n", strerror(errno));
 		_exit(126);
 	}
+	if (agent_pod_member)
+		pod_drop_capabilities();
 	if (workdir && *workdir && chdir(workdir) != 0) {
 		dprintf(2, "vireo-agent: cannot enter %s: %s\n", workdir, strerror(errno));
 		_exit(126);
@@ -155,6 +159,7 @@ static int agent_pod_prepare(int connection, const char *container)
 			return -1;
 		}
 		pod_new_pid_namespace();
+		agent_pod_member = 1;
 		return 0;
 	}
 	if (!container)
@@ -165,6 +170,7 @@ static int agent_pod_prepare(int connection, const char *container)
 		return -1;
 	}
 	agent_workload = first;
+	agent_pod_member = 1;
 	pod_join_pid_namespace(first);
 	return 0;
 }

@@ -20,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include "image-pod.h"
 
@@ -99,6 +101,43 @@ static void pod_mount(const char *source, const char *target, const char *type, 
 		dprintf(2, "vireo-agent: mount %s on %s: %s\n", type, target, strerror(errno));
 }
 
+/* /dev as runc makes it: a tmpfs with the few character devices a program expects, not devtmpfs
+ * (which would show every disk of the VM, the other containers' among them). */
+static void pod_minimal_dev(void)
+{
+	static const struct { const char *name; unsigned major, minor; } nodes[] = {
+		{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+	};
+	pod_mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
+	for (size_t i = 0; i < sizeof nodes / sizeof *nodes; i++) {
+		char path[32];
+		snprintf(path, sizeof path, "/dev/%s", nodes[i].name);
+		if (mknod(path, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor)) == 0)
+			chmod(path, 0666); /* past the umask */
+	}
+	symlink("/proc/self/fd", "/dev/fd");
+	symlink("/proc/self/fd/0", "/dev/stdin");
+	symlink("/proc/self/fd/1", "/dev/stdout");
+	symlink("/proc/self/fd/2", "/dev/stderr");
+	pod_mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+}
+
+void pod_drop_capabilities(void)
+{
+	/* Docker's default set without CAP_MKNOD (no device cgroup here): no mount, no raw I/O, no
+	 * module or ptrace powers, so root in one container cannot reach another's disk or processes. */
+	static const int kept[] = {0 /* CHOWN */, 1 /* DAC_OVERRIDE */, 3 /* FOWNER */, 4 /* FSETID */, 5 /* KILL */,
+	                           6 /* SETGID */, 7 /* SETUID */, 8 /* SETPCAP */, 10 /* NET_BIND_SERVICE */,
+	                           13 /* NET_RAW */, 18 /* SYS_CHROOT */, 29 /* AUDIT_WRITE */, 31 /* SETFCAP */};
+	for (int cap = 0; cap < 64; cap++) {
+		int keep = 0;
+		for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
+			keep |= kept[i] == cap;
+		if (!keep && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL)
+			break; /* past the kernel's last capability */
+	}
+}
+
 int pod_enter_new_root(const char *slot)
 {
 	char device[32], root[64];
@@ -123,9 +162,8 @@ int pod_enter_new_root(const char *slot)
 		return -1;
 	}
 	pod_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	pod_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	pod_mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, NULL);
-	pod_mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	pod_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
+	pod_minimal_dev();
 	return 0;
 }
 

@@ -18,6 +18,7 @@ extension ContainerdShimTests {
             try TestImages.busyboxLayer(&tar)
             tar.add(TestImages.file("etc/pod-image"), data: Array("\(name)\n".utf8))
             tar.add(TestImages.file("etc/only-\(name)"), data: Array("\(name)\n".utf8))
+            tar.add(TarEntry(path: "bin/mount", kind: .symlink, mode: 0o777, linkTarget: "busybox"))
         }
         var writer = LayoutWriter(configuration: .init(Env: ["PATH=/bin", "IMAGE=\(name)"], Cmd: ["/bin/sh"]))
         writer.gzip = true
@@ -74,6 +75,22 @@ extension ContainerdShimTests {
         try #require(eventually(600) { ((try? String(contentsOfFile: sandboxLog, encoding: .utf8)) ?? "").contains("sandbox-ready") },
                      "the sandbox did not start: \(daemon.logTail)")
 
+        // The pod VM's control socket refuses hot attaches it cannot honour, with one line each: no
+        // descriptors passed, a disk that is not an empty slot, a slot that does not exist.
+        let controlDirectories = ((try? FileManager.default.contentsOfDirectory(atPath: directory + "/vireo-shim")) ?? []).filter { $0.hasSuffix(".vmm") }
+        try #require(controlDirectories.count == 1, "the pod VM's control socket directory: \(controlDirectories)")
+        let control = "\(directory)/vireo-shim/\(controlDirectories[0])/api.sock"
+        for (request, expected) in [("attach-disk vireo-slot-5", "takes 1 descriptor"), ("attach-disk vireo-root", "is not empty"),
+                                    ("attach-disk vireo-slot-9", "no disk with id=vireo-slot-9"), ("detach-disk vireo-slot-0", "holds no disk")] {
+            guard let fd = RawShimSocket.connect(control) else { Issue.record("cannot connect to \(control)"); break }
+            _ = write(fd, request + "\n", request.utf8.count + 1)
+            var line: [UInt8] = []
+            while line.count < 4096, let byte = RawShimSocket.read(fd, 1).first, byte != 10 { line.append(byte) }
+            let reply = String(decoding: line, as: UTF8.self)
+            close(fd)
+            #expect(reply.contains("\"ok\":false") && reply.contains(expected), "\(request): \(reply)")
+        }
+
         // A container of the pod, foreground: its own image's files (not the other's), its output and
         // exit status through ctr. Its time is the cost of adding a container to a running pod.
         let first = try daemon.ctr(["run", "--rm", "--runtime", runtime] + member + [alpha.reference, "pod-alpha", "sh", "-c",
@@ -88,12 +105,16 @@ extension ContainerdShimTests {
         // A second container of another image, detached; all of the pod runs in ONE VM.
         let betaLog = directory + "/beta.log"
         let second = try daemon.ctr(["run", "-d", "--log-uri", "file://" + betaLog, "--runtime", runtime] + member + [beta.reference, "pod-beta", "sh", "-c",
-                                     "cat /etc/pod-image; test -e /etc/only-alpha || echo no-alpha; echo $$ > /tmp/beta.pid; echo beta-ready; sleep 600"], timeout: 600)
+                                     "cat /etc/pod-image; test -e /etc/only-alpha || echo no-alpha; echo pid=$$; test -e /dev/vda || echo no-disks; "
+                                     + "mount -t tmpfs none /tmp 2>/dev/null || echo no-mount; echo $$ > /tmp/beta.pid; echo beta-ready; sleep 600"], timeout: 600)
         try #require(second.status == 0, "ctr run -d (beta): \(second.status) \(second.errors); \(daemon.logTail)")
         try #require(eventually(300) { ((try? String(contentsOfFile: betaLog, encoding: .utf8)) ?? "").contains("beta-ready") },
                      "pod container beta did not start: \((try? String(contentsOfFile: betaLog, encoding: .utf8)) ?? "") \(daemon.logTail)")
         let betaOutput = (try? String(contentsOfFile: betaLog, encoding: .utf8)) ?? ""
-        #expect(betaOutput.hasPrefix("beta\nno-alpha\n"), "pod container beta's output: \(betaOutput.debugDescription)")
+        // Inside the pod, a container is isolated as runc would isolate it: its own files, a PID
+        // namespace of its own (it is pid 1 there), a /dev without the VM's disks, and no
+        // CAP_SYS_ADMIN (it cannot mount).
+        #expect(betaOutput.hasPrefix("beta\nno-alpha\npid=1\nno-disks\nno-mount\n"), "pod container beta's output: \(betaOutput.debugDescription)")
         let images = commandLines(directory, containing: " --image ")
         // The VMM (and its jail's supervisor, a fork with the same command line) gets the control socket.
         let vmms = Set(commandLines(directory, containing: "--api-socket").filter { !$0.contains(" --image ") })

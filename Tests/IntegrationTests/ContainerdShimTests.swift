@@ -6,7 +6,9 @@ import Testing
 /// `ctr`, on private directories and sockets: an image the test builds is imported with `ctr image
 /// import`, and `ctr run --runtime io.containerd.vireo.v2` runs it in a microVM (one warm-up boot,
 /// then warm-start restores). Afterwards no process, mount or file of the container is left.
-@Suite(.enabled { try TestEnvironment.available("ContainerdShimTests", .kvm, .root, .kernel, .executable("/usr/bin/containerd"),
+// Serialized: each test boots VMs on a machine that is often loaded already; one at a time keeps
+// them within their timeouts (and their containerds' and ctr runs' timings apart).
+@Suite(.serialized, .enabled { try TestEnvironment.available("ContainerdShimTests", .kvm, .root, .kernel, .executable("/usr/bin/containerd"),
                                                 .executable("/usr/bin/ctr"), .executable("/bin/busybox"), .executable("/usr/sbin/mke2fs"),
                                                 .executable("/bin/tar")) })
 struct ContainerdShimTests {
