@@ -66,6 +66,17 @@ final class ExecProcess: @unchecked Sendable {
         }
     }
 
+    /// Ends a process that was never started (a Kill before Start) as if `signal` had killed it;
+    /// false when it had started.
+    func cancelUnstarted(_ signal: UInt32) -> Bool {
+        guard condition.withLock({ () -> Bool in
+            defer { started = true }
+            return !started
+        }) else { return false }
+        finish(128 + signal)
+        return true
+    }
+
     @discardableResult
     private func finish(_ status: UInt32) -> Date {
         condition.withLock {

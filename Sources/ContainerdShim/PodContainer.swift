@@ -130,6 +130,7 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
     }
 
     func kill(_ signal: UInt32) throws {
+        if main.cancelUnstarted(signal) { return }  // created, never started: stopped now, as ShimTask does
         guard main.isRunning else { throw ShimError(ShimError.notFound, "task \(id): process already finished") }
         try main.kill(signal)
     }
