@@ -51,11 +51,13 @@ import Testing
 
     @Test func descriptorsThatAreNotDisksAreRefusedAndClosed() throws {
         let (_, block) = try emptySlot()
-        var pipeFDs: [Int32] = [-1, -1]
-        #expect(pipe(&pipeFDs) == 0)
-        #expect(throws: BlockBackendError.self) { try FileBlockBackend(descriptor: pipeFDs[0], name: "a pipe", readOnly: false) }
-        #expect(fcntl(pipeFDs[0], F_GETFD) < 0, "the refused descriptor is closed")
-        close(pipeFDs[1])
+        // A socket is no disk. That the refused descriptor was closed shows at its peer (a send
+        // fails), which a parallel test reusing the descriptor's number cannot fake.
+        var pair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        #expect(throws: BlockBackendError.self) { try FileBlockBackend(descriptor: pair[0], name: "a socket", readOnly: false) }
+        #expect(send(pair[1], "x", 1, Int32(MSG_NOSIGNAL)) < 0, "the refused descriptor is closed")
+        close(pair[1])
         let file = TemporaryFile(size: 4096)
         let readOnly = open(file.path, O_RDONLY | O_CLOEXEC)
         #expect(throws: BlockBackendError.self) { try FileBlockBackend(descriptor: readOnly, name: "read-only", readOnly: false) }
