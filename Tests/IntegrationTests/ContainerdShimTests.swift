@@ -48,7 +48,7 @@ struct ContainerdShimTests {
     }
 
     /// Polls (bounded) until `condition` holds.
-    private func eventually(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    func eventually(_ seconds: Double, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if condition() { return true }
@@ -60,7 +60,7 @@ struct ContainerdShimTests {
     /// What must be gone once a container is: its processes (any command line naming the test
     /// directory, containerd aside), mounts under the directory, vireo's run directories, the
     /// task's bundle and the shim's socket.
-    private func expectNothingLeft(_ daemon: ContainerdDaemon, _ container: String, _ comment: Comment) {
+    func expectNothingLeft(_ daemon: ContainerdDaemon, _ container: String, _ comment: Comment) {
         let directory = daemon.directory
         let bundle = "\(directory)/state/io.containerd.runtime.v2.task/default/\(container)"
         let clean = eventually(30) {
@@ -110,6 +110,10 @@ struct ContainerdShimTests {
         TestEnvironment.log("containerd: warm ctr run to exit \(String(format: "%.1f", second.seconds)) s")
         expectNothingLeft(daemon, "second", "after the second ctr run --rm")
 
+        // A terminal (ctr run -t, ResizePty) and an OOM kill in the guest (TaskOOM, 137).
+        try checkTerminalRun(daemon)
+        try checkGuestOOM(daemon)
+
         // A detached container survives containerd restarting: containerd reconnects to the shim
         // through the bundle's address file, `ctr task exec` runs a second process in its VM, `ctr
         // task kill` (SIGTERM) reaches the program, and `ctr task delete` reports its exit status.
@@ -151,6 +155,8 @@ struct ContainerdShimTests {
         let missing = try daemon.ctr(["task", "exec", "--exec-id", "missing", "third", "/no/such/program"], timeout: 300)
         #expect(missing.status == 127 && missing.output.contains("cannot run /no/such/program"), "exec of a missing program: \(missing.status) \(missing.output) \(missing.errors)")
         TestEnvironment.log("containerd: ctr task exec \(String(format: "%.1f", exec.seconds)) s")
+        // Exec with stdin piped in, and with a terminal (-t, ResizePty).
+        try checkExecTerminalAndStdin(daemon, container: "third")
         // A detached exec, stopped by `ctr task kill --exec-id` (the signal goes through the agent to
         // the exec's process group); `ctr task delete --exec-id` exits with its status.
         let execLog = directory + "/exec.log"
