@@ -12,16 +12,22 @@ final class ShimTerminal: @unchecked Sendable {
     private let lock = NSLock()
     private var stopping = false
     private let outputDone = DispatchSemaphore(value: 0)
+    /// TIOCSPTLCK = _IOW('T', 0x31, int), TIOCGPTN = _IOR('T', 0x30, unsigned int) (<asm-generic/ioctls.h>).
+    static let setLock: UInt = 0x4004_5431
+    static let getNumber: UInt = 0x8004_5430
 
     init() throws {
-        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC)
-        guard master >= 0 else { throw ShimError(ShimError.internal, "cannot open a pty: \(String(cString: strerror(errno)))") }
-        var name = [CChar](repeating: 0, count: 128)
-        guard grantpt(master) == 0, unlockpt(master) == 0, ptsname_r(master, &name, name.count) == 0 else {
+        // /dev/ptmx and its ioctls (Swift's Glibc has no posix_openpt; devpts needs no grantpt).
+        master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard master >= 0 else { throw ShimError(ShimError.internal, "cannot open a pty (/dev/ptmx): \(String(cString: strerror(errno)))") }
+        var unlock: Int32 = 0
+        var number: UInt32 = 0
+        guard ioctl(master, ShimTerminal.setLock, &unlock) == 0, ioctl(master, ShimTerminal.getNumber, &number) == 0 else {
             let reason = String(cString: strerror(errno))
             close(master)
             throw ShimError(ShimError.internal, "cannot set up a pty: \(reason)")
         }
+        let name = "/dev/pts/\(number)"
         slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard slave >= 0 else {
             let reason = String(cString: strerror(errno))

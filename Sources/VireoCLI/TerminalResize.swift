@@ -11,7 +11,11 @@ enum TerminalResize {
 
     static func start(socket: String, sent initial: RunSpec.TerminalSize?) {
         var fds: [Int32] = [-1, -1]
-        guard pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { return }
+        guard pipe(&fds) == 0 else { return }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+        }
         wakeFD = fds[1]
         let readFD = fds[0]
         Glibc.signal(SIGWINCH) { _ in
