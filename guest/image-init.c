@@ -533,6 +533,16 @@ static void workload(int handoff)
 	if (handoff >= 0)
 		warm_accept(handoff);
 	switch_root();
+	/* The console again, opened inside the image's root: the program's stdio then names /dev/console
+	 * there (`tty`, ttyname), not a file of the initramfs it cannot see. The same tty: it stays the
+	 * controlling terminal. */
+	int console = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (console >= 0) {
+		dup2(console, 0);
+		dup2(console, 1);
+		dup2(console, 2);
+		close(console);
+	}
 
 	size_t argc = 0;
 	char **argv = values('A', &argc);

@@ -110,9 +110,9 @@ struct ContainerdShimTests {
         TestEnvironment.log("containerd: warm ctr run to exit \(String(format: "%.1f", second.seconds)) s")
         expectNothingLeft(daemon, "second", "after the second ctr run --rm")
 
-        // A terminal (ctr run -t, ResizePty) and an OOM kill in the guest (TaskOOM, 137).
+        // A terminal (ctr run -t, ResizePty), and an OOM kill (TaskOOM, 137).
         try checkTerminalRun(daemon)
-        try checkGuestOOM(daemon)
+        try checkHostOOM(daemon)
 
         // A detached container survives containerd restarting: containerd reconnects to the shim
         // through the bundle's address file, `ctr task exec` runs a second process in its VM, `ctr
