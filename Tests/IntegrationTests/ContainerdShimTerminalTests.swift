@@ -100,8 +100,8 @@ extension ContainerdShimTests {
         let usageText = (try? String(contentsOfFile: memory + (v2 ? "/memory.current" : "/memory.usage_in_bytes"), encoding: .utf8)) ?? ""
         let usage = try #require(UInt64(usageText.trimmingCharacters(in: .whitespacesAndNewlines)), "the cgroup's usage: \(usageText)")
         try "\(usage + 16 << 20)".write(toFile: memory + (v2 ? "/memory.max" : "/memory.limit_in_bytes"), atomically: false, encoding: .utf8)
-        let go = try daemon.ctr(["task", "exec", "--exec-id", "go", "oomc", "touch", "/tmp/go"], timeout: 300)
-        #expect(go.status == 0, "exec touch /tmp/go: \(go.status) \(go.errors)")
+        let go = try daemon.ctr(["task", "exec", "--exec-id", "go", "oomc", "sh", "-c", ": > /tmp/go"], timeout: 300)
+        #expect(go.status == 0, "exec creating /tmp/go: \(go.status) \(go.errors)")
         let stopped = eventually(300) { ((try? daemon.ctr(["task", "ls"]).output) ?? "").split(separator: "\n").contains { $0.hasPrefix("oomc") && $0.contains("STOPPED") } }
         #expect(stopped, "the VM over its cgroup's limit did not stop: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "") \(daemon.logTail)")
         let sawOOM = eventually(30) { ((try? String(contentsOfFile: eventsPath, encoding: .utf8)) ?? "").contains("/tasks/oom") }
