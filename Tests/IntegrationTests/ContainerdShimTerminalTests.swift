@@ -108,6 +108,8 @@ extension ContainerdShimTests {
         let log = (try? String(contentsOfFile: eventsPath, encoding: .utf8)) ?? ""
         #expect(sawOOM && log.split(separator: "\n").contains { $0.contains("/tasks/oom") && $0.contains(#""container_id":"oomc""#) },
                 "ctr events shows no /tasks/oom for oomc: \(log.suffix(2000))")
+        kill(events.processIdentifier, SIGKILL)  // before the check that nothing of the test is left
+        _ = eventually(10) { !events.isRunning }
         let deleted = try daemon.ctr(["task", "delete", "oomc"])
         #expect(deleted.status == 0 && deleted.errors.contains("exit code 137"), "ctr task delete: status \(deleted.status) \(deleted.errors)")
         _ = try daemon.ctr(["container", "rm", "oomc"])
