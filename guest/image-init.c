@@ -11,6 +11,7 @@
  *                image-setup.c: Y "ROWS COLUMNS" (-t), N "A.B.C.D/N", G gateway, D DNS server
  *                (eth0's fixed addresses), R "RESOURCE SOFT HARD" (--ulimit)
  *   at 4096     (or the first 4 KiB boundary past the records) this init writes "VIREOST1" and the exit status as decimal text, NUL-terminated,
+ *               then "oom" NUL-terminated when the guest kernel's OOM killer killed a process during the run,
  *               then syncs, so the host can exit with the program's status.
  * The program's stdio is the serial console (/dev/console). PID 1 forks the workload process first
  * thing; that process mounts the root, moves it over /, mounts the pseudo-filesystems, and becomes
@@ -32,7 +33,8 @@
  *
  * Signals for the program come from the host over vsock (when the VM has a vsock device): the host
  * connects to port 1024 and writes the signal number as decimal text; the init sends it to the
- * program. Signals sent to the init itself are forwarded too.
+ * program. Signals sent to the init itself are forwarded too. On the same port "W ROWS COLUMNS" sets
+ * the console's window size (the host terminal was resized; the program gets SIGWINCH).
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -74,6 +76,27 @@ static void message(const char *text)
 
 static void locate_status(void);
 
+/* The guest kernel's OOM kills so far (/proc/vmstat oom_kill; PID 1 mounts proc in the initramfs
+ * when it has none), or 0 when unknown. Read once, when the program has ended: every VM starts at 0
+ * (a warm-start snapshot is taken before any workload ran). */
+static long oom_kills(void)
+{
+	if (access("/proc/self", F_OK) != 0) {
+		mkdir("/proc", 0555);
+		mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	}
+	FILE *file = fopen("/proc/vmstat", "re");
+	if (!file)
+		return 0;
+	char line[128];
+	long count = 0;
+	while (fgets(line, sizeof line, file))
+		if (sscanf(line, "oom_kill %ld", &count) == 1)
+			break;
+	fclose(file);
+	return count;
+}
+
 /* Ends the VM after writing `status` to the config disk: the host reads it back. In the workload
  * process (not PID 1) it only exits with `status`: PID 1 writes it when it reaps the process. */
 static void finish(int status)
@@ -83,6 +106,10 @@ static void finish(int status)
 	char record[32];
 	memset(record, 0, sizeof record);
 	int n = snprintf(record, sizeof record, "VIREOST1%d", status);
+	/* After the status's NUL: "oom" when the guest kernel's OOM killer killed a process during the run
+	 * (hosts that read only the status see nothing new). */
+	if (n > 0 && oom_kills() > 0)
+		memcpy(record + n + 1, "oom", 4);
 	locate_status();
 	if (config_fd >= 0 && n > 0) {
 		if (pwrite(config_fd, record, sizeof record, status_offset) != (ssize_t)sizeof record)
@@ -382,21 +409,31 @@ static int listen_for_signals(void)
 	return fd;
 }
 
-/* One host connection: a signal number (1-64) as text; anything else is ignored. */
+/* The host's terminal changed size (`vireo run --image -t`, containerd's ResizePty): "W ROWS COLUMNS".
+ * Setting the console's size makes the kernel send SIGWINCH to the program's foreground group. */
+static int resize_console(const char *text)
+{
+	unsigned rows, columns;
+	if (sscanf(text, "W %u %u", &rows, &columns) != 2 || rows == 0 || rows > 65535 || columns == 0 || columns > 65535)
+		return -1;
+	struct winsize window = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)columns};
+	return ioctl(0, TIOCSWINSZ, &window);
+}
+
+/* One host connection: a signal number (1-64) as text, or a window size ("W ROWS COLUMNS");
+ * anything else is ignored. */
 static void receive_signal(int listener)
 {
 	int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 	if (connection < 0)
 		return;
-	char text[8] = {0};
+	char text[32] = {0};
 	struct pollfd wait_for = {.fd = connection, .events = POLLIN};
 	if (poll(&wait_for, 1, 1000) == 1 && read(connection, text, sizeof text - 1) > 0) {
 		char *end;
 		long number = strtol(text, &end, 10);
-		if (end != text && number >= 1 && number <= 64 && child > 0) {
-			kill(child, (int)number);
-			if (write(connection, "OK\n", 3) < 0) { /* the host may have gone: fine */ }
-		}
+		int done = text[0] == 'W' ? resize_console(text) == 0 : end != text && number >= 1 && number <= 64 && child > 0 && kill(child, (int)number) == 0;
+		if (done && write(connection, "OK\n", 3) < 0) { /* the host may have gone: fine */ }
 	}
 	close(connection);
 }
@@ -496,6 +533,16 @@ static void workload(int handoff)
 	if (handoff >= 0)
 		warm_accept(handoff);
 	switch_root();
+	/* The console again, opened inside the image's root: the program's stdio then names /dev/console
+	 * there (`tty`, ttyname), not a file of the initramfs it cannot see. The same tty: it stays the
+	 * controlling terminal. */
+	int console = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (console >= 0) {
+		dup2(console, 0);
+		dup2(console, 1);
+		dup2(console, 2);
+		close(console);
+	}
 
 	size_t argc = 0;
 	char **argv = values('A', &argc);

@@ -16,8 +16,10 @@ enum GuestAgent {
     }
 
     /// Connects to the agent (retrying while the guest is still starting, up to `seconds`) and sends
-    /// the request; the connection's fd.
-    static func start(socket path: String, process: OCIBundle.Process, records extra: [(Character, String)] = [], seconds: Double = 60) throws -> Int32 {
+    /// the request; the connection's fd. `terminal`: run on a pty of that size (rows, columns; 0 0
+    /// when not known yet); `streamsInput`: stdin follows in 'I' frames (else it is /dev/null).
+    static func start(socket path: String, process: OCIBundle.Process, terminal: (rows: UInt32, columns: UInt32)? = nil,
+                      streamsInput: Bool = false, records extra: [(Character, String)] = [], seconds: Double = 60) throws -> Int32 {
         var records: [UInt8] = []
         func add(_ tag: Character, _ value: String) { records += Array(String(tag).utf8) + Array(value.utf8) + [0] }
         for argument in process.args ?? [] { add("A", argument) }
@@ -25,6 +27,8 @@ enum GuestAgent {
         if let cwd = process.cwd, !cwd.isEmpty { add("W", cwd) }
         add("U", "\(process.user?.uid ?? 0):\(process.user?.gid ?? 0)")
         for (tag, value) in extra { add(tag, value) }  // R/C: a pod container's root (guest/image-pod.c)
+        if let terminal { add("T", "\(terminal.rows) \(terminal.columns)") }
+        if streamsInput { add("I", "") }
         guard records.count <= 1 << 20 else { throw ShimError(ShimError.invalidArgument, "the exec's args and env exceed 1 MiB") }
         let deadline = Date().addingTimeInterval(seconds)
         var lastError = "no attempt"
@@ -83,8 +87,17 @@ enum GuestAgent {
 
     /// Asks the agent to send `signal` to the process's group.
     static func signal(_ fd: Int32, _ signal: UInt32) {
-        let frame: [UInt8] = [UInt8(ascii: "K"), 4, 0, 0, 0, UInt8(signal & 0xff), 0, 0, 0]
-        _ = try? writeAll(fd, frame)
+        _ = try? frame(fd, "K", littleEndian(signal))
+    }
+
+    /// A host -> guest frame: 'K' signal, 'R' rows + columns, 'I' stdin bytes (at most 32 KiB), 'C' stdin closed.
+    static func frame(_ fd: Int32, _ type: Character, _ payload: [UInt8]) throws {
+        let length = UInt32(payload.count)
+        try writeAll(fd, [UInt8(ascii: type.unicodeScalars.first!)] + littleEndian(length) + payload)
+    }
+
+    static func littleEndian(_ value: UInt32) -> [UInt8] {
+        [UInt8(value & 0xff), UInt8(value >> 8 & 0xff), UInt8(value >> 16 & 0xff), UInt8(value >> 24)]
     }
 
     private static func readAll(_ fd: Int32, _ buffer: inout [UInt8], _ length: Int) -> Bool {

@@ -32,15 +32,17 @@ final class ShimTask: @unchecked Sendable {
     /// Set when this container is a pod's sandbox: its VM takes the pod's containers (PodSandbox).
     let pod: PodSandbox?
 
+    /// `ctr run -t`: the VM runs on a host pty (created at Start).
+    let terminal: Bool
+    private var pty: ShimTerminal?
+
     init(_ request: Containerd_Task_V2_CreateTaskRequest, stateDirectory: String, events: EventPublisher) throws {
-        guard !request.terminal else {
-            throw ShimError(ShimError.invalidArgument, "vireo: a terminal (ctr -t, tty: true) is not supported yet; run without one")
-        }
         guard request.checkpoint.isEmpty else { throw ShimError(ShimError.unimplemented, "vireo: restoring a checkpoint is not supported") }
         let bundle = try OCIBundle(path: request.bundle)
         let layout = try RootfsImage.build(mounts: request.rootfs, bundle: request.bundle, stateDirectory: stateDirectory)
         let (options, command) = bundle.runArguments()
-        arguments = ["run", "--state-dir", stateDirectory] + options + ["--image", layout, "--"] + command
+        terminal = request.terminal
+        arguments = ["run", "--state-dir", stateDirectory] + options + (terminal ? ["-t"] : []) + ["--image", layout, "--"] + command
         memoryMiB = bundle.memoryMiB
         pod = PodAnnotations.isSandbox(bundle.config) ? PodSandbox(id: request.id) : nil
         cgroup = ContainerCgroup.locate(cgroupsPath: bundle.config.linux?.cgroupsPath, id: request.id)
@@ -75,23 +77,43 @@ final class ShimTask: @unchecked Sendable {
         } catch { FileHandle.standardError.write(Data("vireo shim: \(error); the VM runs without a cgroup of its own\n".utf8)) }
         // The isolation options go before `--image` (vireo's options come before the image's).
         let child: pid_t
+        var terminal: ShimTerminal?
         do {
+            terminal = self.terminal ? try ShimTerminal() : nil
+            unlink(OOMWatch.reportPath(bundle: bundle))
             child = try VMProcess.spawn(arguments: Array(arguments.prefix(3)) + isolation + podOptions + Array(arguments.dropFirst(3)),
-                                        cgroupProcs: joined, stdin: input, stdout: output, stderr: 2)
+                                        cgroupProcs: joined, stdin: terminal?.slave ?? input, stdout: terminal?.slave ?? output, stderr: 2,
+                                        extraEnvironment: ["VIREO_EXIT_REPORT": OOMWatch.reportPath(bundle: bundle)])
         } catch {
+            terminal?.releaseSlave()
+            terminal?.closeMaster()
             close(errorFIFO)
             cgroup?.remove()
             pod?.remove()
             throw error
         }
+        let pty = terminal
+        if let terminal {
+            terminal.releaseSlave()
+            terminal.copy(input: fcntl(input, F_DUPFD_CLOEXEC, 0), output: fcntl(output, F_DUPFD_CLOEXEC, 0))
+        }
+        self.pty = pty
         pid = child
         phase = .running
         try? "\(child)".write(toFile: bundle + "/vireo.pid", atomically: true, encoding: .utf8)
         Thread.detachNewThread { [self] in
             let status = VMProcess.wait(child)
+            pty?.finish()
             close(errorFIFO)
+            let outOfMemory = OOMWatch.guestOutOfMemory(bundle: bundle) || OOMWatch.hostKills(cgroup) > 0
             cgroup?.remove()
             pod?.remove()
+            if outOfMemory {
+                // Before the exit, as containerd's own shims order them.
+                var event = Containerd_Events_TaskOOM()
+                event.containerID = id
+                events.publish(topic: "/tasks/oom", typeName: "containerd.events.TaskOOM", event: event)
+            }
             exited(status)
         }
         return UInt32(child)
@@ -194,6 +216,15 @@ final class ShimTask: @unchecked Sendable {
             throw ShimError(ShimError.failedPrecondition, "vireo: task \(id) is not running in a cgroup of its own")
         }
         return cgroup.metrics()
+    }
+
+    /// ResizePty for the container's terminal: the pty's new size, and SIGWINCH to vireo, which
+    /// passes it on to the guest.
+    func resize(width: UInt32, height: UInt32) throws {
+        let (terminal, target) = condition.withLock { (pty, phase == .running ? pid : 0) }
+        guard let terminal else { throw ShimError(ShimError.failedPrecondition, "vireo: task \(id) has no terminal (run it with -t)") }
+        try terminal.resize(width: width, height: height)
+        if target > 0 { Glibc.kill(target, SIGWINCH) }
     }
 
     // MARK: exec

@@ -4,7 +4,8 @@ import SwiftProtobuf
 
 /// containerd's shim v2 task service (`containerd.task.v2.Task`, runtime/v2/task/shim.proto) for one
 /// container per shim and VM; Exec runs more processes in the VM through the guest init's agent.
-/// Update and Stats work on the VM's cgroup; ResizePty, Pause, Resume and Checkpoint answer
+/// Update and Stats work on the VM's cgroup; ResizePty resizes the container's or the exec's
+/// terminal; Pause, Resume and Checkpoint answer
 /// Unimplemented, which containerd reports to its client as "not implemented".
 final class TaskService: @unchecked Sendable {
     static let name = "containerd.task.v2.Task"
@@ -102,7 +103,16 @@ final class TaskService: @unchecked Sendable {
             stats.typeURL = "io.containerd.cgroups.v2.Metrics"
             stats.value = try metrics.serializedData()
             return try reply(Containerd_Task_V2_StatsResponse.with { $0.stats = stats })
-        case "ResizePty", "Pause", "Resume", "Checkpoint":
+        case "ResizePty":
+            let request = try Containerd_Task_V2_ResizePtyRequest(serializedBytes: payload)
+            let task = try existing(request.id)
+            if request.execID.isEmpty {
+                try task.resize(width: request.width, height: request.height)
+            } else {
+                try task.exec(request.execID).resize(width: request.width, height: request.height)
+            }
+            return try reply(Google_Protobuf_Empty())
+        case "Pause", "Resume", "Checkpoint":
             throw ShimError(ShimError.unimplemented, "vireo: \(method) is not supported yet")
         default:
             throw ShimError(ShimError.unimplemented, "unknown method \(method)")

@@ -23,7 +23,8 @@ enum VMProcess {
     /// Starts the VM; returns vireo's pid. With `cgroupProcs`, it starts through /bin/sh, which
     /// joins those cgroups (`0` into each cgroup.procs) and then execs vireo: the VM's processes are
     /// in the container's cgroup before any of them runs.
-    static func spawn(arguments: [String], cgroupProcs: [String] = [], stdin: Int32, stdout: Int32, stderr: Int32) throws -> pid_t {
+    static func spawn(arguments: [String], cgroupProcs: [String] = [], stdin: Int32, stdout: Int32, stderr: Int32,
+                      extraEnvironment: [String: String] = [:]) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -40,7 +41,7 @@ enum VMProcess {
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK))
         var command = [vireoBinary()] + arguments
-        var environment = ProcessInfo.processInfo.environment
+        var environment = ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 }
         if !cgroupProcs.isEmpty {
             let join = "set -f; for f in $VIREO_SHIM_CGROUP_PROCS; do echo 0 > \"$f\" || exit 125; done; unset VIREO_SHIM_CGROUP_PROCS; exec \"$@\""
             command = ["/bin/sh", "-c", join, "sh"] + command

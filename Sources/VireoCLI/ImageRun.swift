@@ -42,13 +42,22 @@ enum ImageRun {
         // -t: the host terminal passes every byte, ^C included, to the program's terminal in the guest.
         let terminal = parsed.terminal ? HostTerminal.enterRaw() : nil
         defer { terminal?.restore() }
+        if parsed.terminal, let socket = prepared.signalSocket { TerminalResize.start(socket: socket, sent: prepared.terminalSize) }
         do {
             vmCode = try VMMChild.run(vmmArguments, signalSocket: prepared.signalSocket) { pid in handOff?.start(vmm: pid, since: started) }
         } catch {
             printError("vireo: \(error)\n")
             return 1
         }
-        if let status = GuestConfigDisk.status(at: prepared.configDisk) { return status }
+        if let status = GuestConfigDisk.status(at: prepared.configDisk) {
+            let outOfMemory = GuestConfigDisk.outOfMemory(at: prepared.configDisk)
+            if outOfMemory {
+                printError("vireo: the guest kernel's OOM killer killed a process (the VM's RAM ran out; --memory gives it more)\n")
+            }
+            ExitReport.write(status: status, outOfMemory: outOfMemory)
+            return status
+        }
+        ExitReport.write(status: vmCode == 0 ? 1 : vmCode, outOfMemory: false)
         if vmCode == 0 {
             printError("vireo: the guest ended without reporting the program's exit status\n")
             return 1

@@ -20,6 +20,8 @@ struct PreparedImageRun {
     let cmdline: String
     /// `--disk` for the root overlay and the config disk, in that order (vda, vdb).
     let diskArguments: [String]
+    /// The program's terminal size on the config disk (-t).
+    var terminalSize: RunSpec.TerminalSize? = nil
 
     static func prepare(_ arguments: ImageRunArguments) throws -> PreparedImageRun {
         let environment = ProcessInfo.processInfo.environment
@@ -81,7 +83,7 @@ struct PreparedImageRun {
         if let signalSocket { runArguments += ["--vsock", "cid=3,socket=\(signalSocket)"] }
         return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments + network.netOptions + passthrough,
                                 signalSocket: signalSocket, baseLock: lock, spareDisks: arguments.spareDisks, store: store, kernel: kernel, initrd: initrd,
-                                cmdline: cmdline, diskArguments: diskArguments)
+                                cmdline: cmdline, diskArguments: diskArguments, terminalSize: spec.terminalSize)
     }
 
     /// `vireo run` arguments that restore `snapshot` with this run's disks and vsock socket.

@@ -55,6 +55,13 @@ import Testing
         _ = Array("VIREOST142\0".utf8).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 4096) }
         close(fd)
         #expect(GuestConfigDisk.status(at: path) == 42)
+        #expect(!GuestConfigDisk.outOfMemory(at: path))
+        // The init's OOM mark after the status's NUL; the status reads as before.
+        let marked = open(path, O_WRONLY)
+        _ = Array("VIREOST1137\0oom\0".utf8).withUnsafeBytes { pwrite(marked, $0.baseAddress, $0.count, 4096) }
+        close(marked)
+        #expect(GuestConfigDisk.status(at: path) == 137)
+        #expect(GuestConfigDisk.outOfMemory(at: path))
     }
 }
 

@@ -109,8 +109,8 @@ final class ContainerdDaemon {
         let seconds: Double
     }
 
-    /// Runs `ctr --address SOCKET ARGS` with stdin from /dev/null; a run over `timeout` is killed.
-    func ctr(_ arguments: [String], timeout: Double = 120) throws -> Result {
+    /// Runs `ctr --address SOCKET ARGS` with stdin from /dev/null (or `input`); a run over `timeout` is killed.
+    func ctr(_ arguments: [String], timeout: Double = 120, input: String? = nil) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/ctr")
         process.arguments = ["--address", socket] + arguments
@@ -120,7 +120,13 @@ final class ContainerdDaemon {
         let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
         process.standardOutput = output
         process.standardError = errors
-        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        if let input {
+            let inputPath = scratch("in")
+            try input.write(toFile: inputPath, atomically: false, encoding: .utf8)
+            process.standardInput = FileHandle(forReadingAtPath: inputPath)
+        } else {
+            process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        }
         let started = Date()
         try process.run()
         let deadline = started.addingTimeInterval(timeout)

@@ -112,6 +112,10 @@ struct ContainerdShimTests {
         TestEnvironment.log("containerd: warm ctr run to exit \(String(format: "%.1f", second.seconds)) s")
         expectNothingLeft(daemon, "second", "after the second ctr run --rm")
 
+        // A terminal (ctr run -t, ResizePty), and an OOM kill (TaskOOM, 137).
+        try checkTerminalRun(daemon)
+        try checkHostOOM(daemon)
+
         // A detached container survives containerd restarting: containerd reconnects to the shim
         // through the bundle's address file, `ctr task exec` runs a second process in its VM, `ctr
         // task kill` (SIGTERM) reaches the program, and `ctr task delete` reports its exit status.
@@ -153,6 +157,8 @@ struct ContainerdShimTests {
         let missing = try daemon.ctr(["task", "exec", "--exec-id", "missing", "third", "/no/such/program"], timeout: 300)
         #expect(missing.status == 127 && missing.output.contains("cannot run /no/such/program"), "exec of a missing program: \(missing.status) \(missing.output) \(missing.errors)")
         TestEnvironment.log("containerd: ctr task exec \(String(format: "%.1f", exec.seconds)) s")
+        // Exec with stdin piped in, and with a terminal (-t, ResizePty).
+        try checkExecTerminalAndStdin(daemon, container: "third")
         // A detached exec, stopped by `ctr task kill --exec-id` (the signal goes through the agent to
         // the exec's process group); `ctr task delete --exec-id` exits with its status.
         let execLog = directory + "/exec.log"
