@@ -19,6 +19,8 @@ protocol ContainerTask: AnyObject, Sendable {
     func exec(_ execID: String) throws -> ExecProcess
     func startExec(_ execID: String) throws -> UInt32
     func removeExec(_ execID: String) throws -> Containerd_Task_V2_StateResponse
+    /// ResizePty for the container's own terminal.
+    func resize(width: UInt32, height: UInt32) throws
     /// After Delete: release what the container held on the host (mounts, disks, slots).
     func deleted()
 }

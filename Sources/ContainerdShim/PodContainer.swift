@@ -29,7 +29,7 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
     init(_ request: Containerd_Task_V2_CreateTaskRequest, bundle: OCIBundle, sandbox: ShimTask, pod: PodSandbox,
          stateDirectory: String, events: EventPublisher) throws {
         guard !request.terminal else {
-            throw ShimError(ShimError.invalidArgument, "vireo: a terminal (ctr -t, tty: true) is not supported yet; run without one")
+            throw ShimError(ShimError.invalidArgument, "vireo: a terminal (tty: true) for a pod's container is not supported yet; run it without one (a plain container or an exec can have one)")
         }
         guard let process = bundle.config.process else { throw ShimError(ShimError.invalidArgument, "\(request.bundle)/config.json has no process") }
         let began = Date()
@@ -188,6 +188,10 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
         let state = process.state(container: self)
         _ = condition.withLock { execs.removeValue(forKey: execID) }
         return state
+    }
+
+    func resize(width: UInt32, height: UInt32) throws {
+        throw ShimError(ShimError.failedPrecondition, "vireo: container \(id) has no terminal")
     }
 
     func deleted() {
