@@ -3,7 +3,8 @@ import Manager
 import Testing
 
 extension DaemonTests {
-    /// Issue 16: `vireo serve --warm-pool N` keeps N `vireo-vmm pool` processes started; a VM restored
+    /// Issue 16: `vireo serve --warm-pool N` keeps N `vireo-vmm pool` processes started, each with
+    /// its VMM process forked ahead and its KVM VM made; a VM restored
     /// from a snapshot through the API is run by one of them, confined as a freshly started VMM is,
     /// and the pool refills, never above N, and is gone with the daemon.
     @Suite(.enabled { try TestEnvironment.available("DaemonTests.WarmPool", .root) })
@@ -20,6 +21,14 @@ extension DaemonTests {
                 let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
                 return arguments.count == 2 && arguments[0].hasSuffix("/vireo-vmm") && arguments[1] == "pool" ? pid : nil
             })
+        }
+
+        /// Whether process `pid` has a KVM VM open (a descriptor to `anon_inode:kvm-vm`).
+        static func holdsKVMVM(_ pid: Int32) -> Bool {
+            let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            return descriptors.contains {
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) == "anon_inode:kvm-vm"
+            }
         }
 
         /// Whether `pid` is a live process (a zombie has no command line left).
@@ -47,8 +56,18 @@ extension DaemonTests {
             defer { daemon.stop() }
             let (ready, most) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
             #expect(ready.count == 2 && most <= 2, "pool members: \(ready), at most \(most)")
-            // A waiting member is a bare process: root, no VM yet, no vCPU thread.
-            for pid in ready { #expect(HostProcess.vcpuThreads(of: pid).isEmpty) }
+            // A waiting member runs no guest (no vCPU thread), but its VMM process, forked ahead as the
+            // jail's supervisor would fork it, already holds the KVM VM (irqchip, PIT): the request
+            // only brings the snapshot.
+            for pid in ready {
+                #expect(HostProcess.vcpuThreads(of: pid).isEmpty)
+                let deadline = Date().addingTimeInterval(20)  // counted as it starts; ready a moment later
+                while Date() < deadline && !HostProcess.children(of: pid).contains(where: { WarmPool.holdsKVMVM($0) }) { usleep(20_000) }
+                let children = HostProcess.children(of: pid)
+                #expect(children.count == 1 && children.allSatisfy { HostProcess.vcpuThreads(of: $0).isEmpty },
+                        "member \(pid): children \(children)")
+                #expect(children.contains { WarmPool.holdsKVMVM($0) }, "member \(pid)'s VMM process holds no KVM VM")
+            }
 
             // A VM booted the usual way (a kernel: never from the pool), then its snapshot.
             try daemon.create("orig", kernel: counter, [("memoryMiB", .int(32))])
