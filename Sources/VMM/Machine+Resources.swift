@@ -77,10 +77,11 @@ extension Machine {
 
     /// The KVM VM with its in-kernel interrupt controllers and PIT; guest RAM is being registered
     /// by the returned `MemorySlotSetup` (finish it before setting any vCPU state). A warm-pool VMM
-    /// made the VM ahead of the request (KVMPrewarm.prepareVM); only the memory slot is left then.
+    /// made the VM ahead of the request (KVMPrewarm.prepareVM); only the memory slots are left then,
+    /// and not even those when guest RAM was mapped over the ranges it registered.
     static func createVM(_ kvm: KVMSystem, memory: GuestMemory) throws(VMMError) -> (VirtualMachine, MemorySlotSetup) {
-        if let vm = KVMPrewarm.takeVM(for: kvm) {
-            return (vm, MemorySlotSetup(vm: vm, memory: memory))
+        if let (vm, slotsReady) = KVMPrewarm.takeVM(for: kvm, memory: memory) {
+            return (vm, slotsReady ? MemorySlotSetup.registered : MemorySlotSetup(vm: vm, memory: memory))
         }
         do {
             let vm = try kvm.createVM()

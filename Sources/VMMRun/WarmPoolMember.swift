@@ -10,7 +10,8 @@ import Glibc
 /// environment), it pays exec, the runtime's start and /dev/kvm (KVMPrewarm) up front. As root (the
 /// daemon then jails its VMs) it also forks the VMM process proper ahead, PID 1 of a new PID
 /// namespace, as a jailed VMM's supervisor would on the request; that child creates the KVM VM, its
-/// irqchip and PIT (KVMPrewarm.prepareVM) and waits. Then the member says `ready <pid>` (`ready <pid> ahead` when forked ahead) on
+/// irqchip and PIT and, for the guest RAM size the daemon expects (`memory-hint` in the slot), its
+/// memory slots (KVMPrewarm.prepareVM) and waits. Then the member says `ready <pid>` (`ready <pid> ahead` when forked ahead) on
 /// descriptor 3 (a SOCK_SEQPACKET socket to the daemon) and waits. The daemon sends one message
 /// whose descriptors are, in order: the VM's directory, its `vmm.log`, the VM lock, the snapshot's
 /// `state.bin` and `memory.bin`, and optionally an image VM's base lock. From there the VM runs as
@@ -28,7 +29,10 @@ enum WarmPoolMember {
         // passt, the one program a VMM starts, must not inherit the daemon's socket.
         _ = fcntl(socketFD, F_SETFD, FD_CLOEXEC)
         KVMPrewarm.prepare()
-        if geteuid() == 0, let vmm = forkVMMAhead() {
+        // VIREO_POOL_FORK_AHEAD=0: run the VM in the member itself, as before the fork ahead (for
+        // bench/restore-pool's comparison and for debugging; the daemon passes its environment on).
+        let ahead = getenv("VIREO_POOL_FORK_AHEAD").map { String(cString: $0) != "0" } ?? true
+        if ahead, geteuid() == 0, let vmm = forkVMMAhead(memoryBytes: memoryHint()) {
             try superviseHandedVM(vmm)
         }
         try say("ready \(getpid())\n")
@@ -42,13 +46,13 @@ enum WarmPoolMember {
 
     /// Forks the VMM child and waits until it has made its KVM VM; nil (nothing forked, or the
     /// child failed) leaves the member to run the VM itself.
-    private static func forkVMMAhead() -> (pid: pid_t, socket: Int32)? {
+    private static func forkVMMAhead(memoryBytes: UInt64?) -> (pid: pid_t, socket: Int32)? {
         var ends: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else { return nil }
         let pid = IsolationPlan.forkAhead()
         if pid == 0 {
             close(ends[0])
-            runForkedAhead(ends[1])
+            runForkedAhead(ends[1], memoryBytes: memoryBytes)
         }
         close(ends[1])
         guard pid > 0 else {
@@ -93,10 +97,10 @@ enum WarmPoolMember {
     }
 
     /// The VMM child: makes the KVM VM, says ready to the member, waits for the VM and runs it.
-    private static func runForkedAhead(_ member: Int32) -> Never {
+    private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?) -> Never {
         _ = csys_set_parent_death_signal(SIGKILL)
         _ = chdir("/")  // the slot is the member's; the VM's directory comes with the VM
-        KVMPrewarm.prepareVM()
+        KVMPrewarm.prepareVM(memoryBytes: memoryBytes)
         let ready = Array("ready".utf8)
         guard ready.withUnsafeBytes({ send(member, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else { _exit(0) }
         do {
@@ -147,6 +151,18 @@ enum WarmPoolMember {
             guard let directory = spec.restoreDirectory else { throw UsageError("pool: the spec restores no snapshot") }
             return (spec, SnapshotFiles(directory: directory, state: descriptors[3], memory: descriptors[4]))
         }
+    }
+
+    /// The guest RAM size the daemon expects (its last pooled restore's): `memory-hint` in the
+    /// slot, the member's working directory, which only the daemon writes. Nil if absent or odd.
+    private static func memoryHint() -> UInt64? {
+        let fd = open("memory-hint", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 24)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0, count < buffer.count else { return nil }
+        return UInt64(String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").first ?? "")
     }
 
     /// The VM's spec, `vmm.spec.json` in the current (the VM's) directory.

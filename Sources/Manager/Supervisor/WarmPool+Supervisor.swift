@@ -25,8 +25,14 @@ extension Supervisor {
     /// ready (the caller then starts a VMM the usual way).
     func startFromWarmPool(_ definition: VMDefinition, confinement: VMMConfinement, paths: VMPaths,
                            lockFD: Int32, heldFD: Int32?) throws(APIError) -> (shim: Int32, upSocket: Int32)? {
-        guard let warmPool, let snapshot = definition.restore,
-              let member = warmPool.take(jailed: confinement.jail ?? definition.isolation.jail ?? false) else { return nil }
+        guard let warmPool, let snapshot = definition.restore else { return nil }
+        // The guest RAM size, for the replacement member take() starts (it registers that much
+        // ahead); only a hint: the hand-off checks the file it opens.
+        var info = stat()
+        if lstat(snapshot + "/memory.bin", &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+            warmPool.expect(memoryBytes: UInt64(info.st_size))
+        }
+        guard let member = warmPool.take(jailed: confinement.jail ?? definition.isolation.jail ?? false) else { return nil }
         var handedOver = false
         defer { if !handedOver { warmPool.discard(member) } }  // closing its socket ends an unused member
         try launcher.writeSpec(launcher.spec(for: definition, confinement: confinement), paths: paths)

@@ -37,6 +37,9 @@ final class WarmPool: Sendable {
     let directory: String
     private let logger: Logger
     private let state = Mutex(State())
+    /// Guest RAM bytes of the last VM handed to a member: new members register memory slots of
+    /// that size ahead (`memory-hint` in their slot; KVMPrewarm).
+    private let memoryHint = Mutex<UInt64?>(nil)
     /// How long a new member may take to say it is ready.
     static let readyTimeout = 20.0
 
@@ -94,6 +97,11 @@ final class WarmPool: Sendable {
         }
     }
 
+    /// Records the guest RAM size of a VM just handed over, for the members started from now on.
+    func expect(memoryBytes: UInt64) {
+        memoryHint.withLock { $0 = memoryBytes }
+    }
+
     /// A member that will not get a VM: closing its socket ends it (its shim removes the slot).
     func discard(_ member: Member) {
         close(member.socket)
@@ -146,6 +154,9 @@ final class WarmPool: Sendable {
         guard mkdir(slot, 0o700) == 0 else {
             logger.error("warm pool: cannot create \(slot): \(String(cString: strerror(errno)))")
             return nil
+        }
+        if let bytes = memoryHint.withLock({ $0 }) {
+            try? WarmPoolHandoff.writeSmallFile(slot + "/memory-hint", "\(bytes)\n")
         }
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
