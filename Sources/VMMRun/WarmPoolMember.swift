@@ -42,92 +42,10 @@ enum WarmPoolMember {
         try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, started: announceUp).run()
     }
 
-    // MARK: forked ahead
-
-    /// Forks the VMM child and waits until it has made its KVM VM; nil (nothing forked, or the
-    /// child failed) leaves the member to run the VM itself.
-    private static func forkVMMAhead(memoryBytes: UInt64?) -> (pid: pid_t, socket: Int32)? {
-        var ends: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else { return nil }
-        let pid = IsolationPlan.forkAhead()
-        if pid == 0 {
-            close(ends[0])
-            runForkedAhead(ends[1], memoryBytes: memoryBytes)
-        }
-        close(ends[1])
-        guard pid > 0 else {
-            close(ends[0])
-            return nil
-        }
-        var reply = [UInt8](repeating: 0, count: 16)
-        let count = reply.withUnsafeMutableBytes { recv(ends[0], $0.baseAddress, $0.count, 0) }
-        guard count > 0, reply.starts(with: Array("ready".utf8)) else {
-            close(ends[0])
-            kill(pid, SIGKILL)
-            waitpid(pid, nil, 0)
-            return nil
-        }
-        return (pid, ends[0])
-    }
-
-    /// The member once its VMM child is ready: says ready, takes the VM, and becomes the jail's
-    /// supervisor (IsolationPlan.superviseForkedVMM), passing the VM's descriptors to the child.
-    private static func superviseHandedVM(_ vmm: (pid: pid_t, socket: Int32)) throws -> Never {
-        try say("ready \(getpid()) ahead\n")
-        let (text, fds) = try receive(on: socketFD, what: "the daemon")
-        close(socketFD)  // the child holds its copy, for `up`
-        let handed = try HandedVM(text: text, fds: fds)
-        guard fchdir(fds[0]) == 0 else { throw UsageError("pool: cannot enter the VM directory: \(String(cString: strerror(errno)))") }
-        dup2(fds[1], 1)
-        dup2(fds[1], 2)
-        let spec = try readSpec()
-        var config = VMConfig(spec: spec)
-        let plan = try SpecRunner.plan(spec, config: &config)
-        try plan.superviseForkedVMM(vmm.pid) { () throws(VMMError) in
-            let message = Array("vm 1 \(plan.vmID)\n".utf8)
-            let sent = handed.descriptors.withUnsafeBufferPointer { list in
-                message.withUnsafeBytes { csys_send_fds(vmm.socket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
-            }
-            guard sent == message.count else {
-                throw .invalidConfiguration("pool: the VMM process did not take the VM: \(String(cString: strerror(Int32(-sent))))")
-            }
-            for fd in handed.descriptors { close(fd) }
-            close(vmm.socket)
-        }
-    }
-
-    /// The VMM child: makes the KVM VM, says ready to the member, waits for the VM and runs it.
-    private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?) -> Never {
-        _ = csys_set_parent_death_signal(SIGKILL)
-        _ = chdir("/")  // the slot is the member's; the VM's directory comes with the VM
-        KVMPrewarm.prepareVM(memoryBytes: memoryBytes)
-        let ready = Array("ready".utf8)
-        guard ready.withUnsafeBytes({ send(member, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else { _exit(0) }
-        do {
-            let (text, fds) = try receive(on: member, what: "the pool member")
-            close(member)
-            guard text.hasPrefix("vm 1 vm-"), let vmID = text.dropFirst(5).split(separator: "\n").first else {
-                for fd in fds { close(fd) }
-                if text.isEmpty && fds.isEmpty { _exit(0) }  // the member ended without a VM
-                throw UsageError("pool: unexpected hand-off from the member")
-            }
-            let handed = try HandedVM(text: "vm 1", fds: fds)
-            let spec = try handed.enter()
-            try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: String(vmID),
-                           started: announceUp).run()
-            exit(0)
-        } catch let request as VMExit {
-            exit(request.code)
-        } catch {
-            printError("vireo: \(error)\n")
-            exit(2)
-        }
-    }
-
     // MARK: the hand-off
 
     /// A VM as the daemon hands it over: its descriptors, checked for count.
-    private struct HandedVM {
+    struct HandedVM {
         let descriptors: [Int32]
 
         init(text: String, fds: [Int32]) throws {
@@ -155,7 +73,7 @@ enum WarmPoolMember {
 
     /// The guest RAM size the daemon expects (its last pooled restore's): `memory-hint` in the
     /// slot, the member's working directory, which only the daemon writes. Nil if absent or odd.
-    private static func memoryHint() -> UInt64? {
+    static func memoryHint() -> UInt64? {
         let fd = open("memory-hint", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -166,14 +84,14 @@ enum WarmPoolMember {
     }
 
     /// The VM's spec, `vmm.spec.json` in the current (the VM's) directory.
-    private static func readSpec() throws -> VMSpec {
+    static func readSpec() throws -> VMSpec {
         var flags = RunFlags()
         flags.spec = "vmm.spec.json"
         return try flags.vmSpec()
     }
 
     /// One line to the daemon on descriptor 3.
-    private static func say(_ line: String) throws {
+    static func say(_ line: String) throws {
         let bytes = Array(line.utf8)
         guard bytes.withUnsafeBytes({ send(socketFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else {
             throw UsageError("pool: descriptor 3 is not the daemon's socket: \(String(cString: strerror(errno)))")
@@ -183,7 +101,7 @@ enum WarmPoolMember {
     /// `up` on descriptor 3, then closed, once vCPU 0 has entered the guest (waited for up to
     /// 200 ms after the vCPU threads start; `up` anyway after that). The moment goes to `vmm.log` in
     /// the words of `run -v` (bench/restore-pool times a request to it).
-    private static func announceUp() {
+    static func announceUp() {
         for _ in 0..<2000 where Timeline.firstEntryMonotonic == 0 { usleep(100) }
         if Timeline.firstEntryMonotonic != 0 {
             printError("vireo: first guest entry at CLOCK_MONOTONIC \(format6(Timeline.firstEntryMonotonic)) s\n")
@@ -195,7 +113,7 @@ enum WarmPoolMember {
 
     /// One message with at most `maximumDescriptors` descriptors (close-on-exec), through the
     /// bounded fd-passing helper; a message with more is refused whole.
-    private static func receive(on socket: Int32, what: String) throws -> (String, [Int32]) {
+    static func receive(on socket: Int32, what: String) throws -> (String, [Int32]) {
         var buffer = [UInt8](repeating: 0, count: 256)
         var fds = [Int32](repeating: -1, count: Int(maximumDescriptors))
         var count: Int32 = 0
