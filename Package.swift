@@ -54,6 +54,7 @@ let package = Package(
         // Never imports KVM: it runs VMs as `vireo run` child processes.
         .target(name: "Manager", dependencies: [
             "VMSpec", "Images",  // image VMs: the daemon's own image cache
+            "CVireoSystem",  // the warm pool's descriptor passing (fd_passing.h)
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),  // the connection cap
             .product(name: "GRDB", package: "GRDB.swift"),
@@ -64,7 +65,7 @@ let package = Package(
         ], resources: [.embedInCode("openapi.json")]),
         // `run`'s flags → spec → running VM, and `vireo-vmm`'s hand-written argument parser: no
         // ArgumentParser, no Foundation (what every VMM process maps).
-        .target(name: "VMMRun", dependencies: ["VMM", "KVM", "VMSpec"]),
+        .target(name: "VMMRun", dependencies: ["VMM", "KVM", "VMSpec", "CVireoSystem"]),
         // `vireo run` and `vireo version`: the VMM's command line on ArgumentParser, without the manager.
         .target(name: "VMMCommand", dependencies: [
             "VMM", "KVM", "VMSpec", "VMMRun", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -76,13 +76,16 @@ extension Machine {
     }
 
     /// The KVM VM with its in-kernel interrupt controllers and PIT; guest RAM is being registered
-    /// by the returned `MemorySlotSetup` (finish it before setting any vCPU state).
+    /// by the returned `MemorySlotSetup` (finish it before setting any vCPU state). A warm-pool VMM
+    /// made the VM ahead of the request (KVMPrewarm.prepareVM); only the memory slots are left then,
+    /// and not even those when guest RAM was mapped over the ranges it registered.
     static func createVM(_ kvm: KVMSystem, memory: GuestMemory) throws(VMMError) -> (VirtualMachine, MemorySlotSetup) {
+        if let (vm, slotsReady) = KVMPrewarm.takeVM(for: kvm, memory: memory) {
+            return (vm, slotsReady ? MemorySlotSetup.registered : MemorySlotSetup(vm: vm, memory: memory))
+        }
         do {
             let vm = try kvm.createVM()
-            // VT-x needs these two pages for real mode; they sit in the MMIO hole, away from RAM.
-            try vm.setTSSAddress(0xFFFB_D000)
-            try vm.setIdentityMapAddress(0xFFFB_C000)
+            try prepareVM(vm)
             try vm.createIRQChip()
             // Guest RAM first, on its own thread: the PIT's creation (a kernel worker thread, ~2 ms)
             // then overlaps the memory slot's grace period.
@@ -92,6 +95,21 @@ extension Machine {
         } catch {
             throw .kvm(error.description)
         }
+    }
+
+    /// A VM with its irqchip and PIT and no memory yet: what a warm-pool VMM makes ahead of time.
+    static func createBareVM(_ kvm: KVMSystem) throws(KVMError) -> VirtualMachine {
+        let vm = try kvm.createVM()
+        try prepareVM(vm)
+        try vm.createIRQChip()
+        try vm.createPIT2()
+        return vm
+    }
+
+    /// VT-x needs these two pages for real mode; they sit in the MMIO hole, away from RAM.
+    private static func prepareVM(_ vm: VirtualMachine) throws(KVMError) {
+        try vm.setTSSAddress(0xFFFB_D000)
+        try vm.setIdentityMapAddress(0xFFFB_C000)
     }
 
     /// Puts the legacy devices on the port bus and the virtio devices on the MMIO bus, then freezes both.

@@ -110,8 +110,9 @@ public final class Machine: Sendable {
     }
 
     /// Runs the VM until it stops (guest reset, error, signal) and reports why; `isolation` is what
-    /// the control socket's `status` reports.
-    public func run(isolation: IsolationPlan? = nil) -> RunOutcome {
+    /// the control socket's `status` reports; `started` is called once the vCPU threads are started
+    /// (a warm-pool VMM tells the daemon it is up).
+    public func run(isolation: IsolationPlan? = nil, started: (() -> Void)? = nil) -> RunOutcome {
         MachineControl.installKickHandler()
         signal(SIGPIPE, SIG_IGN)  // a vanished console or API client must not kill the VM
         var server: ControlServer?
@@ -154,6 +155,7 @@ public final class Machine: Sendable {
             threads.append(thread)
         }
         liveRunners.withLock { $0 = runners }
+        started?()
         GuestProfiler.shared?.start(kicking: threads)
         let stuck = waitForVCPUs(threads)
         GuestProfiler.shared?.finish()

@@ -12,8 +12,13 @@ final class MemorySlotSetup: Sendable {
         let message = Mutex<String?>(nil)
     }
 
-    private let thread: OSThread
+    private let thread: OSThread?
     private let failure = Failure()
+
+    /// Slots a warm-pool VMM registered ahead (KVMPrewarm), with guest RAM mapped over them.
+    static var registered: MemorySlotSetup { MemorySlotSetup() }
+
+    private init() { thread = nil }
 
     init(vm: VirtualMachine, memory: GuestMemory) {
         let failure = self.failure
@@ -29,11 +34,11 @@ final class MemorySlotSetup: Sendable {
         }
     }
 
-    deinit { thread.join() }  // a machine that failed to assemble never leaves the thread behind
+    deinit { thread?.join() }  // a machine that failed to assemble never leaves the thread behind
 
     /// Waits for the slots; the KVM error as a VMMError when one was refused.
     func finish() throws(VMMError) {
-        thread.join()
+        thread?.join()
         if let message = failure.message.withLock({ $0 }) { throw .kvm(message) }
     }
 }

@@ -11,11 +11,25 @@ package struct SpecRunner {
     let verbose: Bool
     /// The snapshot as descriptors (a warm-pool VMM); nil: the spec's restore directory by path.
     let snapshotFiles: SnapshotFiles?
+    /// Set for a VMM a warm-pool member forked ahead: its supervisor's cgroup and jail name.
+    let forkedAheadID: String?
+    /// Called once the guest's vCPU threads are started.
+    let started: (() -> Void)?
 
-    package init(spec: VMSpec, verbose: Bool, snapshotFiles: SnapshotFiles? = nil) {
+    package init(spec: VMSpec, verbose: Bool, snapshotFiles: SnapshotFiles? = nil, forkedAheadID: String? = nil,
+                 started: (() -> Void)? = nil) {
         self.spec = spec
         self.verbose = verbose
         self.snapshotFiles = snapshotFiles
+        self.forkedAheadID = forkedAheadID
+        self.started = started
+    }
+
+    /// The isolation plan for this spec (`config`'s paths made absolute when jailed).
+    static func plan(_ spec: VMSpec, config: inout VMConfig, vmID: String? = nil) throws -> IsolationPlan {
+        // An unset mode (a spec file that leaves it to the host) is $VIREO_SECCOMP's, checked like the flag, or on.
+        let seccomp = try spec.isolation.seccomp ?? RunFlags.seccompMode(nil) ?? .on
+        return try IsolationPlan.prepare(IsolationSettings(spec: spec, defaultSeccomp: seccomp), config: &config, vmID: vmID)
     }
 
     package func run() throws {
@@ -23,10 +37,12 @@ package struct SpecRunner {
         let machine: Machine
         let isolationPlan: IsolationPlan
         do {
-            // An unset mode (a spec file that leaves it to the host) is $VIREO_SECCOMP's, checked like the flag, or on.
-            let seccomp = try spec.isolation.seccomp ?? RunFlags.seccompMode(nil) ?? .on
-            isolationPlan = try IsolationPlan.prepare(IsolationSettings(spec: spec, defaultSeccomp: seccomp), config: &config)
-            try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
+            isolationPlan = try SpecRunner.plan(spec, config: &config, vmID: forkedAheadID)
+            if forkedAheadID != nil {
+                try isolationPlan.joinForkedAhead()  // the supervisor is the warm-pool member
+            } else {
+                try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
+            }
             if let files = snapshotFiles {
                 machine = try Machine(restoring: files, options: config)
             } else if let restore = spec.restoreDirectory {
@@ -52,7 +68,7 @@ package struct SpecRunner {
         for line in isolationPlan.warnings + (verbose ? isolationPlan.summary : []) { printError("vireo: \(line)\n") }
         let terminal = RawTerminal(fd: 0)
         if config.consoleInputFD != nil { terminal.enter() }
-        let outcome = machine.run(isolation: isolationPlan)
+        let outcome = machine.run(isolation: isolationPlan, started: started)
         terminal.restore()
         report(outcome, machine: machine)
         throw VMExit(code: outcome.reason.exitCode)

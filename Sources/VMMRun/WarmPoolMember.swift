@@ -1,3 +1,4 @@
+internal import CVireoSystem
 import VMM
 #if canImport(Glibc)
 import Glibc
@@ -6,91 +7,120 @@ import Glibc
 /// `vireo-vmm pool`: one VMM of the daemon's warm pool (`vireo serve --warm-pool N`).
 ///
 /// Started ahead of any request, as a fresh VMM would be (root, its own session, the daemon's
-/// environment), it pays exec, the runtime's start and /dev/kvm (KVMPrewarm) up front, says
-/// `ready <pid>` on descriptor 3 (a SOCK_SEQPACKET socket to the daemon) and waits. The daemon then
-/// sends one message whose descriptors are, in order: the VM's directory, its `vmm.log`, the VM lock,
-/// the snapshot's `state.bin` and `memory.bin`, and optionally an image VM's base lock. From there
-/// the VM runs exactly as `vireo-vmm run --spec vmm.spec.json` in that directory would: the same spec
-/// file, the same SpecRunner, so the same isolation (per-VM uid, jail, namespaces, cgroups,
-/// seccomp) is applied after the hand-off. End of file on the socket (the daemon drained its pool or
-/// ended) ends the process with status 0 before any VM.
+/// environment), it pays exec, the runtime's start and /dev/kvm (KVMPrewarm) up front. As root (the
+/// daemon then jails its VMs) it also forks the VMM process proper ahead, PID 1 of a new PID
+/// namespace, as a jailed VMM's supervisor would on the request; that child creates the KVM VM, its
+/// irqchip and PIT and, for the guest RAM size the daemon expects (`memory-hint` in the slot), its
+/// memory slots (KVMPrewarm.prepareVM) and waits. Then the member says `ready <pid>` (`ready <pid> ahead` when forked ahead) on
+/// descriptor 3 (a SOCK_SEQPACKET socket to the daemon) and waits. The daemon sends one message
+/// whose descriptors are, in order: the VM's directory, its `vmm.log`, the VM lock, the snapshot's
+/// `state.bin` and `memory.bin`, and optionally an image VM's base lock. From there the VM runs as
+/// `vireo-vmm run --spec vmm.spec.json` in that directory would: the same spec file, the same
+/// SpecRunner and isolation (per-VM uid, jail, namespaces, cgroups, seccomp) after the hand-off;
+/// forked ahead, the member is the jail's supervisor and passes the VM on to its child. Once the
+/// vCPU threads are started the VMM writes `up` on descriptor 3 (the daemon waits for it instead
+/// of polling). End of file on the socket (the daemon drained its pool or ended) ends the process
+/// with status 0 before any VM.
 enum WarmPoolMember {
     static let socketFD: Int32 = 3
-    static let maximumDescriptors = 6
+    static let maximumDescriptors: Int32 = 6
 
     static func run() throws {
+        // passt, the one program a VMM starts, must not inherit the daemon's socket.
+        _ = fcntl(socketFD, F_SETFD, FD_CLOEXEC)
         KVMPrewarm.prepare()
-        var ready = Array("ready \(getpid())\n".utf8)
-        guard ready.withUnsafeMutableBytes({ send(socketFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else {
-            throw UsageError("pool: descriptor 3 is not the daemon's socket: \(String(cString: strerror(errno)))")
+        // VIREO_POOL_FORK_AHEAD=0: run the VM in the member itself, as before the fork ahead (for
+        // bench/restore-pool's comparison and for debugging; the daemon passes its environment on).
+        let ahead = getenv("VIREO_POOL_FORK_AHEAD").map { String(cString: $0) != "0" } ?? true
+        if ahead, geteuid() == 0, let vmm = forkVMMAhead(memoryBytes: memoryHint()) {
+            try superviseHandedVM(vmm)
         }
-        let (text, fds) = try receive()
-        guard text.hasPrefix("vm 1"), fds.count == 5 || fds.count == 6 else {
-            for fd in fds { close(fd) }
-            if text.isEmpty && fds.isEmpty { exit(0) }  // drained: no VM came
-            throw UsageError("pool: unexpected hand-off (\(fds.count) descriptors)")
+        try say("ready \(getpid())\n")
+        let (text, fds) = try receive(on: socketFD, what: "the daemon")
+        let handed = try HandedVM(text: text, fds: fds)
+        let spec = try handed.enter()
+        try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, started: announceUp).run()
+    }
+
+    // MARK: the hand-off
+
+    /// A VM as the daemon hands it over: its descriptors, checked for count.
+    struct HandedVM {
+        let descriptors: [Int32]
+
+        init(text: String, fds: [Int32]) throws {
+            guard text.hasPrefix("vm 1"), fds.count == 5 || fds.count == 6 else {
+                for fd in fds { close(fd) }
+                if text.isEmpty && fds.isEmpty { exit(0) }  // drained: no VM came
+                throw UsageError("pool: unexpected hand-off (\(fds.count) descriptors)")
+            }
+            descriptors = fds
         }
-        close(socketFD)
-        guard fchdir(fds[0]) == 0 else { throw UsageError("pool: cannot enter the VM directory: \(String(cString: strerror(errno)))") }
-        close(fds[0])
-        dup2(fds[1], 1)
-        dup2(fds[1], 2)
-        close(fds[1])
-        // fds[2] (the VM lock) and fds[5] (a base lock) stay open for the VMM's whole life.
+
+        /// Enters the VM directory, sends output to its `vmm.log` and reads its spec; fds[2] (the VM
+        /// lock) and fds[5] (a base lock) stay open for the VMM's whole life.
+        func enter() throws -> (spec: VMSpec, files: SnapshotFiles) {
+            guard fchdir(descriptors[0]) == 0 else { throw UsageError("pool: cannot enter the VM directory: \(String(cString: strerror(errno)))") }
+            close(descriptors[0])
+            dup2(descriptors[1], 1)
+            dup2(descriptors[1], 2)
+            close(descriptors[1])
+            let spec = try readSpec()
+            guard let directory = spec.restoreDirectory else { throw UsageError("pool: the spec restores no snapshot") }
+            return (spec, SnapshotFiles(directory: directory, state: descriptors[3], memory: descriptors[4]))
+        }
+    }
+
+    /// The guest RAM size the daemon expects (its last pooled restore's): `memory-hint` in the
+    /// slot, the member's working directory, which only the daemon writes. Nil if absent or odd.
+    static func memoryHint() -> UInt64? {
+        let fd = open("memory-hint", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 24)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0, count < buffer.count else { return nil }
+        return UInt64(String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").first ?? "")
+    }
+
+    /// The VM's spec, `vmm.spec.json` in the current (the VM's) directory.
+    static func readSpec() throws -> VMSpec {
         var flags = RunFlags()
         flags.spec = "vmm.spec.json"
-        let spec = try flags.vmSpec()
-        guard let directory = spec.restoreDirectory else { throw UsageError("pool: the spec restores no snapshot") }
-        let files = SnapshotFiles(directory: directory, state: fds[3], memory: fds[4])
-        try SpecRunner(spec: spec, verbose: false, snapshotFiles: files).run()
+        return try flags.vmSpec()
     }
 
-    /// One message with its descriptors (close-on-exec: passt, the one program a VMM starts, gets none).
-    private static func receive() throws -> (String, [Int32]) {
+    /// One line to the daemon on descriptor 3.
+    static func say(_ line: String) throws {
+        let bytes = Array(line.utf8)
+        guard bytes.withUnsafeBytes({ send(socketFD, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else {
+            throw UsageError("pool: descriptor 3 is not the daemon's socket: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// `up` on descriptor 3, then closed, once vCPU 0 has entered the guest (waited for up to
+    /// 200 ms after the vCPU threads start; `up` anyway after that). The moment goes to `vmm.log` in
+    /// the words of `run -v` (bench/restore-pool times a request to it).
+    static func announceUp() {
+        for _ in 0..<2000 where Timeline.firstEntryMonotonic == 0 { usleep(100) }
+        if Timeline.firstEntryMonotonic != 0 {
+            printError("vireo: first guest entry at CLOCK_MONOTONIC \(format6(Timeline.firstEntryMonotonic)) s\n")
+        }
+        let bytes: [UInt8] = Array("up\n".utf8)
+        _ = bytes.withUnsafeBytes { write(socketFD, $0.baseAddress, $0.count) }
+        close(socketFD)
+    }
+
+    /// One message with at most `maximumDescriptors` descriptors (close-on-exec), through the
+    /// bounded fd-passing helper; a message with more is refused whole.
+    static func receive(on socket: Int32, what: String) throws -> (String, [Int32]) {
         var buffer = [UInt8](repeating: 0, count: 256)
-        let controlSize = cmsgSpace(maximumDescriptors * 4)
-        var control = [UInt8](repeating: 0, count: controlSize)
-        while true {
-            let (received, controlLength): (Int, Int) = buffer.withUnsafeMutableBytes { data in
-                control.withUnsafeMutableBytes { controlBytes in
-                    var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
-                    return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                        var message = msghdr()
-                        message.msg_iov = vectorPointer
-                        message.msg_iovlen = 1
-                        message.msg_control = controlBytes.baseAddress
-                        message.msg_controllen = controlBytes.count
-                        let count = recvmsg(socketFD, &message, Int32(MSG_CMSG_CLOEXEC))
-                        return (count, count >= 0 ? Int(message.msg_controllen) : 0)
-                    }
-                }
-            }
-            if received < 0 && errno == EINTR { continue }
-            guard received >= 0 else { throw UsageError("pool: cannot read from the daemon: \(String(cString: strerror(errno)))") }
-            return (String(decoding: buffer[0..<received], as: UTF8.self), descriptors(in: control, length: controlLength))
+        var fds = [Int32](repeating: -1, count: Int(maximumDescriptors))
+        var count: Int32 = 0
+        let received = buffer.withUnsafeMutableBytes { data in
+            fds.withUnsafeMutableBufferPointer { csys_receive_fds(socket, data.baseAddress, data.count, $0.baseAddress, maximumDescriptors, &count) }
         }
+        guard received >= 0 else { throw UsageError("pool: cannot read from \(what): \(String(cString: strerror(Int32(-received))))") }
+        return (String(decoding: buffer[0..<received], as: UTF8.self), Array(fds[0..<Int(count)]))
     }
-
-    /// The SCM_RIGHTS descriptors of a control buffer (struct cmsghdr: 8-byte length, level, type).
-    private static func descriptors(in control: [UInt8], length: Int) -> [Int32] {
-        var fds: [Int32] = []
-        var offset = 0
-        let header = cmsgSpace(0)
-        while offset + header <= length {
-            let cmsgLength = control.withUnsafeBytes { $0.load(fromByteOffset: offset, as: Int.self) }
-            let level = control.withUnsafeBytes { $0.load(fromByteOffset: offset + 8, as: Int32.self) }
-            let type = control.withUnsafeBytes { $0.load(fromByteOffset: offset + 12, as: Int32.self) }
-            guard cmsgLength >= header, offset + cmsgLength <= length else { break }
-            if level == SOL_SOCKET && type == Int32(SCM_RIGHTS) {
-                for index in 0..<(cmsgLength - header) / 4 {
-                    fds.append(control.withUnsafeBytes { $0.load(fromByteOffset: offset + header + index * 4, as: Int32.self) })
-                }
-            }
-            offset += cmsgSpace(cmsgLength - header)
-        }
-        return fds
-    }
-
-    /// CMSG_SPACE on 64-bit Linux: a 16-byte header, data padded to 8 bytes.
-    static func cmsgSpace(_ dataBytes: Int) -> Int { 16 + (dataBytes + 7) & ~7 }
 }

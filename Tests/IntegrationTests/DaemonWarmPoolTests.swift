@@ -3,7 +3,8 @@ import Manager
 import Testing
 
 extension DaemonTests {
-    /// Issue 16: `vireo serve --warm-pool N` keeps N `vireo-vmm pool` processes started; a VM restored
+    /// Issue 16: `vireo serve --warm-pool N` keeps N `vireo-vmm pool` processes started, each with
+    /// its VMM process forked ahead and its KVM VM made; a VM restored
     /// from a snapshot through the API is run by one of them, confined as a freshly started VMM is,
     /// and the pool refills, never above N, and is gone with the daemon.
     @Suite(.enabled { try TestEnvironment.available("DaemonTests.WarmPool", .root) })
@@ -20,6 +21,31 @@ extension DaemonTests {
                 let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
                 return arguments.count == 2 && arguments[0].hasSuffix("/vireo-vmm") && arguments[1] == "pool" ? pid : nil
             })
+        }
+
+        /// Whether process `pid` has a KVM VM open (a descriptor to `anon_inode:kvm-vm`).
+        static func holdsKVMVM(_ pid: Int32) -> Bool {
+            let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            return descriptors.contains {
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) == "anon_inode:kvm-vm"
+            }
+        }
+
+        /// Process `pid`'s mappings: start address, size, permissions, file (empty: anonymous).
+        static func mappings(_ pid: Int32) -> [(start: Int, size: Int, permissions: String, file: String)] {
+            let maps = (try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)) ?? ""
+            return maps.split(separator: "\n").compactMap { line in
+                let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+                let bounds = fields.first?.split(separator: "-").compactMap { Int($0, radix: 16) } ?? []
+                guard fields.count >= 5, bounds.count == 2 else { return nil }
+                let file = fields.count == 6 ? fields[5].trimmingCharacters(in: .whitespaces) : ""
+                return (bounds[0], bounds[1] - bounds[0], String(fields[1]), file)
+            }
+        }
+
+        /// Start addresses of process `pid`'s inaccessible private anonymous mappings of `size` bytes.
+        static func reservedRanges(_ pid: Int32, size: Int) -> [Int] {
+            mappings(pid).filter { $0.size == size && $0.permissions == "---p" && $0.file.isEmpty }.map(\.start)
         }
 
         /// Whether `pid` is a live process (a zombie has no command line left).
@@ -47,8 +73,18 @@ extension DaemonTests {
             defer { daemon.stop() }
             let (ready, most) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
             #expect(ready.count == 2 && most <= 2, "pool members: \(ready), at most \(most)")
-            // A waiting member is a bare process: root, no VM yet, no vCPU thread.
-            for pid in ready { #expect(HostProcess.vcpuThreads(of: pid).isEmpty) }
+            // A waiting member runs no guest (no vCPU thread), but its VMM process, forked ahead as the
+            // jail's supervisor would fork it, already holds the KVM VM (irqchip, PIT): the request
+            // only brings the snapshot.
+            for pid in ready {
+                #expect(HostProcess.vcpuThreads(of: pid).isEmpty)
+                let deadline = Date().addingTimeInterval(20)  // counted as it starts; ready a moment later
+                while Date() < deadline && !HostProcess.children(of: pid).contains(where: { WarmPool.holdsKVMVM($0) }) { usleep(20_000) }
+                let children = HostProcess.children(of: pid)
+                #expect(children.count == 1 && children.allSatisfy { HostProcess.vcpuThreads(of: $0).isEmpty },
+                        "member \(pid): children \(children)")
+                #expect(children.contains { WarmPool.holdsKVMVM($0) }, "member \(pid)'s VMM process holds no KVM VM")
+            }
 
             // A VM booted the usual way (a kernel: never from the pool), then its snapshot.
             try daemon.create("orig", kernel: counter, [("memoryMiB", .int(32))])
@@ -96,12 +132,39 @@ extension DaemonTests {
             let (refilled, refillMost) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
             #expect(refilled.count == 2 && refillMost <= 2, "after the restore: \(refilled), at most \(refillMost)")
             #expect(!refilled.contains(watched))
+            // Members started after a 32 MiB restore register that much guest RAM ahead: their VMM
+            // process holds a 32 MiB reserved (inaccessible) range, where the next snapshot's memory goes.
+            let startedAfter = refilled.subtracting(ready)
+            #expect(!startedAfter.isEmpty, "no member started after the restore: \(refilled) vs \(ready)")
+            for pid in startedAfter {
+                let deadline = Date().addingTimeInterval(20)
+                while Date() < deadline && !HostProcess.children(of: pid).contains(where: { !WarmPool.reservedRanges($0, size: 32 << 20).isEmpty }) {
+                    usleep(20_000)
+                }
+                #expect(HostProcess.children(of: pid).contains { !WarmPool.reservedRanges($0, size: 32 << 20).isEmpty },
+                        "member \(pid): no 32 MiB range reserved ahead")
+            }
 
             // The exit of a pooled VMM is recorded like any other; a restart takes a member again.
             #expect(try daemon.action("clone", "stop").state == "stopped")
-            let again = try daemon.action("clone", "start")
-            #expect(refilled.contains(again.pid ?? -1), "the restart's VMM \(again.pid ?? -1) is not one of \(refilled)")
+            let first = try daemon.action("clone", "start")
+            #expect(refilled.contains(first.pid ?? -1), "the restart's VMM \(first.pid ?? -1) is not one of \(refilled)")
             #expect(daemon.waitForLog("clone", "count=\(atSnapshot + 2)"))
+            // Once more: the oldest member now waiting started after a restore, so the snapshot's memory
+            // is mapped over the range it registered ahead; the guest continues all the same.
+            #expect(try daemon.action("clone", "stop").state == "stopped")
+            let linesBefore = Snapshots.counts(daemon.logs("clone")).count  // the console log is appended to
+            let reservedAt = startedAfter.flatMap { HostProcess.children(of: $0) }.flatMap { WarmPool.reservedRanges($0, size: 32 << 20) }
+            let again = try daemon.action("clone", "start")
+            #expect(startedAfter.contains(again.pid ?? -1), "the VMM \(again.pid ?? -1) is not one of \(startedAfter)")
+            let guestRAM = HostProcess.vmm(of: again.pid ?? -1).map { WarmPool.mappings($0) }?.filter { $0.file.hasSuffix("/memory.bin") } ?? []
+            #expect(guestRAM.count == 1 && reservedAt.contains(guestRAM[0].start) && guestRAM[0].size == 32 << 20,
+                    "the snapshot's memory \(guestRAM.map { String($0.start, radix: 16) }) is not where the member reserved it \(reservedAt.map { String($0, radix: 16) })")
+            let countDeadline = Date().addingTimeInterval(30)
+            while Date() < countDeadline && Snapshots.counts(daemon.logs("clone")).count < linesBefore + 2 { usleep(50_000) }
+            let continued = Snapshots.counts(daemon.logs("clone")).dropFirst(linesBefore)
+            #expect(continued.count >= 2 && (continued.first ?? 0) >= atSnapshot - 1 && (continued.first ?? 0) > 1,
+                    "the clone does not continue from the snapshot: \(Array(continued.prefix(5))), snapshot at \(atSnapshot)")
 
             // A daemon crash: its members end with it (their sockets close); the pooled VM runs on,
             // is re-adopted, and its end is still recorded (the shim writes it in the VM's directory).

@@ -293,10 +293,12 @@ public actor Supervisor {
         emit(name, "starting", .starting, "starting VM '\(name)'")
 
         let shim: Int32
+        var upSocket: Int32?  // a warm-pool VMM says `up` on it
         do {
             if let member = try startFromWarmPool(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
                                                   heldFD: baseLock?.descriptor) {
-                shim = member
+                shim = member.shim
+                upSocket = member.upSocket
             } else {
                 shim = try launcher.spawn(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
                                           heldFD: baseLock?.descriptor)
@@ -305,6 +307,7 @@ public actor Supervisor {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
         }
+        defer { if let upSocket { close(upSocket) } }
         vm.shimPid = shim
         try commit(vm)
 
@@ -331,10 +334,16 @@ public actor Supervisor {
         current.pidStartTime = ProcessProbe.startTime(of: pid)
         try commit(current)
 
-        // Running once the control socket answers.
+        // Running once the control socket answers, or a warm-pool VMM said `up` (its control socket
+        // listens before it starts the vCPUs): no polling then. Without `up` (the VMM ended or is
+        // slow), the loop below finds out as for any VMM.
         let control = VMMControl(socketPath: paths.apiSocket, expectedPID: pid)
         let readyDeadline = Date().addingTimeInterval(configuration.startTimeout)
-        while true {
+        var up = false
+        if let upSocket {
+            up = await WarmPool.waitUntilUp(upSocket, timeout: configuration.startTimeout)
+        }
+        while !up {
             guard let now = vms[name], now.pid == pid, now.state == .starting else { return try startResult(name) }
             if !ProcessProbe.isAlive(pid, startTime: now.pidStartTime) {
                 await handleExit(name, pid: pid)

@@ -20,12 +20,21 @@ extension WarmPool {
 extension Supervisor {
     /// A snapshot restore started by a warm-pool member: the spec is written as for a fresh VMM,
     /// the member gets the VM's files as descriptors and runs it under the same confinement.
-    /// Returns the member's shim pid; nil when there is no pool, the VM boots a kernel, or no
-    /// member is ready (the caller then starts a VMM the usual way).
+    /// Returns the member's shim pid and the socket on which its VMM says `up` (WarmPool.waitUntilUp;
+    /// the caller closes it); nil when there is no pool, the VM boots a kernel, or no member that fits is
+    /// ready (the caller then starts a VMM the usual way).
     func startFromWarmPool(_ definition: VMDefinition, confinement: VMMConfinement, paths: VMPaths,
-                           lockFD: Int32, heldFD: Int32?) throws(APIError) -> Int32? {
-        guard let warmPool, let snapshot = definition.restore, let member = warmPool.take() else { return nil }
-        defer { warmPool.discard(member) }  // the daemon's end of the socket: no longer needed either way
+                           lockFD: Int32, heldFD: Int32?) throws(APIError) -> (shim: Int32, upSocket: Int32)? {
+        guard let warmPool, let snapshot = definition.restore else { return nil }
+        // The guest RAM size, for the replacement member take() starts (it registers that much
+        // ahead); only a hint: the hand-off checks the file it opens.
+        var info = stat()
+        if lstat(snapshot + "/memory.bin", &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+            warmPool.expect(memoryBytes: UInt64(info.st_size))
+        }
+        guard let member = warmPool.take(jailed: confinement.jail ?? definition.isolation.jail ?? false) else { return nil }
+        var handedOver = false
+        defer { if !handedOver { warmPool.discard(member) } }  // closing its socket ends an unused member
         try launcher.writeSpec(launcher.spec(for: definition, confinement: confinement), paths: paths)
         do {
             try WarmPoolHandoff.handOff(member, paths: paths, snapshot: snapshot, lockFD: lockFD, heldFD: heldFD)
@@ -34,6 +43,7 @@ extension Supervisor {
         } catch {
             return nil  // the member went away: a fresh VMM instead
         }
-        return member.shim
+        handedOver = true
+        return (member.shim, member.socket)
     }
 }

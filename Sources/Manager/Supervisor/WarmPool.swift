@@ -15,12 +15,14 @@ import Glibc
 /// its own under `<state-dir>/pool/`; once handed a VM the shim writes the exit status into that
 /// VM's directory, which the daemon names in the slot (`vm-directory`) before the hand-off.
 final class WarmPool: Sendable {
-    /// One started member: its VMM and shim pids, the daemon's end of its socket, its slot.
+    /// One started member: its VMM and shim pids, the daemon's end of its socket, its slot, and
+    /// whether it forked its jailed VMM process ahead (then it takes jailed VMs only).
     struct Member: Sendable {
         let pid: Int32
         let shim: Int32
         let socket: Int32
         let slot: String
+        let forkedAhead: Bool
     }
 
     private struct State {
@@ -35,6 +37,9 @@ final class WarmPool: Sendable {
     let directory: String
     private let logger: Logger
     private let state = Mutex(State())
+    /// Guest RAM bytes of the last VM handed to a member: new members register memory slots of
+    /// that size ahead (`memory-hint` in their slot; KVMPrewarm).
+    private let memoryHint = Mutex<UInt64?>(nil)
     /// How long a new member may take to say it is ready.
     static let readyTimeout = 20.0
 
@@ -77,17 +82,24 @@ final class WarmPool: Sendable {
     /// Members ready now.
     var readyCount: Int { state.withLock { $0.idle.count } }
 
-    /// The oldest ready member that is still alive, or nil (the caller starts a VMM the usual way).
-    /// A replacement starts in the background.
-    func take() -> Member? {
+    /// The oldest ready member that is still alive and fits (`jailed`: the VM runs in a jail; a
+    /// member that forked its VMM ahead into a PID namespace takes jailed VMs only), or nil (the
+    /// caller starts a VMM the usual way). A replacement starts in the background.
+    func take(jailed: Bool) -> Member? {
         defer { refill() }
         while true {
             guard let member = state.withLock({ state -> Member? in
-                state.idle.isEmpty ? nil : state.idle.removeFirst()
+                guard let index = state.idle.firstIndex(where: { jailed || !$0.forkedAhead }) else { return nil }
+                return state.idle.remove(at: index)
             }) else { return nil }
             if ProcessProbe.isAlive(member.pid, startTime: nil) { return member }
             discard(member)
         }
+    }
+
+    /// Records the guest RAM size of a VM just handed over, for the members started from now on.
+    func expect(memoryBytes: UInt64) {
+        memoryHint.withLock { $0 = memoryBytes }
     }
 
     /// A member that will not get a VM: closing its socket ends it (its shim removes the slot).
@@ -143,6 +155,9 @@ final class WarmPool: Sendable {
             logger.error("warm pool: cannot create \(slot): \(String(cString: strerror(errno)))")
             return nil
         }
+        if let bytes = memoryHint.withLock({ $0 }) {
+            try? WarmPoolHandoff.writeSmallFile(slot + "/memory-hint", "\(bytes)\n")
+        }
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             logger.error("warm pool: socketpair: \(String(cString: strerror(errno)))")
@@ -160,16 +175,16 @@ final class WarmPool: Sendable {
             return nil
         }
         close(pair[1])
-        guard let pid = Self.readReady(pair[0]) else {
+        guard let (pid, forkedAhead) = Self.readReady(pair[0]) else {
             logger.error("warm pool: a member did not get ready within \(Int(Self.readyTimeout)) s (see \(slot)/vmm.log)")
             close(pair[0])  // it ends at end of file, or already has
             return nil
         }
-        return Member(pid: pid, shim: shim, socket: pair[0], slot: slot)
+        return Member(pid: pid, shim: shim, socket: pair[0], slot: slot, forkedAhead: forkedAhead)
     }
 
-    /// Reads `ready <pid>` from a new member.
-    private static func readReady(_ socket: Int32) -> Int32? {
+    /// Reads `ready <pid>` (with ` ahead` when it forked its VMM ahead) from a new member.
+    private static func readReady(_ socket: Int32) -> (Int32, Bool)? {
         var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
         let deadline = Date().addingTimeInterval(readyTimeout)
         while Date() < deadline {
@@ -180,9 +195,32 @@ final class WarmPool: Sendable {
             let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
             guard count > 0 else { return nil }
             let text = String(decoding: buffer[0..<count], as: UTF8.self)
-            guard text.hasPrefix("ready "), let pid = Int32(text.dropFirst(6).prefix { $0.isNumber }), pid > 0 else { return nil }
-            return pid
+            let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+            guard words.count >= 2, words[0] == "ready", let pid = Int32(words[1]), pid > 0 else { return nil }
+            return (pid, words.count > 2 && words[2] == "ahead")
         }
         return nil
+    }
+
+    /// Waits until a VMM handed a VM writes `up` on its socket (its vCPU threads are started):
+    /// true; false at end of file (the VMM ended) or after `timeout` seconds.
+    /// Runs on a thread of its own, so that no task of the daemon blocks in poll.
+    static func waitUntilUp(_ socket: Int32, timeout: Double) async -> Bool {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+                let deadline = Date().addingTimeInterval(timeout)
+                while Date() < deadline {
+                    let result = poll(&descriptor, 1, 100)
+                    if result < 0 && errno != EINTR { break }
+                    guard result > 0 else { continue }
+                    var buffer = [UInt8](repeating: 0, count: 16)
+                    let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+                    continuation.resume(returning: count > 0 && buffer.starts(with: Array("up".utf8)))
+                    return
+                }
+                continuation.resume(returning: false)
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
+internal import CVireoSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -72,33 +73,13 @@ enum WarmPoolHandoff {
         return fd
     }
 
-    /// One SOCK_SEQPACKET message with SCM_RIGHTS descriptors (struct cmsghdr: 8-byte length, level, type).
+    /// One SOCK_SEQPACKET message with SCM_RIGHTS descriptors (the bounded helper of fd_passing.h).
     static func send(_ bytes: [UInt8], descriptors: [Int32], on socket: Int32) throws(APIError) {
-        let header = 16
-        let dataBytes = descriptors.count * 4
-        var control = [UInt8](repeating: 0, count: header + (dataBytes + 7) & ~7)
-        control.withUnsafeMutableBytes { raw in
-            raw.storeBytes(of: header + dataBytes, toByteOffset: 0, as: Int.self)
-            raw.storeBytes(of: SOL_SOCKET, toByteOffset: 8, as: Int32.self)
-            raw.storeBytes(of: Int32(SCM_RIGHTS), toByteOffset: 12, as: Int32.self)
-            for (index, fd) in descriptors.enumerated() { raw.storeBytes(of: fd, toByteOffset: header + index * 4, as: Int32.self) }
-        }
-        var data = bytes
-        let sent = data.withUnsafeMutableBytes { dataRaw in
-            control.withUnsafeMutableBytes { controlRaw in
-                var vector = iovec(iov_base: dataRaw.baseAddress, iov_len: dataRaw.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var message = msghdr()
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = controlRaw.baseAddress
-                    message.msg_controllen = controlRaw.count
-                    return sendmsg(socket, &message, Int32(MSG_NOSIGNAL))
-                }
-            }
+        let sent = descriptors.withUnsafeBufferPointer { list in
+            bytes.withUnsafeBytes { csys_send_fds(socket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
         }
         guard sent == bytes.count else {
-            throw .internal("warm pool: the member did not take the VM: \(String(cString: strerror(errno)))")
+            throw .internal("warm pool: the member did not take the VM: \(String(cString: strerror(Int32(-sent))))")
         }
     }
 

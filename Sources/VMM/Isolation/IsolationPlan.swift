@@ -55,9 +55,11 @@ public final class IsolationPlan: @unchecked Sendable {
     // MARK: 1. prepare
 
     /// Validates `settings` for `config` on this host; rewrites `config`'s paths to absolute ones
-    /// when jailed (they must mean the same inside the jail).
-    public static func prepare(_ settings: IsolationSettings, config: inout VMConfig) throws(VMMError) -> IsolationPlan {
-        let vmID = "vm-\(getpid())"
+    /// when jailed (they must mean the same inside the jail). `vmID` (the cgroup and jail names) is
+    /// `vm-<pid>` unless given: a VMM forked ahead by a warm-pool member takes its supervisor's.
+    public static func prepare(_ settings: IsolationSettings, config: inout VMConfig,
+                               vmID givenID: String? = nil) throws(VMMError) -> IsolationPlan {
+        let vmID = givenID ?? "vm-\(getpid())"
         // Before anything opens an image: the Machine opens them beneath these roots only.
         BeneathRoots.configure(settings.imageRoots)
         // Ranges (cpu weight, cpu max, memory max against guest RAM) are SpecValidator's; these are the host's.
@@ -156,7 +158,12 @@ public final class IsolationPlan: @unchecked Sendable {
             throw .invalidConfiguration("cannot start the VMM process: \(String(cString: strerror(code)))")
         }
         if pid > 0 { supervisor.superviseAndExit(child: pid) }
-        // The VMM: die with the supervisor; join the cgroups before guest RAM is touched.
+        try joinAsVMM()
+    }
+
+    /// The VMM's side of `launch`, in the child: die with the supervisor, join the cgroups before
+    /// guest RAM is touched, enter the jail's first namespaces.
+    private func joinAsVMM() throws(VMMError) {
         _ = csys_set_parent_death_signal(SIGKILL)
         try cgroups?.join()
         if jail != nil {
@@ -171,6 +178,41 @@ public final class IsolationPlan: @unchecked Sendable {
                 throw .invalidConfiguration("jail: cannot make mounts private: \(String(cString: strerror(-result)))")
             }
         }
+    }
+
+    // MARK: 2'. launch, forked ahead (warm pool)
+
+    /// Forks the future VMM of a warm-pool member before any VM is known: the child (0 returned)
+    /// is PID 1 of a new PID namespace with the stop signals blocked, as `launch`'s child is; the
+    /// parent gets its pid (or -1, errno set) and later calls `superviseForkedVMM`.
+    public static func forkAhead() -> Int32 { Supervisor.forkAhead() }
+
+    /// `launch` for a VMM process that was forked before the VM was known (a warm-pool member,
+    /// Supervisor.forkAhead: stop signals blocked, the child PID 1 of a new PID namespace), called
+    /// in the supervisor: creates the cgroups and jail directory, runs `handOff` (which gives the
+    /// child the VM), then supervises the child until it ends. Only a jailed plan fits: the child
+    /// is already in its own PID namespace.
+    public func superviseForkedVMM(_ child: Int32, handOff: () throws(VMMError) -> Void) throws(VMMError) -> Never {
+        guard jail != nil else { throw .invalidConfiguration("a warm-pool VMM forked ahead runs jailed VMs only") }
+        supervised = true
+        try cgroups?.create()
+        do {
+            try jail?.createRoot()
+            try handOff()
+        } catch {
+            cleanUp()
+            throw error
+        }
+        var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: settings.seccomp == .kill)
+        supervisor.openKernelLog()
+        supervisor.superviseAndExit(child: child)
+    }
+
+    /// `launch` in a VMM forked ahead, once its supervisor ran `superviseForkedVMM`'s hand-off.
+    public func joinForkedAhead() throws(VMMError) {
+        guard jail != nil else { throw .invalidConfiguration("a warm-pool VMM forked ahead runs jailed VMs only") }
+        supervised = true
+        try joinAsVMM()
     }
 
     private func cleanUp() {

@@ -26,11 +26,21 @@ struct Supervisor {
     /// child, -1 on failure. Stop signals are blocked across the fork: the VMM takes them with
     /// sigwait later, the supervisor forwards them.
     mutating func fork(newPIDNamespace: Bool) -> pid_t {
-        if readKernelLog {
-            kernelLog = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-            if kernelLog >= 0 { lseek(kernelLog, 0, SEEK_END) }
-        }
+        openKernelLog()
         terminalSaved = isatty(0) == 1 && tcgetattr(0, &savedTerminal) == 0
+        let pid = Supervisor.forkBlockingStopSignals(newPIDNamespace: newPIDNamespace)
+        if pid == 0 && kernelLog >= 0 { close(kernelLog) }
+        return pid
+    }
+
+    /// The fork of a warm-pool member (WarmPoolMember), before any VM is known: the child, PID 1 of
+    /// a new PID namespace, becomes the VMM; the caller supervises it once the VM comes
+    /// (IsolationPlan.superviseForkedVMM). Returns as `fork` does.
+    static func forkAhead() -> pid_t {
+        forkBlockingStopSignals(newPIDNamespace: true)
+    }
+
+    private static func forkBlockingStopSignals(newPIDNamespace: Bool) -> pid_t {
         var set = sigset_t()
         sigemptyset(&set)
         // The stop signals and the snapshot signals: blocked until the VMM's signal thread takes them.
@@ -40,9 +50,14 @@ struct Supervisor {
             let result = csys_unshare(CSYS_CLONE_NEWPID)
             if result != 0 { errno = -result; return -1 }
         }
-        let pid = csys_fork()
-        if pid == 0 && kernelLog >= 0 { close(kernelLog) }
-        return pid
+        return csys_fork()
+    }
+
+    /// `--seccomp=kill`: the kernel log, read from its end, names a seccomp kill afterwards.
+    mutating func openKernelLog() {
+        guard readKernelLog, kernelLog < 0 else { return }
+        kernelLog = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        if kernelLog >= 0 { lseek(kernelLog, 0, SEEK_END) }
     }
 
     /// Waits for the VMM, cleans up and exits with its status.

@@ -70,9 +70,12 @@ struct SnapshotImage {
         }
         defer { close(fd) }  // the mappings stay valid after close (a handed-over descriptor too)
         var regions: [GuestMemoryRegion] = []
-        for region in state.regions {
-            let pointer = mmap(nil, Int(region.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,
-                               off_t(region.fileOffset))
+        // A warm-pool VMM registered its memory slots ahead over reserved ranges for this layout:
+        // the file goes exactly there (MAP_FIXED replaces the reservation), and KVM needs no new slot.
+        let reserved = KVMPrewarm.claimReservation(for: state.regions.map { ($0.guestBase, $0.size) })
+        for (index, region) in state.regions.enumerated() {
+            let pointer = mmap(reserved?[index], Int(region.size), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_NORESERVE | (reserved != nil ? MAP_FIXED : 0), fd, off_t(region.fileOffset))
             guard let pointer, pointer != MAP_FAILED else {
                 throw .memoryFile("cannot map \(path): \(String(cString: strerror(errno)))")
             }
