@@ -75,7 +75,7 @@ final class PodSandbox: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let bytes = Array((line + "\n").utf8)
         let sent = bytes.withUnsafeBytes { raw in
-            descriptors.withUnsafeBufferPointer { csys_send_fds(fd, raw.baseAddress, UInt(raw.count), $0.baseAddress, Int32($0.count)) }
+            descriptors.withUnsafeBufferPointer { csys_send_fds(fd, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count)) }
         }
         guard sent == bytes.count else { throw ShimError(ShimError.internal, "vireo: the pod VM's control socket: cannot send '\(line)' (\(sent))") }
         var reply: [UInt8] = []

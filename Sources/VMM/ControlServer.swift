@@ -63,23 +63,28 @@ final class ControlServer: Sendable {
     /// Removes the socket file (the VM is gone).
     func remove() { unlink(path) }
 
+    /// The most descriptors one connection holds for its next `attach-disk` (it takes three).
+    static let maximumPassed = 8
+
     private func serve(_ fd: Int32) {
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 512)
         // Descriptors passed with the bytes (SCM_RIGHTS) for the next `attach-disk`; any other
-        // request closes them, and never more than CSYS_MAX_PASSED_FDS are held.
+        // request closes them, and never more than `maximumPassed` are held.
         var passed: [Int32] = []
         defer { for descriptor in passed { close(descriptor) } }
         while true {
-            var received = [Int32](repeating: -1, count: Int(CSYS_MAX_PASSED_FDS))
+            var received = [Int32](repeating: -1, count: Self.maximumPassed)
             var receivedCount: Int32 = 0
+            // A message with more descriptors than that is refused whole (its descriptors closed)
+            // and ends the connection.
             let count = chunk.withUnsafeMutableBytes { bytes in
                 received.withUnsafeMutableBufferPointer {
-                    Int(csys_recv_fds(fd, bytes.baseAddress, UInt(bytes.count), $0.baseAddress, Int32(CSYS_MAX_PASSED_FDS), &receivedCount))
+                    csys_receive_fds(fd, bytes.baseAddress, bytes.count, $0.baseAddress, Int32(Self.maximumPassed), &receivedCount)
                 }
             }
             for descriptor in received.prefix(Int(receivedCount)) {
-                if passed.count < Int(CSYS_MAX_PASSED_FDS) { passed.append(descriptor) } else { close(descriptor) }
+                if passed.count < Self.maximumPassed { passed.append(descriptor) } else { close(descriptor) }
             }
             if count <= 0 { break }
             buffer.append(contentsOf: chunk[0..<count])

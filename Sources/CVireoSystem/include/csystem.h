@@ -122,14 +122,5 @@ int csys_clear_capabilities(void);
 /// The calling thread's effective capability mask (low 64 bits), or -errno.
 long long csys_effective_capabilities(void);
 
-// --- descriptors over Unix sockets (SCM_RIGHTS) ---
-/// The most descriptors one message carries either way.
-#define CSYS_MAX_PASSED_FDS 8
-/// Sends `length` bytes (at least 1) with `count` (at most CSYS_MAX_PASSED_FDS) descriptors; bytes sent or -errno.
-long csys_send_fds(int sock, const void *bytes, unsigned long length, const int *fds, int count);
-/// Receives up to `length` bytes and up to `max` descriptors (close-on-exec) into `fds`, how many
-/// in *count; bytes read (0 at EOF) or -errno. Descriptors beyond `max`, or of a truncated
-/// control message, are closed, never leaked.
-long csys_recv_fds(int sock, void *bytes, unsigned long length, int *fds, int max, int *count);
 
 #endif
