@@ -18,6 +18,13 @@ struct PreparedImageRun {
     let cmdline: String
     /// `--disk` for the root overlay and the config disk, in that order (vda, vdb).
     let diskArguments: [String]
+    /// The image's ext4 base, under the root overlay.
+    let base: String
+    /// The root overlay (`root.overlay`, with its `.map`).
+    let overlay: String
+    /// The program (argv[0]) and the PATH it is looked up in: what an image snapshot pre-reads.
+    let program: String?
+    let searchPath: String
 
     static func prepare(_ arguments: ImageRunArguments) throws -> PreparedImageRun {
         let environment = ProcessInfo.processInfo.environment
@@ -68,14 +75,25 @@ struct PreparedImageRun {
         let socket = runDirectory + "/signal.sock"
         let signalSocket = passthrough.contains { $0 == "--vsock" || $0.hasPrefix("--vsock=") } || socket.utf8.count > 100 ? nil : socket
         if let signalSocket { runArguments += ["--vsock", "cid=3,socket=\(signalSocket)"] }
+        let path = spec.environment.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
         return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments + network.netOptions + passthrough,
                                 signalSocket: signalSocket, baseLock: lock, store: store, kernel: kernel, initrd: initrd,
-                                cmdline: cmdline, diskArguments: diskArguments)
+                                cmdline: cmdline, diskArguments: diskArguments, base: base.path, overlay: overlay,
+                                program: spec.arguments.first,
+                                searchPath: path.flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     }
 
-    /// `vireo run` arguments that restore `snapshot` with this run's disks and vsock socket.
-    func restoreArguments(snapshot: String, options: [String]) -> [String] {
-        ["--restore", snapshot] + diskArguments + ["--vsock", "cid=3,socket=\(signalSocket ?? "")"] + options
+    /// `vireo run` arguments that restore `snapshot` with this run's disks and vsock socket (and, for
+    /// a run that makes an image snapshot, a control socket).
+    func restoreArguments(snapshot: String, options: [String], controlSocket: String? = nil) -> [String] {
+        ["--restore", snapshot] + diskArguments + ["--vsock", "cid=3,socket=\(signalSocket ?? "")"]
+            + (controlSocket.map { ["--api-socket", $0] } ?? []) + options
+    }
+
+    /// The VMM's control socket for a run that makes an image snapshot (nil when the path is too long for a socket).
+    var controlSocket: String? {
+        let path = runDirectory + "/api.sock"
+        return path.utf8.count > 100 ? nil : path
     }
 
     func cleanUp() {
