@@ -189,16 +189,16 @@ static void read_config(void)
 		errno = EFBIG;
 		fail("config block too large");
 	}
-	if (warm)
-		wait_for_size(config_fd, 12 + (uint64_t)length);
+	if (12 + (off_t)length > STATUS_OFFSET)
+		status_offset = (12 + (off_t)length + 4095) / 4096 * 4096;
+	if (warm) /* the host's disk ends with the 4 KiB status block */
+		wait_for_size(config_fd, (uint64_t)status_offset + 4096);
 	records = calloc(1, length + 1);
 	if (!records)
 		fail("calloc");
 	if (pread(config_fd, records, length, sizeof header) != (ssize_t)length)
 		fail("read config records");
 	records_length = length;
-	if (12 + (off_t)length > STATUS_OFFSET)
-		status_offset = (12 + (off_t)length + 4095) / 4096 * 4096;
 }
 
 /* Collects the values of every record with `tag`, in order, NULL-terminated. */

@@ -1,5 +1,6 @@
 import Foundation
 import Images
+import VMMCommand
 
 /// The per-image "ready" snapshots of `vireo run --image` (see docs/images.md, "Image snapshots"):
 /// a run that finds one restores it with a copy of its root disk template, so the program's exec is
@@ -54,7 +55,7 @@ enum ImageSnapshots {
             let key = try ImageSnapshotCache.key(generic: genericKey, base: prepared.base)
             guard let lock = try cache.tryLock(base: prepared.base, key: key) else { return nil }  // another run is making it
             // Another run may have made it since we looked.
-            if (try? cache.lookup(base: prepared.base, key: key)) ?? nil != nil { return nil }
+            if (try? cache.lookup(base: prepared.base, key: key)) != nil { return nil }
             let staging = try cache.warm.stage(key)
             return ImagePreparation(cache: cache, base: prepared.base, key: key, staging: staging, lock: lock,
                                     controlSocket: control, overlay: prepared.overlay, program: program, searchPath: prepared.searchPath)
