@@ -66,6 +66,11 @@ public struct ImageSnapshotCache: Sendable {
 
     /// Moves `staging/snapshot` (with its templates) to its place and removes the staging directory.
     public func commit(staging: String, base: String, key: String) throws(ImageError) {
+        let parent = baseDirectory(base)
+        if mkdir(parent, 0o700) != 0 && errno != EEXIST {
+            warm.abandon(staging)
+            throw ImageError("cannot create \(parent): \(String(cString: strerror(errno)))")
+        }
         try warm.commit(staging: staging, to: path(base: base, key: key))
     }
 
