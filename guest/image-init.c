@@ -35,7 +35,7 @@
  * "VIREOPREP1 <sec> <nsec> <64 hex digits> <hex program> <hex PATH>\n": the workload process then
  * mounts and enters the root, mounts the pseudo-filesystems, brings up loopback, reads the program
  * (and its ELF or "#!" interpreter) into the page cache, syncs, answers "READY\n" and waits in accept
- * again. The host snapshots it there (with the root disk as it is then, as a template) and sends the
+ * on vsock port 1027. The host snapshots it there (with the root disk as it is then, as a template) and sends the
  * run's "VIREOGO1" line; later runs of the image restore that snapshot and send only "VIREOGO1". The
  * config disk is never read before either snapshot (its capacity may be an earlier run's: the init
  * drops any cached block of it and waits for the capacity its header asks for).
@@ -439,6 +439,7 @@ static void receive_signal(int listener)
 /* ---- Warm start: wait for the host's hand-off after a snapshot restore ---- */
 
 #define WARM_PORT 1025
+#define PREPARED_PORT 1027
 /* <linux/random.h>'s ioctls (musl ships no kernel headers). */
 #define VIREO_RNDADDENTROPY _IOW('R', 0x03, int[2])
 #define VIREO_RNDRESEEDCRNG _IO('R', 0x07)
@@ -563,7 +564,8 @@ static void warm_prepare(const char *program, const char *path)
 }
 
 /* One hand-off line. "VIREOGO1 <sec> <nsec> <seed>": run (1). "VIREOPREP1 <sec> <nsec> <seed>
- * <hex program> <hex PATH>": prepare for an image snapshot, then wait for the next line (2). -1: bad. */
+ * <hex program> <hex PATH>": prepare for an image snapshot, then wait for the next line on
+ * PREPARED_PORT (2). -1: bad. */
 static int warm_handle(const char *line)
 {
 	long long seconds, nanoseconds;
@@ -579,13 +581,14 @@ static int warm_handle(const char *line)
 	return 2;
 }
 
-/* Listens on WARM_PORT (PID 1, before the fork: the workload process inherits the socket). */
-static int warm_listen(void)
+/* Listens on `port`: WARM_PORT in PID 1, before the fork (the workload process inherits the
+ * socket); PREPARED_PORT in the workload process once it prepared for an image snapshot. */
+static int warm_listen(unsigned port)
 {
 	int listener = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = WARM_PORT};
+	struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port};
 	if (listener < 0 || bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 1) != 0)
-		fail("listen on vsock port 1025 for the warm start");
+		fail("listen on vsock for the warm start's hand-off");
 	return listener;
 }
 
@@ -613,7 +616,15 @@ static void warm_accept(int listener)
 		line[length] = 0;
 		int outcome = memchr(line, '\n', length) ? warm_handle(line) : -1;
 		if (outcome == 1 && write(connection, "OK\n", 3) < 0) { /* the host sees no OK and gives up */ }
-		if (outcome == 2 && write(connection, "READY\n", 6) < 0) { /* the host sees no READY and gives up */ }
+		if (outcome == 2) {
+			/* The prepared guest takes its hand-off on another port: this connection may still be
+			 * closing when the host snapshots, and a restored VMM numbers its first connection as
+			 * the one that made the snapshot did; on the same port the guest would refuse it. */
+			int prepared = warm_listen(PREPARED_PORT);
+			close(listener);
+			listener = prepared;
+			if (write(connection, "READY\n", 6) < 0) { /* the host sees no READY and gives up */ }
+		}
 		close(connection);
 		if (outcome == 1)
 			break;
@@ -686,7 +697,7 @@ int main(void)
 	}
 	warm = getenv("vireo_warm") != NULL;
 	mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
-	int handoff = warm ? warm_listen() : -1;
+	int handoff = warm ? warm_listen(WARM_PORT) : -1;
 
 	sigset_t all, old;
 	sigfillset(&all);

@@ -8,8 +8,11 @@ import VMMCommand
 /// its CRNG, and goes on to read the run's config disk. If the guest never answers, the VM is stopped.
 /// With a `preparation` it first sends the prepare line, waits for "READY", and has the image's
 /// snapshot taken before the run's line (a failure there costs only the snapshot: one line says why).
+/// A prepared guest (the image's snapshot, or this run's after READY) takes the run's line on port 1027.
 final class WarmHandOff: Sendable {
     static let port = 1025
+    /// Where a guest that prepared for an image snapshot takes its run hand-off (see guest/image-init.c).
+    static let preparedPort = 1027
     let socket: String
     let verbose: Bool
     let key: String
@@ -33,10 +36,12 @@ final class WarmHandOff: Sendable {
             defer { done.signal() }
             let deadline = Date().addingTimeInterval(120)
             var prepared: String?
+            var ready = false
             if let preparation {
-                prepared = prepare(preparation, vmm: pid, deadline: deadline)
+                (ready, prepared) = prepare(preparation, vmm: pid, deadline: deadline)
             }
-            let outcome = deliver(WarmHandOff.line(), expecting: "OK", vmm: pid, deadline: deadline)
+            let port = image || ready ? WarmHandOff.preparedPort : WarmHandOff.port
+            let outcome = deliver(WarmHandOff.line(), expecting: "OK", to: port, vmm: pid, deadline: deadline)
             if case let .failure(error) = outcome {
                 // Not when the VMM has ended: the parent may have reaped it and its pid be reused.
                 let running = kill(pid, 0) == 0
@@ -60,23 +65,26 @@ final class WarmHandOff: Sendable {
     /// Waits (bounded) for the hand-off thread, so that an image snapshot is committed before we exit.
     func finish() { _ = done.wait(timeout: .now() + 10) }
 
-    /// The prepare step; returns what it made (for -v), or nil after one line saying why it did not.
-    private func prepare(_ preparation: ImagePreparation, vmm pid: pid_t, deadline: Date) -> String? {
+    /// The prepare step: whether the guest said READY (it then listens on the prepared port), and
+    /// what was made (for -v), or nil after one line saying why nothing was.
+    private func prepare(_ preparation: ImagePreparation, vmm pid: pid_t, deadline: Date) -> (Bool, String?) {
         let started = Date()
-        var outcome = deliver(preparation.line(), expecting: "READY", vmm: pid, deadline: deadline)
-        if case .success = outcome {
+        var outcome = deliver(preparation.line(), expecting: "READY", to: WarmHandOff.port, vmm: pid, deadline: deadline)
+        let ready: Bool
+        if case .success = outcome { ready = true } else { ready = false }
+        if ready {
             do { try preparation.capture() } catch { outcome = .failure(ImageError("\(error)")) }
         }
         if case let .failure(error) = outcome {
             printError("vireo: warm start: could not make the image snapshot (\(error)); running on\n")
             preparation.abandon()
-            return nil
+            return (ready, nil)
         }
-        return "made the image snapshot \(preparation.key.prefix(12)) in \(Int(Date().timeIntervalSince(started) * 1000)) ms"
+        return (ready, "made the image snapshot \(preparation.key.prefix(12)) in \(Int(Date().timeIntervalSince(started) * 1000)) ms")
     }
 
     /// Connects to the init's port, sends `line` and waits for the `expected` answer.
-    private func deliver(_ line: String, expecting expected: String, vmm pid: pid_t, deadline: Date) -> Result<Void, ImageError> {
+    private func deliver(_ line: String, expecting expected: String, to port: Int, vmm pid: pid_t, deadline: Date) -> Result<Void, ImageError> {
         // The VMM restores in milliseconds; the guest kernel's answer can take seconds on an emulated host.
         var connection: UnixLineSocket?
         while connection == nil {
@@ -87,9 +95,9 @@ final class WarmHandOff: Sendable {
         }
         guard let connection else { return .failure(ImageError("unreachable")) }
         defer { connection.close() }
-        guard connection.write("CONNECT \(WarmHandOff.port)\n"),
+        guard connection.write("CONNECT \(port)\n"),
               connection.readLine(timeout: deadline.timeIntervalSinceNow, limit: 64)?.hasPrefix("OK") == true else {
-            return .failure(ImageError("the restored guest's init does not listen on vsock port \(WarmHandOff.port)"))
+            return .failure(ImageError("the restored guest's init does not listen on vsock port \(port)"))
         }
         guard connection.write(line),
               connection.readLine(timeout: deadline.timeIntervalSinceNow, limit: 64) == expected else {
