@@ -48,7 +48,9 @@ enum ImageSnapshots {
     /// What a run needs to make the image's snapshot while it restores the generic one; nil when it
     /// cannot (no program, a VMM option that isolates it from the cache, another run making it now).
     static func preparation(_ prepared: PreparedImageRun, genericKey: String, options: WarmStartOptions) -> ImagePreparation? {
-        guard let program = prepared.program, !program.isEmpty, let control = prepared.controlSocket,
+        // The init takes a program name under 1 KiB and a PATH under 2 KiB (guest/image-init.c).
+        guard let program = prepared.program, !program.isEmpty, program.utf8.count < 1024, prepared.searchPath.utf8.count < 2048,
+              let control = prepared.controlSocket,
               !options.restore.contains(where: { optionsWithoutPreparation.contains(String($0.prefix { $0 != "=" })) }) else { return nil }
         do {
             let cache = try ImageSnapshotCache(store: prepared.store)
