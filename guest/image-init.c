@@ -14,7 +14,8 @@
  *               then "oom" NUL-terminated when the guest kernel's OOM killer killed a process during the run,
  *               then syncs, so the host can exit with the program's status.
  * The program's stdio is the serial console (/dev/console). PID 1 forks the workload process first
- * thing; that process mounts the root, moves it over /, mounts the pseudo-filesystems, and becomes
+ * thing; that process mounts the root, moves it over /, mounts the pseudo-filesystems, reads the
+ * config disk, and becomes
  * the program in its own session with the console as its controlling terminal. PID 1 forwards
  * signals to it, reaps every orphan, and reboots the VM (the VMM ends the VM on a reboot) once the
  * program has exited, after writing its status. Forking before anything else puts the fork (and in
@@ -30,6 +31,15 @@
  * clock and a 32-byte seed. The init sets the clock, mixes the seed into the kernel's pool and
  * forces a reseed of its CRNG (so clones of one snapshot never share random bytes), answers "OK\n"
  * and goes on as a cold boot does from the config disk on, which carries the run's own hostname.
+ *
+ * Image snapshots: a run that restored that generic snapshot may first send
+ * "VIREOPREP1 <sec> <nsec> <64 hex digits> <hex program> <hex PATH>\n": the workload process then
+ * mounts and enters the root, mounts the pseudo-filesystems, brings up loopback, reads the program
+ * (and its ELF or "#!" interpreter) into the page cache, syncs, answers "READY\n" and waits in accept
+ * on vsock port 1027. The host snapshots it there (with the root disk as it is then, as a template) and sends the
+ * run's "VIREOGO1" line; later runs of the image restore that snapshot and send only "VIREOGO1". The
+ * config disk is never read before either snapshot (its capacity may be an earlier run's: the init
+ * drops any cached block of it and waits for the capacity its header asks for).
  *
  * Signals for the program come from the host over vsock (when the VM has a vsock device): the host
  * connects to port 1024 and writes the signal number as decimal text; the init sends it to the
@@ -56,6 +66,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <elf.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -157,6 +168,18 @@ static void wait_for_capacity(int fd, const char *name)
 	dprintf(2, "vireo-init: %s still has no capacity after the restore\n", name);
 }
 
+/* Blocks until `fd` holds at least `bytes`: an image snapshot keeps the config disk's capacity of
+ * the run that made it, and this run's (larger) one arrives with a config-change interrupt. */
+static void wait_for_size(int fd, uint64_t bytes)
+{
+	for (int tries = 0; tries < 5000; tries++) {
+		uint64_t size = 0;
+		if (ioctl(fd, BLKGETSIZE64, &size) != 0 || size >= bytes)
+			return;
+		usleep(1000);
+	}
+}
+
 static char *records;
 static size_t records_length;
 
@@ -179,8 +202,11 @@ static void read_config(void)
 	config_fd = open_device("/dev/vdb", O_RDWR);
 	if (config_fd < 0)
 		fail("open /dev/vdb (the run's config disk)");
-	if (warm)
+	if (warm) {
 		wait_for_capacity(config_fd, "/dev/vdb");
+		/* A restored guest must read this run's block, never a page an earlier run's cached. */
+		ioctl(config_fd, BLKFLSBUF, 0);
+	}
 	if (pread(config_fd, header, sizeof header, 0) != (ssize_t)sizeof header || memcmp(header, "VIREOCF1", 8) != 0) {
 		errno = EINVAL;
 		fail("/dev/vdb holds no Vireo config block");
@@ -190,14 +216,16 @@ static void read_config(void)
 		errno = EFBIG;
 		fail("config block too large");
 	}
+	if (12 + (off_t)length > STATUS_OFFSET)
+		status_offset = (12 + (off_t)length + 4095) / 4096 * 4096;
+	if (warm) /* the host's disk ends with the 4 KiB status block */
+		wait_for_size(config_fd, (uint64_t)status_offset + 4096);
 	records = calloc(1, length + 1);
 	if (!records)
 		fail("calloc");
 	if (pread(config_fd, records, length, sizeof header) != (ssize_t)length)
 		fail("read config records");
 	records_length = length;
-	if (12 + (off_t)length > STATUS_OFFSET)
-		status_offset = (12 + (off_t)length + 4095) / 4096 * 4096;
 }
 
 /* Collects the values of every record with `tag`, in order, NULL-terminated. */
@@ -244,9 +272,16 @@ static void mount_at(const char *source, const char *target, const char *type, u
 #define ROOT_OPTIONS "noinit_itable,no_prefetch_block_bitmaps"
 #define WARM_ROOT_OPTIONS ROOT_OPTIONS ",noload"
 
-static void switch_root(void)
+/* Set once the workload process has mounted the root disk and entered it: in a restored image
+ * snapshot this was done before the snapshot. */
+static int root_entered;
+
+/* Mounts /dev/vda, moves it over / and enters it, and mounts the pseudo-filesystems. */
+static void enter_root(void)
 {
-	read_config();
+	if (root_entered)
+		return;
+	root_entered = 1;
 	if (warm) {
 		int root = open_device("/dev/vda", O_RDONLY);
 		if (root >= 0) {
@@ -441,6 +476,7 @@ static void receive_signal(int listener)
 /* ---- Warm start: wait for the host's hand-off after a snapshot restore ---- */
 
 #define WARM_PORT 1025
+#define PREPARED_PORT 1027
 /* <linux/random.h>'s ioctls (musl ships no kernel headers). */
 #define VIREO_RNDADDENTROPY _IOW('R', 0x03, int[2])
 #define VIREO_RNDRESEEDCRNG _IO('R', 0x07)
@@ -454,13 +490,10 @@ static int hex_digit(char c)
 	return -1;
 }
 
-/* Applies one hand-off line; 0 when it was well formed. */
-static int warm_apply(const char *line)
+/* Sets the clock and reseeds the CRNG from a hand-off's "<sec> <nsec> <64 hex digits>"; 0 when well formed. */
+static int warm_apply(long long seconds, long long nanoseconds, const char *hex)
 {
-	long long seconds, nanoseconds;
-	char hex[65];
-	if (sscanf(line, "VIREOGO1 %lld %lld %64s", &seconds, &nanoseconds, hex) != 3 || strlen(hex) != 64 ||
-	    nanoseconds < 0 || nanoseconds >= 1000000000LL)
+	if (strlen(hex) != 64 || nanoseconds < 0 || nanoseconds >= 1000000000LL)
 		return -1;
 	struct {
 		int entropy_count;
@@ -485,25 +518,128 @@ static int warm_apply(const char *line)
 	return 0;
 }
 
-/* Listens on WARM_PORT (PID 1, before the fork: the workload process inherits the socket). */
-static int warm_listen(void)
+/* Decodes lower-case hex into `out` (NUL-terminated); 0 when it fits and is well formed. */
+static int hex_decode(const char *hex, char *out, size_t capacity)
+{
+	size_t length = strlen(hex);
+	if (length % 2 != 0 || length / 2 >= capacity)
+		return -1;
+	for (size_t i = 0; i < length / 2; i++) {
+		int high = hex_digit(hex[2 * i]), low = hex_digit(hex[2 * i + 1]);
+		if (high < 0 || low < 0 || (high == 0 && low == 0))
+			return -1;
+		out[i] = (char)(high << 4 | low);
+	}
+	out[length / 2] = 0;
+	return 0;
+}
+
+/* Reads `path` whole (bounded) so its pages sit in the page cache when the program is exec'd after
+ * a restore: faulting a binary in from disk is the largest cost of a warm start where guest kernel
+ * mode is emulated. Follows an ELF's PT_INTERP or a script's "#!" interpreter once. */
+static void preread(const char *path, int depth)
+{
+	static char buffer[1 << 16];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char interpreter[256] = {0};
+	ssize_t n;
+	off_t total = 0;
+	while (total < (256 << 20) && (n = read(fd, buffer, sizeof buffer)) > 0) {
+		if (total == 0 && n >= 2 && buffer[0] == '#' && buffer[1] == '!') {
+			size_t at = 2, length = 0;
+			while (at < (size_t)n && (buffer[at] == ' ' || buffer[at] == '\t'))
+				at++;
+			while (at < (size_t)n && length < sizeof interpreter - 1 && buffer[at] != ' ' && buffer[at] != '\t' && buffer[at] != '\n')
+				interpreter[length++] = buffer[at++];
+		}
+		if (total == 0 && (size_t)n >= sizeof(Elf64_Ehdr) && memcmp(buffer, ELFMAG, SELFMAG) == 0 && buffer[EI_CLASS] == ELFCLASS64) {
+			Elf64_Ehdr header;
+			memcpy(&header, buffer, sizeof header);
+			for (unsigned i = 0; i < header.e_phnum && i < 64; i++) {
+				Elf64_Phdr program;
+				if (pread(fd, &program, sizeof program, (off_t)(header.e_phoff + (uint64_t)i * header.e_phentsize)) != (ssize_t)sizeof program)
+					break;
+				if (program.p_type == PT_INTERP && program.p_filesz > 1 && program.p_filesz < sizeof interpreter) {
+					if (pread(fd, interpreter, program.p_filesz, (off_t)program.p_offset) != (ssize_t)program.p_filesz)
+						interpreter[0] = 0;
+					interpreter[sizeof interpreter - 1] = 0;
+					break;
+				}
+			}
+		}
+		total += n;
+	}
+	close(fd);
+	if (depth == 0 && interpreter[0] == '/')
+		preread(interpreter, 1);
+}
+
+/* A prepare hand-off: mounts and enters the root, brings up loopback and pre-reads the program
+ * (`program` resolved with `path` as execvpe would), then syncs, so that the host's snapshot of the
+ * guest waiting for its next hand-off holds no dirty page and no request in flight. */
+static void warm_prepare(const char *program, const char *path)
+{
+	enter_root();
+	image_setup_network(NULL, NULL, NULL);
+	if (strchr(program, '/')) {
+		preread(program, 0);
+	} else {
+		char candidate[4096];
+		for (const char *p = path; *p;) {
+			size_t n = strcspn(p, ":");
+			snprintf(candidate, sizeof candidate, "%.*s/%s", (int)n, p, program);
+			if (access(candidate, X_OK) == 0) {
+				preread(candidate, 0);
+				break;
+			}
+			p += n + (p[n] == ':');
+		}
+	}
+	sync();
+}
+
+/* One hand-off line. "VIREOGO1 <sec> <nsec> <seed>": run (1). "VIREOPREP1 <sec> <nsec> <seed>
+ * <hex program> <hex PATH>": prepare for an image snapshot, then wait for the next line on
+ * PREPARED_PORT (2). -1: bad. */
+static int warm_handle(const char *line)
+{
+	long long seconds, nanoseconds;
+	static char seed[65], program_hex[2 * 1024 + 1], path_hex[2 * 2048 + 1];
+	static char program[1024], path[2048];
+	if (sscanf(line, "VIREOGO1 %lld %lld %64s", &seconds, &nanoseconds, seed) == 3)
+		return warm_apply(seconds, nanoseconds, seed) == 0 ? 1 : -1;
+	if (sscanf(line, "VIREOPREP1 %lld %lld %64s %2048s %4096s", &seconds, &nanoseconds, seed, program_hex, path_hex) != 5 ||
+	    hex_decode(program_hex, program, sizeof program) != 0 || hex_decode(path_hex, path, sizeof path) != 0 ||
+	    warm_apply(seconds, nanoseconds, seed) != 0)
+		return -1;
+	warm_prepare(program, path);
+	return 2;
+}
+
+/* Listens on `port`: WARM_PORT in PID 1, before the fork (the workload process inherits the
+ * socket); PREPARED_PORT in the workload process once it prepared for an image snapshot. */
+static int warm_listen(unsigned port)
 {
 	int listener = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = WARM_PORT};
+	struct sockaddr_vm address = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port};
 	if (listener < 0 || bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 1) != 0)
-		fail("listen on vsock port 1025 for the warm start");
+		fail("listen on vsock for the warm start's hand-off");
 	return listener;
 }
 
-/* The workload process: returns once a restored copy got its hand-off (the host snapshots the VM
- * while this waits in accept). A connection with anything else is dropped and the wait goes on. */
+/* The workload process: returns once a restored copy got its run hand-off (the host snapshots the
+ * VM while this waits in accept). A prepare hand-off is answered "READY" once done, and the wait
+ * goes on (the host snapshots the prepared guest here, too). A connection with anything else is
+ * dropped and the wait goes on. */
 static void warm_accept(int listener)
 {
+	static char line[8192];
 	for (;;) {
 		int connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 		if (connection < 0)
 			continue;
-		char line[160];
 		size_t length = 0;
 		struct pollfd wait_for = {.fd = connection, .events = POLLIN};
 		while (length < sizeof line - 1 && poll(&wait_for, 1, 5000) == 1) {
@@ -515,10 +651,19 @@ static void warm_accept(int listener)
 				break;
 		}
 		line[length] = 0;
-		int applied = memchr(line, '\n', length) && warm_apply(line) == 0;
-		if (applied && write(connection, "OK\n", 3) < 0) { /* the host sees no OK and gives up */ }
+		int outcome = memchr(line, '\n', length) ? warm_handle(line) : -1;
+		if (outcome == 1 && write(connection, "OK\n", 3) < 0) { /* the host sees no OK and gives up */ }
+		if (outcome == 2) {
+			/* The prepared guest takes its hand-off on another port: this connection may still be
+			 * closing when the host snapshots, and a restored VMM numbers its first connection as
+			 * the one that made the snapshot did; on the same port the guest would refuse it. */
+			int prepared = warm_listen(PREPARED_PORT);
+			close(listener);
+			listener = prepared;
+			if (write(connection, "READY\n", 6) < 0) { /* the host sees no READY and gives up */ }
+		}
 		close(connection);
-		if (applied)
+		if (outcome == 1)
 			break;
 	}
 	close(listener);
@@ -532,7 +677,9 @@ static void workload(int handoff)
 	ioctl(0, TIOCSCTTY, 1); /* the console is the controlling terminal: ^C reaches the program */
 	if (handoff >= 0)
 		warm_accept(handoff);
-	switch_root();
+	int prepared = root_entered;
+	enter_root();
+	read_config();
 	/* The console again, opened inside the image's root: the program's stdio then names /dev/console
 	 * there (`tty`, ttyname), not a file of the initramfs it cannot see. The same tty: it stays the
 	 * controlling terminal. */
@@ -556,7 +703,8 @@ static void workload(int handoff)
 	}
 	if (hostname && *hostname)
 		sethostname(hostname, strlen(hostname));
-	image_setup_network(value('N'), value('G'), value('D'));
+	if (!prepared || value('N'))
+		image_setup_network(value('N'), value('G'), value('D'));
 	if (!value('T')) {
 		/* Output to a pipe or file on the host: pass the program's bytes as they are (no \n -> \r\n)
 		 * and do not echo what the host feeds in. */
@@ -596,7 +744,7 @@ int main(void)
 	}
 	warm = getenv("vireo_warm") != NULL;
 	mount_at("devtmpfs", "/dev", "devtmpfs", 0, NULL);
-	int handoff = warm ? warm_listen() : -1;
+	int handoff = warm ? warm_listen(WARM_PORT) : -1;
 
 	sigset_t all, old;
 	sigfillset(&all);

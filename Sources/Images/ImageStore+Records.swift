@@ -53,7 +53,7 @@ extension ImageStore {
         return collectGarbage()
     }
 
-    /// Deletes blobs and bases no record needs; returns the bytes freed.
+    /// Deletes blobs, bases and image snapshots no record needs; returns the bytes freed.
     @discardableResult
     public func collectGarbage() -> Int64 {
         let kept = records()
@@ -74,6 +74,8 @@ extension ImageStore {
                 unlink(path)
             }
         }
+        // An image's warm-start snapshots (and their disk templates) go with its base.
+        freed += ImageSnapshotCache.collectGarbage(root: root, keptBases: bases, inUse: BaseLock.inUse)
         return freed
     }
 

@@ -90,13 +90,18 @@ public struct WarmSnapshotCache: Sendable {
 
     /// Moves the snapshot `staging/snapshot` to its place under `key` and removes the staging directory.
     public func commit(staging: String, key: String) throws(ImageError) {
-        let target = path(key)
+        try commit(staging: staging, to: path(key))
+    }
+
+    /// Moves `staging/snapshot` to `target` (a new name in a directory of this cache) and removes the staging directory.
+    public func commit(staging: String, to target: String) throws(ImageError) {
         guard rename(staging + "/snapshot", target) == 0 else {
             let reason = String(cString: strerror(errno))
             abandon(staging)
             throw ImageError("cannot move the warm-start snapshot into \(target): \(reason)")
         }
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let parent = String(target[..<(target.lastIndex(of: "/") ?? target.endIndex)])
+        let fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 { fsync(fd); close(fd) }
         abandon(staging)
     }
@@ -159,19 +164,38 @@ public struct WarmSnapshotCache: Sendable {
 }
 
 /// An exclusive `flock` on a warm-start key's lock file, released by `deinit`.
-public final class WarmSnapshotLock {
+/// @unchecked Sendable: the descriptor never changes; the hand-off thread only keeps it alive.
+public final class WarmSnapshotLock: @unchecked Sendable {
     private let fd: Int32
 
     init(path: String) throws(ImageError) {
-        fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard let held = try WarmSnapshotLock.open(path, wait: true) else { throw ImageError("cannot lock \(path)") }
+        fd = held
+    }
+
+    /// Nil (at once) when `wait` is false and another process holds the lock.
+    convenience init?(path: String, wait: Bool) throws(ImageError) {
+        guard let held = try WarmSnapshotLock.open(path, wait: wait) else { return nil }
+        self.init(fd: held)
+    }
+
+    private init(fd: Int32) { self.fd = fd }
+
+    private static func open(_ path: String, wait: Bool) throws(ImageError) -> Int32? {
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ImageError("cannot open \(path): \(String(cString: strerror(errno)))") }
-        while flock(fd, LOCK_EX) != 0 {
+        while flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK && !wait {
+                close(fd)
+                return nil
+            }
             guard errno == EINTR else {
                 let reason = String(cString: strerror(errno))
                 close(fd)
                 throw ImageError("cannot lock \(path): \(reason)")
             }
         }
+        return fd
     }
 
     deinit { close(fd) }

@@ -34,8 +34,10 @@ enum ImageRun {
         var vmmArguments = ["run"] + prepared.runArguments
         var handOff: WarmHandOff?
         if let warm = WarmStart.snapshot(for: parsed, prepared) {
-            vmmArguments = ["run"] + prepared.restoreArguments(snapshot: warm.directory, options: warm.options.restore)
-            handOff = WarmHandOff(socket: prepared.signalSocket ?? "", key: warm.key, verbose: warm.options.verbose)
+            vmmArguments = ["run"] + prepared.restoreArguments(snapshot: warm.directory, options: warm.options.restore,
+                                                               controlSocket: warm.preparation?.controlSocket)
+            handOff = WarmHandOff(socket: prepared.signalSocket ?? "", key: warm.key, verbose: warm.options.verbose,
+                                  image: warm.image, preparation: warm.preparation)
         }
         let started = Date()
         let vmCode: Int32
@@ -43,12 +45,18 @@ enum ImageRun {
         let terminal = parsed.terminal ? HostTerminal.enterRaw() : nil
         defer { terminal?.restore() }
         if parsed.terminal, let socket = prepared.signalSocket { TerminalResize.start(socket: socket, sent: prepared.terminalSize) }
+        var handingOff = false
         do {
-            vmCode = try VMMChild.run(vmmArguments, signalSocket: prepared.signalSocket) { pid in handOff?.start(vmm: pid, since: started) }
+            vmCode = try VMMChild.run(vmmArguments, signalSocket: prepared.signalSocket) { pid in
+                handingOff = true
+                handOff?.start(vmm: pid, since: started)
+            }
         } catch {
             printError("vireo: \(error)\n")
+            if handingOff { handOff?.finish() } else { handOff?.preparation?.abandon() }
             return 1
         }
+        handOff?.finish()
         if let status = GuestConfigDisk.status(at: prepared.configDisk) {
             let outOfMemory = GuestConfigDisk.outOfMemory(at: prepared.configDisk)
             if outOfMemory {

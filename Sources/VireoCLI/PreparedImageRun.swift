@@ -22,6 +22,13 @@ struct PreparedImageRun {
     let diskArguments: [String]
     /// The program's terminal size on the config disk (-t).
     var terminalSize: RunSpec.TerminalSize? = nil
+    /// The image's ext4 base, under the root overlay.
+    let base: String
+    /// The root overlay (`root.overlay`, with its `.map`).
+    let overlay: String
+    /// The program (argv[0]) and the PATH it is looked up in: what an image snapshot pre-reads.
+    let program: String?
+    let searchPath: String
 
     static func prepare(_ arguments: ImageRunArguments) throws -> PreparedImageRun {
         let environment = ProcessInfo.processInfo.environment
@@ -81,14 +88,25 @@ struct PreparedImageRun {
         let socket = runDirectory + "/signal.sock"
         let signalSocket = passthrough.contains { $0 == "--vsock" || $0.hasPrefix("--vsock=") } || socket.utf8.count > 100 ? nil : socket
         if let signalSocket { runArguments += ["--vsock", "cid=3,socket=\(signalSocket)"] }
+        let path = spec.environment.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) }
         return PreparedImageRun(runDirectory: runDirectory, configDisk: configDisk, runArguments: runArguments + network.netOptions + passthrough,
                                 signalSocket: signalSocket, baseLock: lock, spareDisks: arguments.spareDisks, store: store, kernel: kernel, initrd: initrd,
-                                cmdline: cmdline, diskArguments: diskArguments, terminalSize: spec.terminalSize)
+                                cmdline: cmdline, diskArguments: diskArguments, terminalSize: spec.terminalSize, base: base.path, overlay: overlay,
+                                program: spec.arguments.first,
+                                searchPath: path.flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     }
 
-    /// `vireo run` arguments that restore `snapshot` with this run's disks and vsock socket.
-    func restoreArguments(snapshot: String, options: [String]) -> [String] {
-        ["--restore", snapshot] + diskArguments + ["--vsock", "cid=3,socket=\(signalSocket ?? "")"] + options
+    /// `vireo run` arguments that restore `snapshot` with this run's disks and vsock socket (and, for
+    /// a run that makes an image snapshot, a control socket).
+    func restoreArguments(snapshot: String, options: [String], controlSocket: String? = nil) -> [String] {
+        ["--restore", snapshot] + diskArguments + ["--vsock", "cid=3,socket=\(signalSocket ?? "")"]
+            + (controlSocket.map { ["--api-socket", $0] } ?? []) + options
+    }
+
+    /// The VMM's control socket for a run that makes an image snapshot (nil when the path is too long for a socket).
+    var controlSocket: String? {
+        let path = runDirectory + "/api.sock"
+        return path.utf8.count > 100 ? nil : path
     }
 
     func cleanUp() {

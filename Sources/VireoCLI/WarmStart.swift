@@ -10,6 +10,10 @@ enum WarmStart {
         let directory: String
         let key: String
         let options: WarmStartOptions
+        /// Set when `directory` is the image's own ready snapshot (its root disk template already copied into the run).
+        var image = false
+        /// Set when this run restores the generic snapshot and makes the image's snapshot on the way.
+        var preparation: ImagePreparation?
     }
 
     /// The snapshot to restore, or nil for a cold boot: `--cold`, options a snapshot cannot hold, or a
@@ -46,15 +50,26 @@ enum WarmStart {
             printError("vireo: no warm start: \(error); booting cold\n")
             return nil
         }
+        let imageSnapshots = ProcessInfo.processInfo.environment["VIREO_IMAGE_SNAPSHOTS"] != "off"
+        if imageSnapshots, let plan = ImageSnapshots.restorable(prepared, genericKey: key, options: options) { return plan }
         do {
-            if let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) { return Plan(directory: directory, key: key, options: options) }
-            let lock = try cache.lock(key)
-            defer { withExtendedLifetime(lock) {} }
-            // Another run may have made it while we waited for the lock.
-            if let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) { return Plan(directory: directory, key: key, options: options) }
-            try make(cache, key, prepared, options)
-            guard let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) else { throw ImageError("the new snapshot is missing") }
-            return Plan(directory: directory, key: key, options: options)
+            var plan: Plan
+            if let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) {
+                plan = Plan(directory: directory, key: key, options: options)
+            } else {
+                let lock = try cache.lock(key)
+                defer { withExtendedLifetime(lock) {} }
+                // Another run may have made it while we waited for the lock.
+                if let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) {
+                    plan = Plan(directory: directory, key: key, options: options)
+                } else {
+                    try make(cache, key, prepared, options)
+                    guard let directory = try verified(cache, key, disks: 2 + prepared.spareDisks) else { throw ImageError("the new snapshot is missing") }
+                    plan = Plan(directory: directory, key: key, options: options)
+                }
+            }
+            if imageSnapshots { plan.preparation = ImageSnapshots.preparation(prepared, genericKey: key, options: options) }
+            return plan
         } catch let error as UnusableSnapshot {
             printError("vireo: the cached warm-start snapshot \(cache.path(key)) is unusable (\(error.reason)); removed it, booting cold\n")
             cache.discard(key)
@@ -70,12 +85,17 @@ enum WarmStart {
         let directory: String?
         do { directory = try cache.lookup(key) } catch { throw UnusableSnapshot(reason: "\(error)") }
         guard let directory else { return nil }
+        try checkDevices(directory, disks: disks)
+        return directory
+    }
+
+    /// Throws unless the snapshot in `directory` reads back whole and holds exactly an image run's devices (`disks`: its root and config disks and its spare slots).
+    static func checkDevices(_ directory: String, disks: Int) throws {
         let summary: SnapshotSummary
         do { summary = try SnapshotSummary.read(directory) } catch { throw UnusableSnapshot(reason: "\(error)") }
         guard summary.diskCount == disks, summary.netCount == 0, !summary.rng, summary.optionalDevices.count == 1 else {
             throw UnusableSnapshot(reason: "it holds other devices than an image run's")
         }
-        return directory
     }
 
     /// Boots the warm-up VM and commits its snapshot under `key`.
@@ -94,7 +114,7 @@ enum WarmStart {
     }
 
     /// This vireo binary's identity for the key: a rebuilt binary may save snapshots differently.
-    private static func buildIdentity() throws -> String {
+    static func buildIdentity() throws -> String {
         var info = stat()
         guard stat("/proc/self/exe", &info) == 0 else { throw ImageError("cannot stat the vireo binary: \(String(cString: strerror(errno)))") }
         return "\(info.st_dev)-\(info.st_ino)-\(info.st_size)-\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"

@@ -85,16 +85,9 @@ enum WarmUpBoot {
         return false
     }
 
-    /// One control-socket request; throws unless the reply says `"ok":true`.
-    @discardableResult
-    private static func control(_ socket: String, _ request: String, log: String) throws -> String {
-        guard let connection = UnixLineSocket(path: socket) else { throw ImageError("cannot reach the warm-up VM's control socket \(socket) (log: \(log))") }
-        defer { connection.close() }
-        guard connection.write(request + "\n"), let reply = connection.readLine(timeout: 120) else {
-            throw ImageError("the warm-up VM did not answer '\(request)' (log: \(log))")
-        }
-        guard reply.contains("\"ok\":true") else { throw ImageError("'\(request)' failed: \(reply) (log: \(log))") }
-        return reply
+    /// One control-socket request; throws (naming the log) unless the reply says `"ok":true`.
+    private static func control(_ socket: String, _ request: String, log: String) throws {
+        do { try WarmControl.request(socket, request) } catch { throw ImageError("\(error) (log: \(log))") }
     }
 
     /// Starts `vireo ARGUMENTS` (this binary) with a parent-death signal and the given stdout/stderr.
