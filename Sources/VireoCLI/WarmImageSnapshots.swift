@@ -10,10 +10,14 @@ enum ImageSnapshots {
     /// Options of the restoring VMM under which a run does not make the image snapshot: another uid
     /// or a jail (the VMM could not write into the cache), or the user's own control socket.
     static let optionsWithoutPreparation: Set<String> = ["--jail", "--jail-dir", "--uid", "--gid", "--api-socket"]
+    /// Options under which a run does not restore one either: a jailed VMM restores the generic
+    /// snapshot (the image snapshot's path with a jail is not tested yet).
+    static let optionsWithoutRestore: Set<String> = ["--jail", "--jail-dir", "--uid", "--gid"]
 
     /// A plan that restores the image's own snapshot, its template already copied into the run's
     /// directory; nil when none is cached (or it was unusable: one line says so, and it is removed).
     static func restorable(_ prepared: PreparedImageRun, genericKey: String, options: WarmStartOptions) -> WarmStart.Plan? {
+        guard !options.restore.contains(where: { optionsWithoutRestore.contains(String($0.prefix { $0 != "=" })) }) else { return nil }
         let cache: ImageSnapshotCache
         let key: String
         do {
