@@ -16,6 +16,17 @@ final class EventPublisher: @unchecked Sendable {
         self.namespace = namespace
     }
 
+    /// TaskExit for the container's process (`id` = the container id) or one of its execs.
+    func publishExit(containerID: String, id: String, pid: UInt32, status: UInt32, at: Date) {
+        var event = Containerd_Events_TaskExit()
+        event.containerID = containerID
+        event.id = id
+        event.pid = pid
+        event.exitStatus = status
+        event.exitedAt = Google_Protobuf_Timestamp(date: at)
+        publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+    }
+
     func publish(topic: String, typeName: String, event: any SwiftProtobuf.Message) {
         guard !address.isEmpty else { return }
         var envelope = Containerd_Services_Events_Ttrpc_V1_Envelope()

@@ -83,13 +83,7 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
             try main.start(socket: socket, records: [("R", PodSandbox.slotID(slot))]) { status, at in
                 ShimLog.write(String(format: "vireo shim: pod container %@: disk attached in %.2f s; the process ran %.2f s (status %u)", containerID,
                                      attached.timeIntervalSince(began), at.timeIntervalSince(attached), status))
-                var event = Containerd_Events_TaskExit()
-                event.containerID = containerID
-                event.id = containerID
-                event.pid = vireo
-                event.exitStatus = status
-                event.exitedAt = Google_Protobuf_Timestamp(date: at)
-                events.publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+                events.publishExit(containerID: containerID, id: containerID, pid: vireo, status: status, at: at)
             }
         } catch {
             detachDisk()
@@ -171,13 +165,7 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
         let containerID = id
         let events = self.events
         try process.start(socket: socket, records: [("C", PodSandbox.slotID(slot))]) { status, at in
-            var event = Containerd_Events_TaskExit()
-            event.containerID = containerID
-            event.id = execID
-            event.pid = vireo
-            event.exitStatus = status
-            event.exitedAt = Google_Protobuf_Timestamp(date: at)
-            events.publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+            events.publishExit(containerID: containerID, id: execID, pid: vireo, status: status, at: at)
         }
         return vireo
     }

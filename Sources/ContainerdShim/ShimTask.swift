@@ -125,15 +125,10 @@ final class ShimTask: @unchecked Sendable {
         exitedAt = Date()
         phase = .stopped
         try? FileManager.default.removeItem(atPath: bundle + "/vireo.pid")
-        var event = Containerd_Events_TaskExit()
-        event.containerID = id
-        event.id = id
-        event.pid = UInt32(pid)
-        event.exitStatus = exitStatus
-        event.exitedAt = Google_Protobuf_Timestamp(date: exitedAt)
+        let (exitPID, reported, at) = (UInt32(pid), exitStatus, exitedAt)
         condition.broadcast()
         condition.unlock()
-        events.publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+        events.publishExit(containerID: id, id: id, pid: exitPID, status: reported, at: at)
     }
 
     /// SIGTERM, SIGINT, SIGHUP and SIGQUIT reach the program (vireo forwards them over vsock); any
@@ -254,13 +249,7 @@ final class ShimTask: @unchecked Sendable {
         let containerID = id
         let events = self.events
         try process.start(socket: socket) { status, at in
-            var event = Containerd_Events_TaskExit()
-            event.containerID = containerID
-            event.id = execID
-            event.pid = UInt32(vireo)
-            event.exitStatus = status
-            event.exitedAt = Google_Protobuf_Timestamp(date: at)
-            events.publish(topic: "/tasks/exit", typeName: "containerd.events.TaskExit", event: event)
+            events.publishExit(containerID: containerID, id: execID, pid: UInt32(vireo), status: status, at: at)
         }
         return UInt32(vireo)
     }
