@@ -28,9 +28,6 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
 
     init(_ request: Containerd_Task_V2_CreateTaskRequest, bundle: OCIBundle, sandbox: ShimTask, pod: PodSandbox,
          stateDirectory: String, events: EventPublisher) throws {
-        guard !request.terminal else {
-            throw ShimError(ShimError.invalidArgument, "vireo: a terminal (tty: true) for a pod's container is not supported yet; run it without one (a plain container or an exec can have one)")
-        }
         guard let process = bundle.config.process else { throw ShimError(ShimError.invalidArgument, "\(request.bundle)/config.json has no process") }
         let began = Date()
         let layout = try RootfsImage.build(mounts: request.rootfs, bundle: request.bundle, stateDirectory: stateDirectory)
@@ -51,7 +48,9 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
         self.stateDirectory = stateDirectory
         self.events = events
         overlay = request.bundle + "/vireo-root.overlay"
-        main = ExecProcess(id: request.id, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, process: process)
+        // tty: true: the process runs on a pty of the pod VM's devpts, as an `exec -t` does.
+        main = ExecProcess(id: request.id, stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, process: process,
+                           terminal: request.terminal)
     }
 
     deinit { pod.releaseSlot(slot) }
@@ -179,7 +178,7 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
     }
 
     func resize(width: UInt32, height: UInt32) throws {
-        throw ShimError(ShimError.failedPrecondition, "vireo: container \(id) has no terminal")
+        try main.resize(width: width, height: height)
     }
 
     func deleted() {

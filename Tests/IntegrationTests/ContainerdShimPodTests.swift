@@ -102,6 +102,26 @@ extension ContainerdShimTests {
         let shimLines = ((try? String(contentsOfFile: daemon.log, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("vireo shim: pod container") }
         for line in shimLines { TestEnvironment.log("containerd: \(line.suffix(200))") }
 
+        // A pod container with a terminal (`ctr run -t`, as `kubectl run -it` asks CRI for one): a pty
+        // of the pod VM's devpts, ctr's size, a resize (ResizePty), typed input, its exit status.
+        let script = #"[ -t 0 ] && echo is-a-tty; while read line; do [ "$line" = end ] && exit 6; echo "got-$line $(stty size)"; done"#
+        let session = try TerminalSession(["/usr/bin/ctr", "--address", daemon.socket, "run", "-t", "--rm", "--runtime", runtime] + member
+                                          + [alpha.reference, "pod-tty", "sh", "-c", script], environment: daemon.environment, rows: 27, columns: 95)
+        #expect(session.waitFor(300) { $0.contains("is-a-tty") }, "pod container with -t: no terminal: \(session.text.debugDescription); \(daemon.logTail)")
+        func typeUntil(_ expected: String, _ word: String) -> Bool {
+            for _ in 0..<20 {
+                session.type(word + "\r")
+                if session.waitFor(3, { $0.contains("got-\(word) \(expected)") }) { return true }
+            }
+            return false
+        }
+        #expect(typeUntil("27 95", "first"), "stty size in the pod container never showed 27x95: \(session.text.debugDescription)")
+        session.resize(rows: 35, columns: 81)
+        #expect(typeUntil("35 81", "second"), "a resize did not reach the pod container: \(session.text.debugDescription)")
+        session.type("end\r")
+        let ttyStatus = session.wait(120)
+        #expect(ttyStatus == 6, "pod container with -t: exit status \(ttyStatus); output \(session.text.debugDescription)")
+
         // A second container of another image, detached; all of the pod runs in ONE VM.
         let betaLog = directory + "/beta.log"
         let second = try daemon.ctr(["run", "-d", "--log-uri", "file://" + betaLog, "--runtime", runtime] + member + [beta.reference, "pod-beta", "sh", "-c",
