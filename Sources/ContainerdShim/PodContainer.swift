@@ -24,7 +24,7 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
     private let overlay: String
     private let condition = NSCondition()
     private var attached = false
-    private var execs: [String: ExecProcess] = [:]
+    private let execs = ExecTable()
 
     init(_ request: Containerd_Task_V2_CreateTaskRequest, bundle: OCIBundle, sandbox: ShimTask, pod: PodSandbox,
          stateDirectory: String, events: EventPublisher) throws {
@@ -141,19 +141,10 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
     // MARK: exec (a process in this container's root: the agent's C record)
 
     func addExec(_ request: Containerd_Task_V2_ExecProcessRequest) throws {
-        let process = try ExecProcess(request)
-        try condition.withLock {
-            guard main.isRunning else { throw ShimError(ShimError.failedPrecondition, "task \(id) is not running") }
-            guard execs[request.execID] == nil else { throw ShimError(ShimError.alreadyExists, "exec \(request.execID) already exists") }
-            guard execs.count < 256 else { throw ShimError(ShimError.failedPrecondition, "task \(id) has 256 execs; delete some") }
-            execs[request.execID] = process
-        }
+        try execs.add(request, taskID: id, running: main.isRunning)
     }
 
-    func exec(_ execID: String) throws -> ExecProcess {
-        guard let process = condition.withLock({ execs[execID] }) else { throw ShimError(ShimError.notFound, "exec \(execID) not found") }
-        return process
-    }
+    func exec(_ execID: String) throws -> ExecProcess { try execs.process(execID) }
 
     func startExec(_ execID: String) throws -> UInt32 {
         let process = try exec(execID)
@@ -170,11 +161,7 @@ final class PodContainer: ContainerTask, @unchecked Sendable {
     }
 
     func removeExec(_ execID: String) throws -> Containerd_Task_V2_StateResponse {
-        let process = try exec(execID)
-        guard !process.isRunning else { throw ShimError(ShimError.failedPrecondition, "exec \(execID) is running; kill it first") }
-        let state = process.state(container: self)
-        _ = condition.withLock { execs.removeValue(forKey: execID) }
-        return state
+        try execs.remove(execID, container: self)
     }
 
     func resize(width: UInt32, height: UInt32) throws {

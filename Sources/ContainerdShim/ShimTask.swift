@@ -19,7 +19,7 @@ final class ShimTask: @unchecked Sendable {
     private let memoryMiB: Int64
     private let stateDirectory: String
     /// Processes added by Exec, by exec id (bounded: a container holds at most 256 at once).
-    private var execs: [String: ExecProcess] = [:]
+    private let execs = ExecTable()
     private let events: EventPublisher
     private let condition = NSCondition()
     private var phase = Phase.created
@@ -225,19 +225,10 @@ final class ShimTask: @unchecked Sendable {
     // MARK: exec
 
     func addExec(_ request: Containerd_Task_V2_ExecProcessRequest) throws {
-        let process = try ExecProcess(request)
-        try condition.withLock {
-            guard phase == .running else { throw ShimError(ShimError.failedPrecondition, "task \(id) is not running") }
-            guard execs[request.execID] == nil else { throw ShimError(ShimError.alreadyExists, "exec \(request.execID) already exists") }
-            guard execs.count < 256 else { throw ShimError(ShimError.failedPrecondition, "task \(id) has 256 execs; delete some") }
-            execs[request.execID] = process
-        }
+        try execs.add(request, taskID: id, running: condition.withLock { phase == .running })
     }
 
-    func exec(_ execID: String) throws -> ExecProcess {
-        guard let process = condition.withLock({ execs[execID] }) else { throw ShimError(ShimError.notFound, "exec \(execID) not found") }
-        return process
-    }
+    func exec(_ execID: String) throws -> ExecProcess { try execs.process(execID) }
 
     /// Starts an exec in the VM; the pid reported is the VM's (the guest's pids are not the host's).
     func startExec(_ execID: String) throws -> UInt32 {
@@ -255,10 +246,6 @@ final class ShimTask: @unchecked Sendable {
     }
 
     func removeExec(_ execID: String) throws -> Containerd_Task_V2_StateResponse {
-        let process = try exec(execID)
-        guard !process.isRunning else { throw ShimError(ShimError.failedPrecondition, "exec \(execID) is running; kill it first") }
-        let state = process.state(container: self)
-        _ = condition.withLock { execs.removeValue(forKey: execID) }
-        return state
+        try execs.remove(execID, container: self)
     }
 }
