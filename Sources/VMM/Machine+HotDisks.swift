@@ -1,4 +1,5 @@
 import Devices
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,10 +8,18 @@ import Glibc
 // --spare-disks N`): the backing arrives as descriptors over the control socket, because a jailed
 // VMM cannot open host paths. The guest sees a config-change interrupt and the new capacity
 // (virtio 1.2 §5.2.6.2), as a warm start's restored disks do.
+
+/// Attach and detach requests, one at a time: each checks a slot's state and then changes it.
+private let hotDiskRequests = Mutex<Void>(())
+
 extension Machine {
     /// `attach-disk ID` with `descriptors` (taken over: closed on every failure): one raw image
     /// (read-write), or an overlay, its map and its read-only base.
     public func attachDisk(id: String, descriptors: [Int32]) -> ControlReply {
+        hotDiskRequests.withLock { _ in attachDiskAlone(id: id, descriptors: descriptors) }
+    }
+
+    private func attachDiskAlone(id: String, descriptors: [Int32]) -> ControlReply {
         func refuse(_ message: String) -> ControlReply {
             for fd in descriptors { close(fd) }
             return .failure(message)
@@ -40,6 +49,10 @@ extension Machine {
     /// `detach-disk ID`: the slot is empty again (capacity 0, a config-change interrupt); its old
     /// backing is closed once the device's worker has switched away from it.
     public func detachDisk(id: String) -> ControlReply {
+        hotDiskRequests.withLock { _ in detachDiskAlone(id: id) }
+    }
+
+    private func detachDiskAlone(id: String) -> ControlReply {
         guard let slot = blockSlot(id), let block = slot.device as? VirtioBlock else {
             return .failure("no disk with id=\(ControlServer.printable(id)) in this VM")
         }

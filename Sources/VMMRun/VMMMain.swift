@@ -8,7 +8,7 @@ import Glibc
 package enum VMMMain {
     /// Parses `CommandLine.arguments` and runs; bad input prints one line and exits 2.
     package static func run() -> Never {
-        do {
+        runToExit {
             switch try VMMArguments.parse(Array(CommandLine.arguments.dropFirst())) {
             case let .help(text):
                 print(text)
@@ -20,6 +20,13 @@ package enum VMMMain {
             case let .run(flags):
                 try SpecRunner(spec: try flags.vmSpec(), verbose: flags.verbose).run()
             }
+        }
+    }
+
+    /// Runs `body` and exits: 0 when it returns, a VMExit's code, or 2 after one line for any other error.
+    static func runToExit(_ body: () throws -> Void) -> Never {
+        do {
+            try body()
             exit(0)
         } catch let request as VMExit {
             exit(request.code)

@@ -85,7 +85,7 @@ extension WarmPoolMember {
         KVMPrewarm.prepareVM(memoryBytes: memoryBytes)
         let ready = Array("ready".utf8)
         guard ready.withUnsafeBytes({ send(member, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else { _exit(0) }
-        do {
+        VMMMain.runToExit {
             let (text, fds) = try receive(on: member, what: "the pool member")
             close(member)
             guard text.hasPrefix("vm 1 vm-"), let vmID = text.dropFirst(5).split(separator: "\n").first else {
@@ -97,12 +97,6 @@ extension WarmPoolMember {
             let spec = try handed.enter()
             try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: String(vmID),
                            started: announceUp).run()
-            exit(0)
-        } catch let request as VMExit {
-            exit(request.code)
-        } catch {
-            printError("vireo: \(error)\n")
-            exit(2)
         }
     }
 }

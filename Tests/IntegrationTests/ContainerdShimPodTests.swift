@@ -108,16 +108,9 @@ extension ContainerdShimTests {
         let session = try TerminalSession(["/usr/bin/ctr", "--address", daemon.socket, "run", "-t", "--rm", "--runtime", runtime] + member
                                           + [alpha.reference, "pod-tty", "sh", "-c", script], environment: daemon.environment, rows: 27, columns: 95)
         #expect(session.waitFor(300) { $0.contains("is-a-tty") }, "pod container with -t: no terminal: \(session.text.debugDescription); \(daemon.logTail)")
-        func typeUntil(_ expected: String, _ word: String) -> Bool {
-            for _ in 0..<20 {
-                session.type(word + "\r")
-                if session.waitFor(3, { $0.contains("got-\(word) \(expected)") }) { return true }
-            }
-            return false
-        }
-        #expect(typeUntil("27 95", "first"), "stty size in the pod container never showed 27x95: \(session.text.debugDescription)")
+        #expect(session.typeUntil("27 95", "first"), "stty size in the pod container never showed 27x95: \(session.text.debugDescription)")
         session.resize(rows: 35, columns: 81)
-        #expect(typeUntil("35 81", "second"), "a resize did not reach the pod container: \(session.text.debugDescription)")
+        #expect(session.typeUntil("35 81", "second"), "a resize did not reach the pod container: \(session.text.debugDescription)")
         session.type("end\r")
         let ttyStatus = session.wait(120)
         #expect(ttyStatus == 6, "pod container with -t: exit status \(ttyStatus); output \(session.text.debugDescription)")

@@ -64,6 +64,17 @@ final class TerminalSession: @unchecked Sendable {
         return condition(text)
     }
 
+    /// Types `word` and Enter until the program answers `got-WORD EXPECTED` (a script that echoes
+    /// each line with `stty size`), at most 20 times: what was typed before the program read its
+    /// terminal may be lost. True when it answered.
+    func typeUntil(_ expected: String, _ word: String) -> Bool {
+        for _ in 0..<20 {
+            type(word + "\r")
+            if waitFor(3, { $0.contains("got-\(word) \(expected)") }) { return true }
+        }
+        return false
+    }
+
     func type(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { write(master, $0.baseAddress, $0.count) } }
 
     /// Resizes the terminal: the kernel sends its foreground group (the program) SIGWINCH.

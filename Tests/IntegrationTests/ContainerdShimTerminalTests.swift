@@ -20,16 +20,9 @@ extension ContainerdShimTests {
                 "ctr run -t: the program's stdin is not a terminal: \(session.text.debugDescription); \(daemon.logTail)")
         TestEnvironment.log("containerd: ctr run -t to the program's first output \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
         // ctr sends ResizePty right after Start; the line is typed until the size shows (bounded).
-        func typeUntil(_ expected: String, _ word: String) -> Bool {
-            for _ in 0..<20 {
-                session.type(word + "\r")
-                if session.waitFor(3, { $0.contains("got-\(word) \(expected)") }) { return true }
-            }
-            return false
-        }
-        #expect(typeUntil("30 100", "first"), "stty size in the guest never showed ctr's 30x100: \(session.text.debugDescription)")
+        #expect(session.typeUntil("30 100", "first"), "stty size in the guest never showed ctr's 30x100: \(session.text.debugDescription)")
         session.resize(rows: 41, columns: 123)
-        #expect(typeUntil("41 123", "second"), "a resize of ctr's terminal did not reach the guest: \(session.text.debugDescription)")
+        #expect(session.typeUntil("41 123", "second"), "a resize of ctr's terminal did not reach the guest: \(session.text.debugDescription)")
         session.type("end\r")
         let status = session.wait(120)
         #expect(status == 5, "ctr run -t exit status \(status); output \(session.text.debugDescription)")
@@ -49,16 +42,9 @@ extension ContainerdShimTests {
                                            container, "sh", "-c", script], environment: daemon.environment, rows: 25, columns: 90)
         #expect(session.waitFor(300) { $0.contains("/dev/") || $0.contains("not a tty") } && session.text.contains("/dev/pts/"),
                 "ctr task exec -t: no pty in the guest: \(session.text.debugDescription)")
-        func typeUntil(_ expected: String, _ word: String) -> Bool {
-            for _ in 0..<20 {
-                session.type(word + "\r")
-                if session.waitFor(3, { $0.contains("got-\(word) \(expected)") }) { return true }
-            }
-            return false
-        }
-        #expect(typeUntil("25 90", "first"), "stty size in the exec never showed 25x90: \(session.text.debugDescription)")
+        #expect(session.typeUntil("25 90", "first"), "stty size in the exec never showed 25x90: \(session.text.debugDescription)")
         session.resize(rows: 33, columns: 77)
-        #expect(typeUntil("33 77", "second"), "a resize did not reach the exec's pty: \(session.text.debugDescription)")
+        #expect(session.typeUntil("33 77", "second"), "a resize did not reach the exec's pty: \(session.text.debugDescription)")
         session.type("end\r")
         let status = session.wait(120)
         #expect(status == 6, "ctr task exec -t exit status \(status); output \(session.text.debugDescription)")
