@@ -33,7 +33,8 @@ int pod_valid_slot(const char *slot)
 {
 	static const char prefix[] = "vireo-slot-";
 	size_t length = strlen(slot), digits = length - (sizeof prefix - 1);
-	if (length < sizeof prefix || length > sizeof prefix || strncmp(slot, prefix, sizeof prefix - 1) != 0)
+	/* "vireo-slot-" and one or two digits (sizeof prefix counts the NUL: one digit). */
+	if (length < sizeof prefix || length > sizeof prefix + 1 || strncmp(slot, prefix, sizeof prefix - 1) != 0)
 		return 0;
 	for (size_t i = sizeof prefix - 1; i < length; i++)
 		if (slot[i] < '0' || slot[i] > '9')
@@ -191,6 +192,8 @@ static void pod_pid_path(const char *slot, char *path, size_t size)
 void pod_record(const char *slot, pid_t pid)
 {
 	char path[64];
+	if (!pod_valid_slot(slot))   /* the name becomes a path */
+		return;
 	mkdir(POD_DIR, 0700);
 	pod_pid_path(slot, path, sizeof path);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -215,6 +218,8 @@ pid_t pod_lookup(const char *slot)
 void pod_forget(const char *slot)
 {
 	char path[64];
+	if (!pod_valid_slot(slot))
+		return;
 	pod_pid_path(slot, path, sizeof path);
 	unlink(path);
 }

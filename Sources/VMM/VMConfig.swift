@@ -39,7 +39,7 @@ public struct VMConfig: Sendable {
     /// a new `DIR/snapshot-N` and resumes it.
     public var snapshotSignal: Int32?
     public var snapshotDirectory: String?
-    /// Append `noxsave` on PVM hosts (guest XRSTOR is not emulated there).
+    /// Append `noxsave` and `vireo.noerms` on PVM hosts (see `CommandLinePolicy`).
     public var adaptCommandLineToHost: Bool = true
 
     public init(kernelPath: String) { self.kernelPath = kernelPath }

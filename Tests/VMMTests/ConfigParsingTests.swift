@@ -17,9 +17,14 @@ import KVM
         #expect(ByteSize.format(512 << 20) == "512 MiB")
     }
 
-    @Test func commandLineOnPVMGetsNoxsaveOnce() {
-        #expect(CommandLinePolicy.adapt("console=ttyS0", host: .pvm, enabled: true) == "console=ttyS0 noxsave")
-        #expect(CommandLinePolicy.adapt("console=ttyS0 noxsave", host: .pvm, enabled: true) == "console=ttyS0 noxsave")
+    @Test func commandLineOnPVMGetsTheEmulatedHostOptionsOnce() {
+        #expect(CommandLinePolicy.adapt("console=ttyS0", host: .pvm, enabled: true)
+                == "console=ttyS0 noxsave vireo.noerms vireo.nocx16")
+        #expect(CommandLinePolicy.adapt("console=ttyS0 noxsave", host: .pvm, enabled: true)
+                == "console=ttyS0 noxsave vireo.noerms vireo.nocx16")
+        #expect(CommandLinePolicy.adapt("console=ttyS0 vireo.nocx16 vireo.noerms noxsave", host: .pvm, enabled: true)
+                == "console=ttyS0 vireo.nocx16 vireo.noerms noxsave")
+        #expect(CommandLinePolicy.adapt("", host: .pvm, enabled: true) == "noxsave vireo.noerms vireo.nocx16")
         #expect(CommandLinePolicy.adapt("console=ttyS0", host: .hardware, enabled: true) == "console=ttyS0")
         #expect(CommandLinePolicy.adapt("console=ttyS0", host: .pvm, enabled: false) == "console=ttyS0")
     }
