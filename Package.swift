@@ -4,6 +4,14 @@ import PackageDescription
 /// This file's directory: where vireo-vmm's linker wrapper (scripts/static-pie-ld) lives.
 let packageRoot = String(#filePath.dropLast("/Package.swift".count))
 
+/// The modules linked into vireo-vmm emit one section per function in release builds, so that
+/// vireo-vmm's link can lay out the functions the VMM runs next to each other (symbol ordering file,
+/// scripts/vmm-symbol-order): the kernel maps 64 KiB around each page fault in the text, and with
+/// start-up code spread over the binary that made most of the text resident (bench/results/vmm-memory.md).
+let vmmModuleSettings: [SwiftSetting] = [
+    .unsafeFlags(["-Xfrontend", "-function-sections"], .when(platforms: [.linux], configuration: .release)),
+]
+
 let package = Package(
     name: "Vireo",
     platforms: [.macOS(.v14)],
@@ -36,20 +44,21 @@ let package = Package(
         // C shim for isolation: seccomp, prctl, namespaces, mounts, credentials, affinity, SIGSYS report.
         .target(name: "CVireoSystem"),
         // Safe Swift over /dev/kvm.
-        .target(name: "KVM", dependencies: ["CKVM"]),
+        .target(name: "KVM", dependencies: ["CKVM"], swiftSettings: vmmModuleSettings),
         // Guest RAM: mmap-backed, bounds-checked.
-        .target(name: "Memory"),
+        .target(name: "Memory", swiftSettings: vmmModuleSettings),
         // x86 CPU setup, boot protocols, instruction fallback.
-        .target(name: "X86", dependencies: ["KVM", "Memory"]),
+        .target(name: "X86", dependencies: ["KVM", "Memory"], swiftSettings: vmmModuleSettings),
         // Linux calls Glibc's Swift module lacks (eventfd, getrandom, fallocate). Only Devices imports it.
         .target(name: "CLinux"),
         // Device models and the I/O bus.
-        .target(name: "Devices", dependencies: ["Memory", "CLinux", "VMSpec"]),
+        .target(name: "Devices", dependencies: ["Memory", "CLinux", "VMSpec"], swiftSettings: vmmModuleSettings),
         // One VM's typed spec, its limits and validator, and a Foundation-free JSON coder: what the
         // manager and the VMM share (no KVM, no Foundation).
-        .target(name: "VMSpec"),
+        .target(name: "VMSpec", swiftSettings: vmmModuleSettings),
         // Machine assembly, vCPU threads, exit loop.
-        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CVireoSystem", "VMSpec"]),
+        .target(name: "VMM", dependencies: ["KVM", "Memory", "X86", "Devices", "CVireoSystem", "VMSpec"],
+                swiftSettings: vmmModuleSettings),
         // The VM manager daemon: REST API over a Unix socket, SQLite store, supervisor of VMM processes.
         // Never imports KVM: it runs VMs as `vireo run` child processes.
         .target(name: "Manager", dependencies: [
@@ -65,7 +74,7 @@ let package = Package(
         ], resources: [.embedInCode("openapi.json")]),
         // `run`'s flags → spec → running VM, and `vireo-vmm`'s hand-written argument parser: no
         // ArgumentParser, no Foundation (what every VMM process maps).
-        .target(name: "VMMRun", dependencies: ["VMM", "KVM", "VMSpec", "CVireoSystem"]),
+        .target(name: "VMMRun", dependencies: ["VMM", "KVM", "VMSpec", "CVireoSystem"], swiftSettings: vmmModuleSettings),
         // `vireo run` and `vireo version`: the VMM's command line on ArgumentParser, without the manager.
         .target(name: "VMMCommand", dependencies: [
             "VMM", "KVM", "VMSpec", "VMMRun", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -92,9 +101,16 @@ let package = Package(
         // static-pie) through scripts/static-pie-ld, which drops SwiftPM's `-rpath=$ORIGIN`: glibc's
         // static-pie start-up crashes on a DT_RUNPATH. glibc's user database is limited to its files
         // (main.swift).
-        .executableTarget(name: "vireo-vmm", dependencies: ["VMMRun", "VMM", "CVireoSystem"], linkerSettings: [
+        // Relative relocations packed (`-z pack-relative-relocs`, DT_RELR: glibc ≥ 2.36 applies them in a
+        // static-pie's start-up): 0.6 MiB of RELA entries read at every start become 5 KiB. Functions the
+        // VMM runs laid out together (scripts/vmm-symbol-order.txt; names no longer there are skipped).
+        .executableTarget(name: "vireo-vmm", dependencies: ["VMMRun", "VMM", "CVireoSystem"],
+                          swiftSettings: vmmModuleSettings, linkerSettings: [
             .unsafeFlags(["-static-executable", "-use-ld=lld", "-Xclang-linker", "-static-pie",
-                          "-Xclang-linker", "--ld-path=\(packageRoot)/scripts/static-pie-ld"], .when(platforms: [.linux])),
+                          "-Xclang-linker", "--ld-path=\(packageRoot)/scripts/static-pie-ld",
+                          "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                          "-Xlinker", "--symbol-ordering-file=\(packageRoot)/scripts/vmm-symbol-order.txt",
+                          "-Xlinker", "--no-warn-symbol-ordering"], .when(platforms: [.linux])),
         ]),
         // Host-side device throughput (bench/devices): the virtio models on real memory and backends.
         .executableTarget(name: "vireo-bench-devices", dependencies: ["Devices", "Memory"], path: "bench/DeviceBench"),
