@@ -157,10 +157,22 @@ public final class GuestMemory: Sendable {
         }
     }
 
-    /// Fills a guest range with zeroes.
+    /// Fills a guest range with zeroes. In memory this object mapped (anonymous and private), whole
+    /// pages are given back instead (MADV_DONTNEED: they read as zero and cost no host memory until
+    /// touched), so a kernel's bss does not become resident before the guest uses it.
     public func zero(at address: UInt64, count: Int) throws(GuestMemoryError) {
         let view = try buffer(at: address, length: count)
-        if let base = view.baseAddress { memset(base, 0, count) }
+        guard let base = view.baseAddress else { return }
+        let pageSize = 4096
+        let start = Int(bitPattern: base), end = start + count
+        let firstPage = (start + pageSize - 1) & ~(pageSize - 1), lastPage = end & ~(pageSize - 1)
+        guard ownsMappings, firstPage < lastPage,
+              madvise(UnsafeMutableRawPointer(bitPattern: firstPage), lastPage - firstPage, MADV_DONTNEED) == 0 else {
+            memset(base, 0, count)
+            return
+        }
+        memset(base, 0, firstPage - start)
+        memset(UnsafeMutableRawPointer(bitPattern: lastPage)!, 0, end - lastPage)
     }
 }
 

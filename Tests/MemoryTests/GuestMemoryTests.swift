@@ -24,6 +24,21 @@ import Testing
         #expect(try memory.read(UInt8.self, at: 0x20fff) == 0)
     }
 
+    @Test func zeroClearsPartialPagesAndGivesWholePagesBack() throws {
+        let memory = try GuestMemory(layout: [(0, 0x10000)])
+        try memory.write([UInt8](repeating: 0xaa, count: 0x10000), at: 0)
+        let residentBefore = memory.residentBytes()
+        try memory.zero(at: 0x1800, count: 0x3000)   // half a page, two whole pages, half a page
+        // The two whole pages were given back (read before anything touches them again).
+        #expect(memory.residentBytes() == residentBefore - 0x2000)
+        #expect(try memory.readBytes(at: 0x1800, count: 0x3000).allSatisfy { $0 == 0 })
+        #expect(try memory.read(UInt8.self, at: 0x17ff) == 0xaa)
+        #expect(try memory.read(UInt8.self, at: 0x4800) == 0xaa)
+        // A range inside one page is cleared in place.
+        try memory.zero(at: 0x5010, count: 0x10)
+        #expect(try memory.readBytes(at: 0x500f, count: 0x12) == [0xaa] + [UInt8](repeating: 0, count: 0x10) + [0xaa])
+    }
+
     @Test func layoutSplitsAroundTheHole() {
         let small = X86MemoryLayout.regions(ramSize: 512 << 20)
         #expect(small.count == 1 && small[0].size == 512 << 20)
