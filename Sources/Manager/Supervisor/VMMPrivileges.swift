@@ -19,9 +19,11 @@ enum VMMPrivileges {
     /// user itself or the daemon is not root. It reaches the VMM as the spec's typed
     /// `isolation.uid` (VMMConfinement), never as a user name.
     /// `inUse`: the ids other VMs' VMMs hold. `previous`: the id this VM had before, kept if free.
-    static func perVMUID(for definition: VMDefinition, inUse: Set<uid_t>, previous: uid_t?) throws(APIError) -> uid_t? {
+    /// `running`: the ids processes run as (a warm pool's RunningUIDTracker); nil: `runningIDs()` now.
+    static func perVMUID(for definition: VMDefinition, inUse: Set<uid_t>, previous: uid_t?,
+                         running: (() -> Set<uid_t>)? = nil) throws(APIError) -> uid_t? {
         guard definition.isolation.user == nil, geteuid() == 0 else { return nil }
-        return try allocate(for: definition.name, inUse: inUse.union(runningIDs()), previous: previous)
+        return try allocate(for: definition.name, inUse: inUse.union(running?() ?? runningIDs()), previous: previous)
     }
 
     /// A free id, starting at a point derived from the name so a VM tends to get the same one
