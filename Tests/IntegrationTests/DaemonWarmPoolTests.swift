@@ -160,6 +160,9 @@ extension DaemonTests {
             }
             #expect(WarmPool.networkDevices(vmm) == ["lo"] && WarmPool.networkDevices(origVMM) == ["lo"],
                     "network devices: pooled \(WarmPool.networkDevices(vmm)), fresh \(WarmPool.networkDevices(origVMM))")
+            // Threads of a VMM that just started may still be starting (and KVM adds its own worker).
+            let threadsDeadline = Date().addingTimeInterval(10)
+            while Date() < threadsDeadline && WarmPool.seccompByThread(vmm) != WarmPool.seccompByThread(origVMM) { usleep(20_000) }
             #expect(WarmPool.seccompByThread(vmm) == WarmPool.seccompByThread(origVMM) && !WarmPool.seccompByThread(vmm).isEmpty,
                     "seccomp (mode, filters) per thread: pooled \(WarmPool.seccompByThread(vmm)), fresh \(WarmPool.seccompByThread(origVMM))")
             let origCredentials = try #require(ProcessCredentials(pid: origVMM))
