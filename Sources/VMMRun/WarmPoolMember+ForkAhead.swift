@@ -67,7 +67,9 @@ extension WarmPoolMember {
         var config = VMConfig(spec: spec)
         let plan = try SpecRunner.plan(spec, config: &config)
         try plan.superviseForkedVMM(vmm.pid) { () throws(VMMError) in
-            let message = Array("vm 1 \(plan.vmID)\n\(format6(received))\n".utf8)
+            // The VM directory's path too: the child's mount namespace was made ahead, so the directory
+            // descriptor it gets is of a mount outside it; it changes into its own view by path.
+            let message = Array("vm 1 \(plan.vmID)\n\(format6(received))\n\(currentDirectory() ?? "")\n".utf8)
             let sent = handed.descriptors.withUnsafeBufferPointer { list in
                 message.withUnsafeBytes { csys_send_fds(vmm.socket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
             }
@@ -76,6 +78,25 @@ extension WarmPoolMember {
             }
             for fd in handed.descriptors { close(fd) }
             close(vmm.socket)
+        }
+    }
+
+    /// The working directory's absolute path (the member's, in the host's mount namespace).
+    private static func currentDirectory() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return nil }
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// Changes from the VM directory as handed over (a descriptor of the host's mount namespace,
+    /// which the child left ahead) to the same directory in the child's own mount namespace, as a
+    /// fresh VMM's directory is after its unshare: checked to be the same directory (device and
+    /// inode), else the VM is refused.
+    private static func enterOwnView(of path: String) throws {
+        var handed = stat(), own = stat()
+        guard path.hasPrefix("/"), stat(".", &handed) == 0, chdir(path) == 0, stat(".", &own) == 0,
+              own.st_dev == handed.st_dev, own.st_ino == handed.st_ino else {
+            throw UsageError("pool: the VM directory \(path) is not the one handed over")
         }
     }
 
@@ -103,6 +124,7 @@ extension WarmPoolMember {
             PoolMilestones.mark("member checked it, made cgroups and jail directory, passed it on")
             let handed = try HandedVM(text: "vm 1", fds: fds)
             let spec = try handed.enter()
+            if lines.count > 2 { try enterOwnView(of: String(lines[2])) }
             PoolMilestones.mark("spec read")
             try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: String(vmID),
                            started: announceUp).run()
