@@ -323,8 +323,11 @@ public actor Supervisor {
             }
         }
         vm.shimPid = shim
-        try commit(vm)
-        if pooled != nil { emit(name, "starting", .starting, "starting VM '\(name)'") }
+        if pooled != nil {
+            try commit(vm, emitting: "starting", "starting VM '\(name)'")
+        } else {
+            try commit(vm)
+        }
 
         // The shim publishes the VMM pid within milliseconds.
         let pidDeadline = Date().addingTimeInterval(5)
@@ -379,8 +382,7 @@ public actor Supervisor {
         running.state = .running
         running.startedAt = Date()
         running.stateChangedAt = running.startedAt!
-        try commit(running)
-        emit(name, "started", .running, "VM '\(name)' running (VMM pid \(pid))")
+        try commit(running, emitting: "started", "VM '\(name)' running (VMM pid \(pid))")
         return running
     }
 
@@ -605,11 +607,24 @@ public actor Supervisor {
         vms[vm.name] = vm
     }
 
+    /// `commit` and `emit` of the record's new state in one store transaction (one fsync, not two).
+    private func commit(_ vm: VMRecord, emitting type: String, _ message: String) throws {
+        let event = try store.save(vm, appending: VMEvent(vm: vm.name, type: type, state: vm.state, message: message))
+        vms[vm.name] = vm
+        announce(event)
+    }
+
     private func emit(_ name: String?, _ type: String, _ state: VMState?, _ message: String) {
         var event = VMEvent(vm: name, type: type, state: state, message: message)
         do { event = try store.append(event) } catch {
             logger.error("cannot store an event", metadata: ["error": "\(error)"])
         }
+        announce(event)
+    }
+
+    /// Publishes a stored event and logs it.
+    private func announce(_ event: VMEvent) {
+        let name = event.vm, type = event.type, state = event.state, message = event.message
         events.publish(event)
         var metadata: Logger.Metadata = ["event": "\(type)"]
         if let name { metadata["vm"] = "\(name)" }
