@@ -269,7 +269,7 @@ public actor Supervisor {
         let lockDeadline = Date().addingTimeInterval(3)
         while Date() < lockDeadline && VMLock.isHeld(paths) { try? await Task.sleep(for: .milliseconds(20)) }
         let vmmUID = try VMMPrivileges.perVMUID(for: definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name],
-                                                running: warmPool.map { pool in { pool.runningUIDs.current() } })
+                                                tracker: warmPool?.runningUIDs)
         vmmUIDs[name] = vmmUID
         let confinement = VMMConfinement(uid: vmmUID, jail: JailSupport.jail(for: definition.isolation.jail))
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.

@@ -25,6 +25,9 @@ final class RunningUIDTracker: Sendable {
     }
 
     private let last = Mutex<Scan?>(nil)
+    /// Per-VM uids found without an account or group (NSS look-ups: `/etc/passwd`, `/etc/group`,
+    /// systemd's userdb), as of `at`; rechecked with every scan. At most the uids this daemon tried.
+    private let unassigned = Mutex<(ids: Set<uid_t>, at: Double)>(([], 0))
     private let scanning = Atomic<Bool>(false)
     private let scan: @Sendable () -> Set<uid_t>
 
@@ -37,6 +40,15 @@ final class RunningUIDTracker: Sendable {
         let now = Self.now()
         if let fresh = last.withLock({ $0 }), now - fresh.at <= Self.maximumAge { return fresh.ids }
         return rescan()
+    }
+
+    /// VMMPrivileges.isUnassigned, answered from the last check if at most `maximumAge` old.
+    func isUnassigned(_ uid: uid_t) -> Bool {
+        let now = Self.now()
+        if unassigned.withLock({ now - $0.at <= Self.maximumAge && $0.ids.contains(uid) }) { return true }
+        let free = VMMPrivileges.isUnassigned(uid)
+        if free { unassigned.withLock { _ = $0.ids.insert(uid) } }
+        return free
     }
 
     /// Scans on a background queue when the last scan is older than `refreshAge` (one at a time).
@@ -54,6 +66,9 @@ final class RunningUIDTracker: Sendable {
     func rescan() -> Set<uid_t> {
         let started = Self.now()
         let ids = scan()
+        let known = unassigned.withLock { $0.ids }
+        let stillFree = known.filter(VMMPrivileges.isUnassigned)
+        unassigned.withLock { $0 = (stillFree, started) }
         last.withLock { previous in
             if previous == nil || previous!.at < started { previous = Scan(ids: ids, at: started) }
         }
