@@ -248,6 +248,8 @@ _Static_assert(CSYS_CLONE_NEWNS == CLONE_NEWNS && CSYS_CLONE_NEWUTS == CLONE_NEW
 
 int csys_unshare(int flags) { return result(unshare(flags)); }
 
+int csys_setns(int fd, int nstype) { return result(setns(fd, nstype)); }
+
 int csys_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data) {
     return result(mount(source, target, type, flags, data));
 }

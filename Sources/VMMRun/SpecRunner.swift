@@ -38,11 +38,13 @@ package struct SpecRunner {
         let isolationPlan: IsolationPlan
         do {
             isolationPlan = try SpecRunner.plan(spec, config: &config, vmID: forkedAheadID)
+            PoolMilestones.mark("isolation plan")
             if forkedAheadID != nil {
                 try isolationPlan.joinForkedAhead()  // the supervisor is the warm-pool member
             } else {
                 try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
             }
+            PoolMilestones.mark("cgroups joined")
             if let files = snapshotFiles {
                 machine = try Machine(restoring: files, options: config)
             } else if let restore = spec.restoreDirectory {
@@ -50,7 +52,9 @@ package struct SpecRunner {
             } else {
                 machine = try Machine(config: config)
             }
+            PoolMilestones.mark("machine restored")
             try isolationPlan.enter(helpers: machine.helperProcesses)
+            PoolMilestones.mark("jail, uid, capabilities, seccomp")
         } catch let error as VMMError {
             throw UsageError(error.description)
         } catch let error as UsageError {

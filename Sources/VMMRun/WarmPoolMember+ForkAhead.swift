@@ -57,6 +57,7 @@ extension WarmPoolMember {
     static func superviseHandedVM(_ vmm: (pid: pid_t, socket: Int32)) throws -> Never {
         try say("ready \(getpid()) ahead\n")
         let (text, fds) = try receive(on: socketFD, what: "the daemon")
+        let received = PoolMilestones.now()
         close(socketFD)  // the child holds its copy, for `up`
         let handed = try HandedVM(text: text, fds: fds)
         guard fchdir(fds[0]) == 0 else { throw UsageError("pool: cannot enter the VM directory: \(String(cString: strerror(errno)))") }
@@ -66,7 +67,9 @@ extension WarmPoolMember {
         var config = VMConfig(spec: spec)
         let plan = try SpecRunner.plan(spec, config: &config)
         try plan.superviseForkedVMM(vmm.pid) { () throws(VMMError) in
-            let message = Array("vm 1 \(plan.vmID)\n".utf8)
+            // The VM directory's path too: the child's mount namespace was made ahead, so the directory
+            // descriptor it gets is of a mount outside it; it changes into its own view by path.
+            let message = Array("vm 1 \(plan.vmID)\n\(format6(received))\n\(currentDirectory() ?? "")\n".utf8)
             let sent = handed.descriptors.withUnsafeBufferPointer { list in
                 message.withUnsafeBytes { csys_send_fds(vmm.socket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
             }
@@ -78,23 +81,51 @@ extension WarmPoolMember {
         }
     }
 
+    /// The working directory's absolute path (the member's, in the host's mount namespace).
+    private static func currentDirectory() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return nil }
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// Changes from the VM directory as handed over (a descriptor of the host's mount namespace,
+    /// which the child left ahead) to the same directory in the child's own mount namespace, as a
+    /// fresh VMM's directory is after its unshare: checked to be the same directory (device and
+    /// inode), else the VM is refused.
+    private static func enterOwnView(of path: String) throws {
+        var handed = stat(), own = stat()
+        guard path.hasPrefix("/"), stat(".", &handed) == 0, chdir(path) == 0, stat(".", &own) == 0,
+              own.st_dev == handed.st_dev, own.st_ino == handed.st_ino else {
+            throw UsageError("pool: the VM directory \(path) is not the one handed over")
+        }
+    }
+
     /// The VMM child: makes the KVM VM, says ready to the member, waits for the VM and runs it.
     private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?) -> Never {
         _ = csys_set_parent_death_signal(SIGKILL)
         _ = chdir("/")  // the slot is the member's; the VM's directory comes with the VM
+        // First, while single-threaded: namespaces (unshare(CLONE_NEWNS) needs one thread) and the
+        // seccomp programs for the host's default mode (a spec that names another compiles its own).
+        IsolationAhead.prepare(deny: ((try? RunFlags.seccompMode(nil)) ?? .on).denyAction)
         KVMPrewarm.prepareVM(memoryBytes: memoryBytes)
         let ready = Array("ready".utf8)
         guard ready.withUnsafeBytes({ send(member, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else { _exit(0) }
         VMMMain.runToExit {
             let (text, fds) = try receive(on: member, what: "the pool member")
+            let passed = PoolMilestones.now()
             close(member)
-            guard text.hasPrefix("vm 1 vm-"), let vmID = text.dropFirst(5).split(separator: "\n").first else {
+            let lines = text.dropFirst(5).split(separator: "\n")
+            guard text.hasPrefix("vm 1 vm-"), let vmID = lines.first else {
                 for fd in fds { close(fd) }
                 if text.isEmpty && fds.isEmpty { _exit(0) }  // the member ended without a VM
                 throw UsageError("pool: unexpected hand-off from the member")
             }
+            PoolMilestones.start("member got the VM", at: lines.count > 1 ? Double(lines[1]) ?? passed : passed)
+            PoolMilestones.mark("member checked it, made cgroups and jail directory, passed it on")
             let handed = try HandedVM(text: "vm 1", fds: fds)
             let spec = try handed.enter()
+            if lines.count > 2 { try enterOwnView(of: String(lines[2])) }
+            PoolMilestones.mark("spec read")
             try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: String(vmID),
                            started: announceUp).run()
         }

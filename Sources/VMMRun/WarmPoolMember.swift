@@ -106,6 +106,7 @@ enum WarmPoolMember {
         if Timeline.firstEntryMonotonic != 0 {
             printError("vireo: first guest entry at CLOCK_MONOTONIC \(format6(Timeline.firstEntryMonotonic)) s\n")
         }
+        if let line = PoolMilestones.line(firstEntry: Timeline.firstEntryMonotonic) { printError(line) }
         let bytes: [UInt8] = Array("up\n".utf8)
         _ = bytes.withUnsafeBytes { write(socketFD, $0.baseAddress, $0.count) }
         close(socketFD)

@@ -48,6 +48,34 @@ extension DaemonTests {
             mappings(pid).filter { $0.size == size && $0.permissions == "---p" && $0.file.isEmpty }.map(\.start)
         }
 
+        /// The network devices process `pid` sees (/proc/PID/net/dev): its network namespace's.
+        static func networkDevices(_ pid: Int32) -> [String] {
+            let text = (try? String(contentsOfFile: "/proc/\(pid)/net/dev", encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").dropFirst(2).compactMap { line in
+                line.split(separator: ":").first.map { $0.trimmingCharacters(in: .whitespaces) }
+            }.sorted()
+        }
+
+        /// Each thread's name with its seccomp mode and filter count (/proc/PID/task/TID/status), sorted.
+        static func seccompByThread(_ pid: Int32) -> [String] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return tasks.compactMap { tid -> String? in
+                guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/status", encoding: .utf8) else { return nil }
+                var name = "", mode = "", filters = ""
+                for line in text.split(separator: "\n") {
+                    let fields = line.split(separator: "\t", maxSplits: 1).map(String.init)
+                    guard fields.count == 2 else { continue }
+                    switch fields[0] {
+                    case "Name:": name = fields[1]
+                    case "Seccomp:": mode = fields[1]
+                    case "Seccomp_filters:": filters = fields[1]
+                    default: break
+                    }
+                }
+                return "\(name) \(mode)/\(filters)"
+            }.sorted()
+        }
+
         /// Whether `pid` is a live process (a zombie has no command line left).
         static func isRunning(_ pid: Int32) -> Bool {
             !(FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).isEmpty
@@ -120,9 +148,33 @@ extension DaemonTests {
             let credentials = try #require(ProcessCredentials(pid: vmm))
             #expect(credentials.uids.allSatisfy { $0 >= 0x7E56_0000 && $0 <= 0x7E56_FFFF }, "uids \(credentials.uids)")
             #expect(credentials.capabilities.values.allSatisfy { $0 == 0 } && credentials.noNewPrivileges, "\(credentials)")
+            // Exactly as confined as the fresh orig (its VMM, too, is PID 1 of its namespace): the
+            // namespaces and the seccomp programs the pooled VMM made ahead are its own and equal a
+            // fresh VMM's; the kernel's view of its threads' filters, uid rules and capabilities match.
+            let origSupervisor = try #require(try daemon.vm("orig").pid)
+            let origVMM = try #require(HostProcess.vmm(of: origSupervisor))
+            for kind in ["mnt", "net", "pid", "ipc", "uts"] {
+                let theirs = Jail.namespace(kind, of: vmm)
+                #expect(theirs != Jail.namespace(kind, of: origVMM) && theirs != Jail.namespace(kind, of: watched),
+                        "\(kind): shared with the fresh VMM or with the pooled VMM's supervisor: \(theirs ?? "?")")
+            }
+            #expect(WarmPool.networkDevices(vmm) == ["lo"] && WarmPool.networkDevices(origVMM) == ["lo"],
+                    "network devices: pooled \(WarmPool.networkDevices(vmm)), fresh \(WarmPool.networkDevices(origVMM))")
+            // Threads of a VMM that just started may still be starting (and KVM adds its own worker).
+            let threadsDeadline = Date().addingTimeInterval(10)
+            while Date() < threadsDeadline && WarmPool.seccompByThread(vmm) != WarmPool.seccompByThread(origVMM) { usleep(20_000) }
+            #expect(WarmPool.seccompByThread(vmm) == WarmPool.seccompByThread(origVMM) && !WarmPool.seccompByThread(vmm).isEmpty,
+                    "seccomp (mode, filters) per thread: pooled \(WarmPool.seccompByThread(vmm)), fresh \(WarmPool.seccompByThread(origVMM))")
+            let origCredentials = try #require(ProcessCredentials(pid: origVMM))
+            #expect(credentials.capabilities == origCredentials.capabilities && credentials.hasNoCapabilities,
+                    "capabilities: pooled \(credentials.capabilities), fresh \(origCredentials.capabilities)")
+            #expect(Set(credentials.uids).count == 1 && credentials.gids == credentials.uids && Set(origCredentials.uids).count == 1
+                    && origCredentials.gids == origCredentials.uids, "pooled \(credentials), fresh \(origCredentials)")
             let origApplied = try #require(try daemon.vm("orig")["vmm"]?["isolation"])
             let cloneApplied = try #require(try daemon.vm("clone")["vmm"]?["isolation"])
-            for key in ["seccomp", "capabilities"] {
+            #expect(cloneApplied["seccomp_programs"] == origApplied["seccomp_programs"] && cloneApplied["seccomp_programs"]?["vCPU"] != nil,
+                    "seccomp programs: pooled \(cloneApplied["seccomp_programs"] ?? .null), fresh \(origApplied["seccomp_programs"] ?? .null)")
+            for key in ["seccomp", "capabilities", "no_new_privs", "supervised"] {
                 #expect(cloneApplied[key] == origApplied[key], "\(key): clone \(cloneApplied) vs orig \(origApplied)")
             }
             #expect(cloneApplied["jail"]?.stringValue?.hasPrefix("/") == true && cloneApplied["uid"]?.intValue != origApplied["uid"]?.intValue,

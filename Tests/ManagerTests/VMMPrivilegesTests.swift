@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 @testable import Manager
 
@@ -31,5 +32,23 @@ import Testing
         let identity = VMMPrivileges.identity(ofProcess: getpid())
         #expect(identity?.uid == getuid() && identity?.gid == getgid())
         #expect(VMMPrivileges.identity(ofProcess: -1) == nil)
+    }
+
+    /// A warm pool's tracker: a start takes the last scan while it is fresh and scans itself once
+    /// it is not; the ids a scan finds are in use for the allocation.
+    @Test func theTrackerReusesAFreshScanAndRescansAStaleOne() throws {
+        let calls = Mutex(0)
+        let tracker = RunningUIDTracker(scan: {
+            calls.withLock { $0 += 1 }
+            return [VMMPrivileges.perVMRange.lowerBound + 7]
+        })
+        #expect(tracker.current() == [VMMPrivileges.perVMRange.lowerBound + 7] && calls.withLock { $0 } == 1)
+        #expect(tracker.current().count == 1 && calls.withLock { $0 } == 1, "a fresh scan was not reused")
+        tracker.rescan()
+        #expect(calls.withLock { $0 } == 2)
+        let taken = VMMPrivileges.perVMRange.lowerBound + 7
+        let id = try VMMPrivileges.allocate(for: "x", inUse: tracker.current(), previous: taken, unassigned: tracker.isUnassigned)
+        #expect(id != taken && VMMPrivileges.perVMRange.contains(id))
+        #expect(tracker.isUnassigned(id) == VMMPrivileges.isUnassigned(id))
     }
 }

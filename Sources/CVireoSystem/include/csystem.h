@@ -96,6 +96,8 @@ static const int CSYS_CLONE_NEWIPC = 0x08000000;
 static const int CSYS_CLONE_NEWPID = 0x20000000;
 static const int CSYS_CLONE_NEWNET = 0x40000000;
 int csys_unshare(int flags);
+/// Joins the namespace `fd` refers to (setns(2)); 0 or -errno.
+int csys_setns(int fd, int nstype);
 int csys_mount(const char *source, const char *target, const char *type, unsigned long flags, const char *data);
 /// Makes every mount in this namespace private (no propagation to or from the host).
 int csys_make_mounts_private(void);

@@ -67,14 +67,25 @@ public final class Store: Sendable {
     /// Appends an event and returns it with its id; prunes the oldest past `eventLimit`.
     @discardableResult
     public func append(_ event: VMEvent) throws -> VMEvent {
+        try pool.write { db in try Store.insert(event, db) }
+    }
+
+    /// `save` and `append` in one transaction (one sync of the log instead of two): the record's
+    /// change and its event are stored together or not at all.
+    public func save(_ record: VMRecord, appending event: VMEvent) throws -> VMEvent {
         try pool.write { db in
-            var event = event
-            try event.insert(db)
-            if let id = event.id, id % 100 == 0 {
-                try db.execute(sql: "DELETE FROM events WHERE id <= ?", arguments: [id - Store.eventLimit])
-            }
-            return event
+            try record.update(db)
+            return try Store.insert(event, db)
         }
+    }
+
+    private static func insert(_ event: VMEvent, _ db: Database) throws -> VMEvent {
+        var event = event
+        try event.insert(db)
+        if let id = event.id, id % 100 == 0 {
+            try db.execute(sql: "DELETE FROM events WHERE id <= ?", arguments: [id - Store.eventLimit])
+        }
+        return event
     }
 
     /// Events after `id` (oldest first), optionally of one VM.

@@ -268,7 +268,8 @@ public actor Supervisor {
         // is gone: wait first, so that it no longer counts as a user of this VM's uid.
         let lockDeadline = Date().addingTimeInterval(3)
         while Date() < lockDeadline && VMLock.isHeld(paths) { try? await Task.sleep(for: .milliseconds(20)) }
-        let vmmUID = try VMMPrivileges.perVMUID(for: definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name])
+        let vmmUID = try VMMPrivileges.perVMUID(for: definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name],
+                                                tracker: warmPool?.runningUIDs)
         vmmUIDs[name] = vmmUID
         let confinement = VMMConfinement(uid: vmmUID, jail: JailSupport.jail(for: definition.isolation.jail))
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
@@ -289,27 +290,44 @@ public actor Supervisor {
         vm.pid = nil
         vm.pidStartTime = nil
         vm.startedAt = nil
-        try commit(vm)
-        emit(name, "starting", .starting, "starting VM '\(name)'")
 
-        let shim: Int32
-        var upSocket: Int32?  // a warm-pool VMM says `up` on it
+        // A pooled start hands the VM over first and stores `starting` with the VMM's pid after it,
+        // in one commit: the commits' fsyncs are off the way to the guest's first instruction. A
+        // daemon that dies in between finds the VMM by its `vmm.pid` (written in the hand-off) and
+        // re-adopts it (recover), as it would a VMM whose pid it had stored.
+        vms[name] = vm
+        var pooled: (shim: Int32, pid: Int32, upSocket: Int32)?
         do {
-            if let member = try startFromWarmPool(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
-                                                  heldFD: baseLock?.descriptor) {
-                shim = member.shim
-                upSocket = member.upSocket
-            } else {
-                shim = try launcher.spawn(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
-                                          heldFD: baseLock?.descriptor)
-            }
+            pooled = try startFromWarmPool(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
+                                           heldFD: baseLock?.descriptor)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
         }
+        let shim: Int32
+        let upSocket = pooled?.upSocket  // a warm-pool VMM says `up` on it
         defer { if let upSocket { close(upSocket) } }
+        if let pooled {
+            shim = pooled.shim
+            vm.pid = pooled.pid
+            vm.pidStartTime = ProcessProbe.startTime(of: pooled.pid)
+        } else {
+            try commit(vm)
+            emit(name, "starting", .starting, "starting VM '\(name)'")
+            do {
+                shim = try launcher.spawn(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
+                                          heldFD: baseLock?.descriptor)
+            } catch {
+                try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
+                throw error
+            }
+        }
         vm.shimPid = shim
-        try commit(vm)
+        if pooled != nil {
+            try commit(vm, emitting: "starting", "starting VM '\(name)'")
+        } else {
+            try commit(vm)
+        }
 
         // The shim publishes the VMM pid within milliseconds.
         let pidDeadline = Date().addingTimeInterval(5)
@@ -330,9 +348,11 @@ public actor Supervisor {
             try? await Task.sleep(for: .milliseconds(2))
         }
         guard let pid = published, var current = vms[name], current.state == .starting else { return try startResult(name) }
-        current.pid = pid
-        current.pidStartTime = ProcessProbe.startTime(of: pid)
-        try commit(current)
+        if current.pid != pid {  // a pooled start stored it already
+            current.pid = pid
+            current.pidStartTime = ProcessProbe.startTime(of: pid)
+            try commit(current)
+        }
 
         // Running once the control socket answers, or a warm-pool VMM said `up` (its control socket
         // listens before it starts the vCPUs): no polling then. Without `up` (the VMM ended or is
@@ -362,8 +382,7 @@ public actor Supervisor {
         running.state = .running
         running.startedAt = Date()
         running.stateChangedAt = running.startedAt!
-        try commit(running)
-        emit(name, "started", .running, "VM '\(name)' running (VMM pid \(pid))")
+        try commit(running, emitting: "started", "VM '\(name)' running (VMM pid \(pid))")
         return running
     }
 
@@ -555,6 +574,7 @@ public actor Supervisor {
     }
 
     private func checkProcesses() async {
+        warmPool?.runningUIDs.refreshInBackground()
         // Reap shims that ended (ours are children; adopted ones belong to init).
         var status: Int32 = 0
         while waitpid(-1, &status, WNOHANG) > 0 {}
@@ -587,11 +607,24 @@ public actor Supervisor {
         vms[vm.name] = vm
     }
 
+    /// `commit` and `emit` of the record's new state in one store transaction (one fsync, not two).
+    private func commit(_ vm: VMRecord, emitting type: String, _ message: String) throws {
+        let event = try store.save(vm, appending: VMEvent(vm: vm.name, type: type, state: vm.state, message: message))
+        vms[vm.name] = vm
+        announce(event)
+    }
+
     private func emit(_ name: String?, _ type: String, _ state: VMState?, _ message: String) {
         var event = VMEvent(vm: name, type: type, state: state, message: message)
         do { event = try store.append(event) } catch {
             logger.error("cannot store an event", metadata: ["error": "\(error)"])
         }
+        announce(event)
+    }
+
+    /// Publishes a stored event and logs it.
+    private func announce(_ event: VMEvent) {
+        let name = event.vm, type = event.type, state = event.state, message = event.message
         events.publish(event)
         var metadata: Logger.Metadata = ["event": "\(type)"]
         if let name { metadata["vm"] = "\(name)" }

@@ -19,20 +19,26 @@ enum VMMPrivileges {
     /// user itself or the daemon is not root. It reaches the VMM as the spec's typed
     /// `isolation.uid` (VMMConfinement), never as a user name.
     /// `inUse`: the ids other VMs' VMMs hold. `previous`: the id this VM had before, kept if free.
-    static func perVMUID(for definition: VMDefinition, inUse: Set<uid_t>, previous: uid_t?) throws(APIError) -> uid_t? {
+    /// `running`: the ids processes run as (a warm pool's RunningUIDTracker); nil: `runningIDs()` now.
+    /// `tracker`: a warm pool's RunningUIDTracker, whose background scans stand in for `runningIDs()`
+    /// and the account look-ups; nil: both now.
+    static func perVMUID(for definition: VMDefinition, inUse: Set<uid_t>, previous: uid_t?,
+                         tracker: RunningUIDTracker? = nil) throws(APIError) -> uid_t? {
         guard definition.isolation.user == nil, geteuid() == 0 else { return nil }
-        return try allocate(for: definition.name, inUse: inUse.union(runningIDs()), previous: previous)
+        return try allocate(for: definition.name, inUse: inUse.union(tracker?.current() ?? runningIDs()), previous: previous,
+                            unassigned: tracker.map { tracker in { tracker.isUnassigned($0) } } ?? isUnassigned)
     }
 
     /// A free id, starting at a point derived from the name so a VM tends to get the same one
     /// across daemon restarts (easier to read in `ps`); ids with an account or group are skipped.
-    static func allocate(for name: String, inUse: Set<uid_t>, previous: uid_t?) throws(APIError) -> uid_t {
-        if let previous, perVMRange.contains(previous), !inUse.contains(previous), isUnassigned(previous) { return previous }
+    static func allocate(for name: String, inUse: Set<uid_t>, previous: uid_t?,
+                         unassigned: (uid_t) -> Bool = isUnassigned) throws(APIError) -> uid_t {
+        if let previous, perVMRange.contains(previous), !inUse.contains(previous), unassigned(previous) { return previous }
         let count = UInt32(perVMRange.count)
         let start = fnv1a(name) % count
         for step in 0..<count {
             let uid = perVMRange.lowerBound + (start + step) % count
-            if !inUse.contains(uid) && isUnassigned(uid) { return uid }
+            if !inUse.contains(uid) && unassigned(uid) { return uid }
         }
         throw .startFailed("no free per-VM uid left in \(perVMRange.lowerBound)–\(perVMRange.upperBound)")
     }
@@ -53,7 +59,7 @@ enum VMMPrivileges {
     }
 
     /// True when no account or group on the host has this id.
-    private static func isUnassigned(_ id: uid_t) -> Bool { getpwuid(id) == nil && getgrgid(id) == nil }
+    static func isUnassigned(_ id: uid_t) -> Bool { getpwuid(id) == nil && getgrgid(id) == nil }
 
     private static func fnv1a(_ text: String) -> UInt32 {
         var hash: UInt32 = 2_166_136_261

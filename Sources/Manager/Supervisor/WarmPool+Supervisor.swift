@@ -20,11 +20,11 @@ extension WarmPool {
 extension Supervisor {
     /// A snapshot restore started by a warm-pool member: the spec is written as for a fresh VMM,
     /// the member gets the VM's files as descriptors and runs it under the same confinement.
-    /// Returns the member's shim pid and the socket on which its VMM says `up` (WarmPool.waitUntilUp;
+    /// Returns the member's shim pid, its pid (published as the VMM's) and the socket on which its VMM says `up` (WarmPool.waitUntilUp;
     /// the caller closes it); nil when there is no pool, the VM boots a kernel, or no member that fits is
     /// ready (the caller then starts a VMM the usual way).
     func startFromWarmPool(_ definition: VMDefinition, confinement: VMMConfinement, paths: VMPaths,
-                           lockFD: Int32, heldFD: Int32?) throws(APIError) -> (shim: Int32, upSocket: Int32)? {
+                           lockFD: Int32, heldFD: Int32?) throws(APIError) -> (shim: Int32, pid: Int32, upSocket: Int32)? {
         guard let warmPool, let snapshot = definition.restore else { return nil }
         // The guest RAM size, for the replacement member take() starts (it registers that much
         // ahead); only a hint: the hand-off checks the file it opens.
@@ -44,6 +44,6 @@ extension Supervisor {
             return nil  // the member went away: a fresh VMM instead
         }
         handedOver = true
-        return (member.shim, member.socket)
+        return (member.shim, member.pid, member.socket)
     }
 }

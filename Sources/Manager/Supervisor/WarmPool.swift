@@ -40,6 +40,8 @@ final class WarmPool: Sendable {
     /// Guest RAM bytes of the last VM handed to a member: new members register memory slots of
     /// that size ahead (`memory-hint` in their slot; KVMPrewarm).
     private let memoryHint = Mutex<UInt64?>(nil)
+    /// The per-VM uids in use, scanned in the background (off the pooled start's path).
+    let runningUIDs = RunningUIDTracker()
     /// How long a new member may take to say it is ready.
     static let readyTimeout = 20.0
 
@@ -76,6 +78,7 @@ final class WarmPool: Sendable {
                 try? FileManager.default.removeItem(atPath: "\(directory)/\(entry)")
             }
         }
+        runningUIDs.refreshInBackground()
         refill()
     }
 

@@ -166,7 +166,8 @@ public final class IsolationPlan: @unchecked Sendable {
     private func joinAsVMM() throws(VMMError) {
         _ = csys_set_parent_death_signal(SIGKILL)
         try cgroups?.join()
-        if jail != nil {
+        // A VMM forked ahead (IsolationAhead) entered them before the VM was known.
+        if jail != nil, !IsolationAhead.takeNamespaces() {
             // Not the network namespace yet: `enter` unshares it once TAP and passt are set up.
             let flags = CSYS_CLONE_NEWNS | CSYS_CLONE_NEWIPC | CSYS_CLONE_NEWUTS
             var result = csys_unshare(flags)
@@ -227,10 +228,7 @@ public final class IsolationPlan: @unchecked Sendable {
     /// `helpers`: the VMM's child processes (passt), which its filter lets it signal and reap.
     public func enter(helpers: [Int32] = []) throws(VMMError) {
         if let jail {
-            let result = csys_unshare(CSYS_CLONE_NEWNET)
-            guard result == 0 else {
-                throw .invalidConfiguration("jail: cannot create a network namespace: \(String(cString: strerror(-result)))")
-            }
+            try enterNetworkNamespace()
             try jail.enter(owner: user, hostname: vmID)
         }
         if jail != nil || user != nil {
@@ -253,14 +251,8 @@ public final class IsolationPlan: @unchecked Sendable {
         identityAfterDrop = (getuid(), getgid(), csys_no_new_privs() == 1)
         for role in SeccompRole.allCases { roleNames[role] = strdup(role.rawValue) }
         if let deny = settings.seccomp.denyAction {
-            let pid = getpid()
             do {
-                let all = [try SeccompProfiles.control(pid: pid, helpers: helpers, hostConnects: hostConnects, deny: deny), try SeccompProfiles.vcpu(pid: pid, deny: deny),
-                           try SeccompProfiles.deviceIO(pid: pid, deny: deny), try SeccompProfiles.device(pid: pid, deny: deny)]
-                for policy in all {
-                    policies[policy.role] = policy
-                    programs[policy.role] = try policy.compile()
-                }
+                try compilePrograms(pid: getpid(), helpers: helpers, deny: deny)
             } catch {
                 throw .invalidConfiguration("seccomp: \(error)")
             }
@@ -279,6 +271,45 @@ public final class IsolationPlan: @unchecked Sendable {
         }
         TestHooks.openPathIfRequested()
         TestHooks.crashIfRequested(in: "control")
+    }
+
+    /// A new, empty network namespace: the one a VMM forked ahead made (IsolationAhead), else one
+    /// made now.
+    private func enterNetworkNamespace() throws(VMMError) {
+        let ahead = IsolationAhead.takeNetworkNamespace()
+        if ahead >= 0 {
+            let result = csys_setns(ahead, CSYS_CLONE_NEWNET)
+            close(ahead)
+            guard result == 0 else {
+                throw .invalidConfiguration("jail: cannot enter the network namespace made ahead: \(String(cString: strerror(-result)))")
+            }
+            return
+        }
+        let result = csys_unshare(CSYS_CLONE_NEWNET)
+        guard result == 0 else {
+            throw .invalidConfiguration("jail: cannot create a network namespace: \(String(cString: strerror(-result)))")
+        }
+    }
+
+    /// The four roles' policies and programs: those compiled ahead for the same inputs
+    /// (IsolationAhead), the others compiled now.
+    private func compilePrograms(pid: Int32, helpers: [Int32], deny: SeccompAction) throws {
+        for role in [SeccompRole.control, .vcpu, .deviceIO, .device] {
+            if let ready = IsolationAhead.program(role, pid: pid, deny: deny, helpers: helpers, hostConnects: hostConnects) {
+                policies[role] = ready.policy
+                programs[role] = ready.program
+                continue
+            }
+            let policy: SeccompPolicy
+            switch role {
+            case .control: policy = try SeccompProfiles.control(pid: pid, helpers: helpers, hostConnects: hostConnects, deny: deny)
+            case .vcpu: policy = try SeccompProfiles.vcpu(pid: pid, deny: deny)
+            case .deviceIO: policy = try SeccompProfiles.deviceIO(pid: pid, deny: deny)
+            case .device: policy = try SeccompProfiles.device(pid: pid, deny: deny)
+            }
+            policies[role] = policy
+            programs[role] = try policy.compile()
+        }
     }
 
     private func install(_ program: [BPFInstruction], synchronizeThreads: Bool) -> Int32 {
@@ -386,8 +417,21 @@ public final class IsolationPlan: @unchecked Sendable {
                               ("cpus", .string(entry.cpus.map(CPUList.format) ?? "?"))])
         }
         func optional<T>(_ value: T?, _ transform: (T) -> JSONValue) -> JSONValue { value.map(transform) ?? .null }
+        // Each role's program as installed: its length and an FNV-1a digest of its instructions, so
+        // that two VMMs' filters can be compared (a warm-pool VMM's, compiled ahead, against a fresh one's).
+        let programEntries = SeccompRole.allCases.compactMap { role -> (String, JSONValue)? in
+            guard let program = programs[role] else { return nil }
+            var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+            for instruction in program {
+                for word in [UInt32(instruction.code), UInt32(instruction.jt), UInt32(instruction.jf), instruction.k] {
+                    digest = (digest ^ UInt64(word)) &* 0x0000_0100_0000_01b3
+                }
+            }
+            return (role.rawValue, .string("\(program.count) instructions, fnv1a \(String(digest, radix: 16))"))
+        }
         return .object([
             ("seccomp", .string(settings.seccomp.rawValue)),
+            ("seccomp_programs", .object(programEntries)),
             ("jail", optional(jail) { .string($0.root) }),
             ("uid", .int(Int64(identityAfterDrop.uid))),
             ("gid", .int(Int64(identityAfterDrop.gid))),
