@@ -86,11 +86,33 @@ extension DaemonTests {
                 #expect(lstat(target + "/" + file, &info) == 0 && info.st_uid == 0, "\(file) is uid \(info.st_uid)")
             }
 
-            // A restart keeps the VM's uid while it is free.
+            // A restart keeps the VM's uid while it is free. `kill` returns once the VMM is gone; the
+            // rest of its process tree (the jail's supervisor, which may also run as the VM's uid)
+            // can take a moment longer under load, and while it lives the uid is not free.
             _ = try daemon.action("a", "kill")
+            let uidA = try #require(uids["a"])
+            let deadline = Date().addingTimeInterval(10)
+            while !livePIDs(runningAs: uidA).isEmpty, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            #expect(livePIDs(runningAs: uidA).isEmpty, "the killed VM's processes are still there")
             let again = try daemon.action("a", "start")
             let againPID = try #require(HostProcess.vmm(of: again.pid ?? -1))
             #expect(ProcessCredentials(pid: againPID)?.uids.first == uids["a"])
         }
+    }
+}
+
+/// Processes (not zombies) whose real uid is `uid`, from /proc/PID/status.
+private func livePIDs(runningAs uid: UInt32) -> [Int32] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return names.compactMap { name -> Int32? in
+        guard let pid = Int32(name),
+              let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        var realUID: UInt32?, exited = false
+        for line in text.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            if fields.first == "Uid:", fields.count > 1 { realUID = UInt32(fields[1]) }
+            if fields.first == "State:", fields.count > 1 { exited = fields[1] == "Z" || fields[1] == "X" }
+        }
+        return realUID == uid && !exited ? pid : nil
     }
 }
