@@ -240,8 +240,8 @@ extension Machine {
 }
 
 /// Monotonic seconds, for timings.
-enum MonotonicClock {
-    static func now() -> Double {
+package enum MonotonicClock {
+    package static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

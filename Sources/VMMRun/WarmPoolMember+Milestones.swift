@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import VMM
 
 /// Where a pooled restore's time goes inside the VMM (bench/restore-pool reads it): CLOCK_MONOTONIC
 /// moments from the member's receipt of the hand-off to the first guest entry, written to
@@ -10,11 +8,7 @@ enum PoolMilestones {
     nonisolated(unsafe) private static var enabled = false
     nonisolated(unsafe) private static var marks: [(String, Double)] = []
 
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    static func now() -> Double { MonotonicClock.now() }
 
     /// Starts recording with the first moment (e.g. the member's receipt of the hand-off).
     static func start(_ name: String, at moment: Double) {

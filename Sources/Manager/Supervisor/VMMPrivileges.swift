@@ -19,7 +19,6 @@ enum VMMPrivileges {
     /// user itself or the daemon is not root. It reaches the VMM as the spec's typed
     /// `isolation.uid` (VMMConfinement), never as a user name.
     /// `inUse`: the ids other VMs' VMMs hold. `previous`: the id this VM had before, kept if free.
-    /// `running`: the ids processes run as (a warm pool's RunningUIDTracker); nil: `runningIDs()` now.
     /// `tracker`: a warm pool's RunningUIDTracker, whose background scans stand in for `runningIDs()`
     /// and the account look-ups; nil: both now.
     static func perVMUID(for definition: VMDefinition, inUse: Set<uid_t>, previous: uid_t?,

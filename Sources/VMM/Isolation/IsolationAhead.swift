@@ -28,9 +28,8 @@ public enum IsolationAhead {
         var network: Int32 = -1
         var pid: Int32 = 0
         var deny: SeccompAction?
-        var vcpu: Compiled?
-        var device: Compiled?
-        var deviceIO: Compiled?
+        /// vCPU, device and device I/O programs.
+        var programs: [SeccompRole: Compiled] = [:]
         /// The control program without helpers, for hostConnects false and true.
         var control: [Bool: Compiled] = [:]
     }
@@ -53,13 +52,11 @@ public enum IsolationAhead {
         value.pid = getpid()
         if let deny {
             value.deny = deny
-            value.vcpu = compile { () throws(SeccompPolicyError) in try SeccompProfiles.vcpu(pid: value.pid, deny: deny) }
-            value.device = compile { () throws(SeccompPolicyError) in try SeccompProfiles.device(pid: value.pid, deny: deny) }
-            value.deviceIO = compile { () throws(SeccompPolicyError) in try SeccompProfiles.deviceIO(pid: value.pid, deny: deny) }
+            for role in [SeccompRole.vcpu, .device, .deviceIO] {
+                value.programs[role] = compile(role, pid: value.pid, hostConnects: false, deny: deny)
+            }
             for connects in [false, true] {
-                value.control[connects] = compile { () throws(SeccompPolicyError) in
-                    try SeccompProfiles.control(pid: value.pid, helpers: [], hostConnects: connects, deny: deny)
-                }
+                value.control[connects] = compile(.control, pid: value.pid, hostConnects: connects, deny: deny)
             }
         }
         let result = value
@@ -79,8 +76,9 @@ public enum IsolationAhead {
         return created
     }
 
-    private static func compile(_ make: () throws(SeccompPolicyError) -> SeccompPolicy) -> Compiled? {
-        guard let policy = try? make(), let program = try? policy.compile() else { return nil }
+    private static func compile(_ role: SeccompRole, pid: Int32, hostConnects: Bool, deny: SeccompAction) -> Compiled? {
+        guard let policy = try? SeccompProfiles.policy(role, pid: pid, helpers: [], hostConnects: hostConnects, deny: deny),
+              let program = try? policy.compile() else { return nil }
         return Compiled(policy: policy, program: program)
     }
 
@@ -104,12 +102,8 @@ public enum IsolationAhead {
     static func program(_ role: SeccompRole, pid: Int32, deny: SeccompAction, helpers: [Int32], hostConnects: Bool) -> Compiled? {
         prepared.withLock { value in
             guard value.pid == pid, value.deny == deny else { return nil }
-            switch role {
-            case .vcpu: return value.vcpu
-            case .device: return value.device
-            case .deviceIO: return value.deviceIO
-            case .control: return helpers.isEmpty ? value.control[hostConnects] : nil
-            }
+            if role == .control { return helpers.isEmpty ? value.control[hostConnects] : nil }
+            return value.programs[role]
         }
     }
 }

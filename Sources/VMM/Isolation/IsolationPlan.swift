@@ -300,13 +300,7 @@ public final class IsolationPlan: @unchecked Sendable {
                 programs[role] = ready.program
                 continue
             }
-            let policy: SeccompPolicy
-            switch role {
-            case .control: policy = try SeccompProfiles.control(pid: pid, helpers: helpers, hostConnects: hostConnects, deny: deny)
-            case .vcpu: policy = try SeccompProfiles.vcpu(pid: pid, deny: deny)
-            case .deviceIO: policy = try SeccompProfiles.deviceIO(pid: pid, deny: deny)
-            case .device: policy = try SeccompProfiles.device(pid: pid, deny: deny)
-            }
+            let policy = try SeccompProfiles.policy(role, pid: pid, helpers: helpers, hostConnects: hostConnects, deny: deny)
             policies[role] = policy
             programs[role] = try policy.compile()
         }

@@ -64,6 +64,17 @@ public enum SeccompProfiles {
         ]
     }
 
+    /// The policy of `role` for these inputs (`helpers` and `hostConnects` matter to `control` only).
+    static func policy(_ role: SeccompRole, pid: Int32, helpers: [Int32], hostConnects: Bool,
+                       deny: SeccompAction) throws(SeccompPolicyError) -> SeccompPolicy {
+        switch role {
+        case .control: try control(pid: pid, helpers: helpers, hostConnects: hostConnects, deny: deny)
+        case .vcpu: try vcpu(pid: pid, deny: deny)
+        case .deviceIO: try deviceIO(pid: pid, deny: deny)
+        case .device: try device(pid: pid, deny: deny)
+        }
+    }
+
     /// The base policy every VMM thread runs under (main thread, signal watcher, API server).
     /// `helpers` are the VMM's own child processes (passt for `--net user`): the VMM may signal and
     /// reap those, and no other process. `hostConnects`: the VM has a vsock device, whose
