@@ -23,7 +23,7 @@ public struct CPUIDEntry: Equatable, Sendable {
 /// A KVM capability Vireo asks about.
 public enum KVMCapability: Sendable {
     case irqchip, userMemory, pit2, immediateExit, setTSSAddress, maxVCPUs, recommendedVCPUs, getTSCKHz
-    case irqfd, ioeventfd
+    case irqfd, ioeventfd, tscDeadlineTimer
 
     var raw: Int32 {
         switch self {
@@ -37,6 +37,7 @@ public enum KVMCapability: Sendable {
         case .getTSCKHz: return Int32(CKVM_CAP_GET_TSC_KHZ)
         case .irqfd: return Int32(CKVM_CAP_IRQFD)
         case .ioeventfd: return Int32(CKVM_CAP_IOEVENTFD)
+        case .tscDeadlineTimer: return Int32(CKVM_CAP_TSC_DEADLINE_TIMER)
         }
     }
 }

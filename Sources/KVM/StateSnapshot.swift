@@ -134,6 +134,8 @@ extension VirtualMachine {
     public func saveState() throws(KVMError) -> VMState {
         var blobs: [[UInt8]] = []
         for kind in VMStateKind.allCases {
+            // A VM without the PIT saves none: an empty blob, as for a vCPU's optional parts.
+            if kind == .pit && !hasPIT { blobs.append([]); continue }
             var blob = [UInt8](repeating: 0, count: kind.size)
             let result = blob.withUnsafeMutableBytes { ckvm_vm_get_state(fd, Int32(kind.rawValue), $0.baseAddress) }
             if result < 0 { throw .ioctl("\(kind.name)", errno: -result) }
@@ -142,12 +144,20 @@ extension VirtualMachine {
         return VMState(blobs: blobs)
     }
 
-    /// Writes saved irqchip, PIT and clock state back.
+    /// Writes saved irqchip, PIT and clock state back. The snapshot decides whether there is a PIT:
+    /// one is created here when it saved PIT state and this VM has none yet, and a snapshot without
+    /// one leaves the VM without it.
     public func restoreState(_ state: VMState) throws(KVMError) {
         guard state.blobs.count == VMStateKind.allCases.count else {
             throw .ioctl("restore (VM state has \(state.blobs.count) parts)", errno: EINVAL)
         }
+        if state.blobs[VMStateKind.pit.rawValue].isEmpty {
+            guard !hasPIT else { throw .ioctl("restore (the snapshot has no PIT state, the VM has a PIT)", errno: EINVAL) }
+        } else if !hasPIT {
+            try createPIT2()
+        }
         for kind in VMStateKind.allCases {
+            if kind == .pit && state.blobs[kind.rawValue].isEmpty { continue }
             var blob = state.blobs[kind.rawValue]
             guard blob.count == kind.size else {
                 throw .ioctl("\(kind.name) (saved size \(blob.count), this host's \(kind.size))", errno: EINVAL)

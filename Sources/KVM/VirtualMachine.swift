@@ -2,11 +2,13 @@ internal import CKVM
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// A KVM virtual machine: memory slots, in-kernel irqchip and PIT, interrupt lines, vCPUs.
 public final class VirtualMachine: Sendable {
     public let fd: Int32
     public let system: KVMSystem
+    private let pitCreated = Atomic<Bool>(false)
 
     init(fd: Int32, system: KVMSystem) {
         self.fd = fd
@@ -41,7 +43,11 @@ public final class VirtualMachine: Sendable {
     /// Creates the in-kernel i8254 PIT (speaker port left to user space).
     public func createPIT2() throws(KVMError) {
         _ = try check(ckvm_create_pit2(fd, UInt32(CKVM_PIT_SPEAKER_DUMMY)), "KVM_CREATE_PIT2")
+        pitCreated.store(true, ordering: .releasing)
     }
+
+    /// Whether this VM has the in-kernel PIT (its state is then part of a snapshot).
+    public var hasPIT: Bool { pitCreated.load(ordering: .acquiring) }
 
     /// Drives GSI `irq` of the in-kernel irqchip high or low.
     public func setIRQLine(_ irq: UInt32, level: Bool) throws(KVMError) {

@@ -75,34 +75,35 @@ extension Machine {
         return virtio
     }
 
-    /// The KVM VM with its in-kernel interrupt controllers and PIT; guest RAM is being registered
-    /// by the returned `MemorySlotSetup` (finish it before setting any vCPU state). A warm-pool VMM
-    /// made the VM ahead of the request (KVMPrewarm.prepareVM); only the memory slots are left then,
-    /// and not even those when guest RAM was mapped over the ranges it registered.
-    static func createVM(_ kvm: KVMSystem, memory: GuestMemory) throws(VMMError) -> (VirtualMachine, MemorySlotSetup) {
-        if let (vm, slotsReady) = KVMPrewarm.takeVM(for: kvm, memory: memory) {
-            return (vm, slotsReady ? MemorySlotSetup.registered : MemorySlotSetup(vm: vm, memory: memory))
-        }
+    /// The KVM VM with its in-kernel interrupt controllers, and the PIT when `pit`; guest RAM is
+    /// being registered by the returned `MemorySlotSetup` (finish it before setting any vCPU state).
+    /// A warm-pool VMM made the VM ahead of the request (KVMPrewarm.prepareVM); only the memory slots
+    /// are left then, and not even those when guest RAM was mapped over the ranges it registered.
+    static func createVM(_ kvm: KVMSystem, memory: GuestMemory, pit: Bool) throws(VMMError) -> (VirtualMachine, MemorySlotSetup) {
         do {
+            if let (vm, slotsReady) = KVMPrewarm.takeVM(for: kvm, memory: memory) {
+                if pit { try vm.createPIT2() }
+                return (vm, slotsReady ? MemorySlotSetup.registered : MemorySlotSetup(vm: vm, memory: memory))
+            }
             let vm = try kvm.createVM()
             try prepareVM(vm)
             try vm.createIRQChip()
             // Guest RAM first, on its own thread: the PIT's creation (a kernel worker thread, ~2 ms)
             // then overlaps the memory slot's grace period.
             let slots = MemorySlotSetup(vm: vm, memory: memory)
-            try vm.createPIT2()
+            if pit { try vm.createPIT2() }
             return (vm, slots)
         } catch {
             throw .kvm(error.description)
         }
     }
 
-    /// A VM with its irqchip and PIT and no memory yet: what a warm-pool VMM makes ahead of time.
+    /// A VM with its irqchip and no memory yet: what a warm-pool VMM makes ahead of time. No PIT:
+    /// restoring a snapshot that saved one creates it (`VirtualMachine.restoreState`).
     static func createBareVM(_ kvm: KVMSystem) throws(KVMError) -> VirtualMachine {
         let vm = try kvm.createVM()
         try prepareVM(vm)
         try vm.createIRQChip()
-        try vm.createPIT2()
         return vm
     }
 

@@ -91,7 +91,8 @@ public final class Machine: Sendable {
         let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
         commandLine = origin.commandLine(adapted, deviceArguments: virtio.commandLineArguments)
         let memorySlots: MemorySlotSetup
-        (vm, memorySlots) = try Machine.createVM(kvm, memory: memory)
+        (vm, memorySlots) = try Machine.createVM(kvm, memory: memory,
+                                                 pit: origin.createsPIT(config, kvm: kvm, hostCPUID: host.supportedCPUID))
         let control = self.control
         let console = self.console
         devices = LegacyDevices(vm: vm, console: console, debugExitPort: config.debugExitPort,
@@ -149,7 +150,7 @@ public final class Machine: Sendable {
         let wakeup = control.wakeup
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, portBus: portBus, mmioBus: mmioBus, memory: memory, control: control)
-            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)") { ThreadRole.vcpu(vcpu.id).enter(under: isolation); runner.run(); wakeup.post() }
+            let thread = OSThread(name: "vireo-vcpu\(vcpu.id)", finished: wakeup) { ThreadRole.vcpu(vcpu.id).enter(under: isolation); runner.run() }
             control.register(vcpu: vcpu, thread: thread)
             runners.append(runner)
             threads.append(thread)
@@ -170,6 +171,9 @@ public final class Machine: Sendable {
 }
 
 extension Machine {
+    /// Whether the VM has KVM's in-kernel PIT (`PITPolicy`; a restored VM has one when its snapshot did).
+    public var hasPIT: Bool { vm.hasPIT }
+
     /// "running", "paused" or "stopping".
     public var stateName: String {
         if control.isStopping { return "stopping" }

@@ -18,6 +18,8 @@ struct MachineParts {
 protocol MachineOrigin {
     /// Guest RAM: new and empty, or the snapshot's mapped copy-on-write.
     func guestMemory(config: VMConfig, hostCPUID: [CPUIDEntry]) throws(VMMError) -> GuestMemory
+    /// Whether the VM is made with the in-kernel PIT (a snapshot brings its own when it saved one).
+    func createsPIT(_ config: VMConfig, kvm: KVMSystem, hostCPUID: [CPUIDEntry]) -> Bool
     /// The command line the guest gets (a restored guest booted with its own long ago).
     func commandLine(_ adapted: String, deviceArguments: [String]) -> String
     /// The vCPUs, in order, each with the CPUID table it was given.
@@ -48,6 +50,10 @@ struct FreshBoot: MachineOrigin {
 
     func commandLine(_ adapted: String, deviceArguments: [String]) -> String {
         ([adapted] + deviceArguments).joined(separator: " ")
+    }
+
+    func createsPIT(_ config: VMConfig, kvm: KVMSystem, hostCPUID: [CPUIDEntry]) -> Bool {
+        PITPolicy.wanted(config.pit, kvm: kvm, hostCPUID: hostCPUID)
     }
 
     func createVCPUs(_ parts: MachineParts) throws(VMMError) -> [(vcpu: VCPU, cpuid: [CPUIDEntry])] {
@@ -133,6 +139,9 @@ struct SnapshotRestore: MachineOrigin {
     }
 
     func commandLine(_ adapted: String, deviceArguments: [String]) -> String { adapted }
+
+    /// `VirtualMachine.restoreState` creates it when the snapshot saved PIT state.
+    func createsPIT(_ config: VMConfig, kvm: KVMSystem, hostCPUID: [CPUIDEntry]) -> Bool { false }
 
     func createVCPUs(_ parts: MachineParts) throws(VMMError) -> [(vcpu: VCPU, cpuid: [CPUIDEntry])] {
         do {

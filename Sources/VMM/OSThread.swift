@@ -20,12 +20,15 @@ final class OSThread: @unchecked Sendable {
     /// True once the thread's body has returned.
     var isFinished: Bool { finishedFlag.load(ordering: .acquiring) }
 
-    /// Starts `body` on a new thread; `name` documents its role at the call site.
-    init(name: String, _ body: @escaping @Sendable () -> Void) {
+    /// Starts `body` on a new thread; `name` documents its role at the call site. `finished` wakes a
+    /// waiter once `isFinished` is true: posting from inside `body` would let the waiter see the
+    /// post before the flag and sleep until its next poll.
+    init(name: String, finished: Wakeup? = nil, _ body: @escaping @Sendable () -> Void) {
         let context = Unmanaged.passRetained(Body { [self] in
             nameCurrentThread(name)
             body()
             finishedFlag.store(true, ordering: .releasing)
+            finished?.post()
         }).toOpaque()
         let result = pthread_create(&handle, nil, { argument in
             Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()

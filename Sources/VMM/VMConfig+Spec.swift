@@ -19,6 +19,7 @@ extension VMConfig {
         snapshotDirectory = spec.control.snapshotDirectory
         let devices = spec.devices
         debugExitPort = devices.debugExit ? 0x501 : nil
+        pit = devices.pit
         disks = devices.disks.map { DiskSpec(path: $0.path, readOnly: $0.readOnly, id: $0.serial, backing: $0.backing) }
         nets = devices.nets.enumerated().map { index, net in
             NetSpec(backend: net.mode == .tap ? .tap(net.tap ?? "") : .user,

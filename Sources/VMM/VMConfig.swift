@@ -23,6 +23,9 @@ public struct VMConfig: Sendable {
     public var consoleInputFD: Int32? = 0
     /// QEMU-compatible isa-debug-exit port, if enabled.
     public var debugExitPort: UInt16?
+    /// The in-kernel i8254 PIT (`--pit on|off|auto`); nil (auto): only when the guest gets no TSC
+    /// deadline timer (`PITPolicy`).
+    public var pit: Bool?
     /// virtio-blk disks (`--disk`), in order: the first is /dev/vda.
     public var disks: [DiskSpec] = []
     /// virtio-net devices (`--net`).

@@ -27,6 +27,7 @@ extension RunCommand {
         flags.noConsole = noConsole
         flags.noStdin = noStdin
         flags.boot = boot
+        flags.pit = pit
         flags.debugExit = debugExit
         flags.verbose = verbose
         flags.seccomp = isolation.seccomp

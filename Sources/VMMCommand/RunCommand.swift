@@ -71,6 +71,9 @@ package struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Entry protocol: auto, linux (64-bit boot_params) or pvh.", valueName: "protocol"))
     var boot: String = "auto"
 
+    @Option(name: .long, help: ArgumentHelp("The in-kernel i8254 PIT: on, off, or auto (only when the guest gets no TSC deadline timer; kernels without CONFIG_KVM_GUEST may need on).", valueName: "on|off|auto"))
+    var pit: String = "auto"
+
     @Flag(name: .customLong("debug-exit"), help: "Add a QEMU-compatible isa-debug-exit port at 0x501 (write v: exit with (v<<1)|1).")
     var debugExit = false
 

@@ -28,6 +28,7 @@ package struct RunFlags: Sendable {
     package var noConsole = false
     package var noStdin = false
     package var boot = "auto"
+    package var pit = "auto"
     package var debugExit = false
     package var verbose = false
     package var seccomp: String?
@@ -95,6 +96,12 @@ package struct RunFlags: Sendable {
 
     private func flagDevices() throws(UsageError) -> VMSpec.Devices {
         var devices = VMSpec.Devices(rng: rng, debugExit: debugExit)
+        switch pit {
+        case "auto": devices.pit = nil
+        case "on": devices.pit = true
+        case "off": devices.pit = false
+        default: throw UsageError("--pit must be one of on, off, auto; got '\(pit)'")
+        }
         do {
             devices.disks = try disk.map { (text) throws(VMMError) in
                 let parsed = try DiskSpec.parse(text)

@@ -63,7 +63,7 @@ package struct SpecRunner {
             throw UsageError("\(error)")
         }
         if verbose {
-            printError("vireo: host: \(machine.hostKind); \(machine.config.cpus) vCPU(s), \(ByteSize.format(machine.config.memoryBytes)); cmdline: \(machine.commandLine)\n")
+            printError("vireo: host: \(machine.hostKind); \(machine.config.cpus) vCPU(s), \(ByteSize.format(machine.config.memoryBytes)); \(machine.hasPIT ? "in-kernel PIT" : "no PIT"); cmdline: \(machine.commandLine)\n")
         }
         // Printed only once the VM is built, so that a refused run still fails with exactly one line.
         if geteuid() == 0 && spec.isolation.user == nil && !spec.isolation.jail {

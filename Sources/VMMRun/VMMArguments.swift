@@ -31,6 +31,7 @@ package enum VMMArguments {
         Flag(name: "api-socket", valueName: "path"), Flag(name: "snapshot-on", valueName: "signal"),
         Flag(name: "snapshot-dir", valueName: "dir"), Flag(name: "no-console", valueName: nil),
         Flag(name: "no-stdin", valueName: nil), Flag(name: "boot", valueName: "protocol"),
+        Flag(name: "pit", valueName: "on|off|auto"),
         Flag(name: "debug-exit", valueName: nil), Flag(name: "verbose", valueName: nil),
         Flag(name: "seccomp", valueName: "mode"), Flag(name: "jail", valueName: nil),
         Flag(name: "jail-dir", valueName: "dir"), Flag(name: "uid", valueName: "user"),
@@ -141,6 +142,7 @@ package enum VMMArguments {
         case "snapshot-on": flags.snapshotOn = value
         case "snapshot-dir": flags.snapshotDir = value
         case "boot": flags.boot = value
+        case "pit": flags.pit = value
         case "seccomp": flags.seccomp = value
         case "jail-dir": flags.jailDir = value
         case "uid": flags.uid = value

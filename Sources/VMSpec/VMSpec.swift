@@ -93,9 +93,12 @@ public struct VMSpec: Codable, Sendable, Equatable {
         public var virtioConsole: VirtioConsole?
         /// A QEMU-compatible isa-debug-exit port at 0x501.
         public var debugExit: Bool
+        /// KVM's in-kernel i8254 PIT: true, false, or nil (absent: only when the guest gets no TSC
+        /// deadline timer).
+        public var pit: Bool?
 
         public init(disks: [Disk] = [], nets: [Net] = [], rng: Bool = false, vsock: Vsock? = nil, balloon: Balloon? = nil,
-                    virtioConsole: VirtioConsole? = nil, debugExit: Bool = false) {
+                    virtioConsole: VirtioConsole? = nil, debugExit: Bool = false, pit: Bool? = nil) {
             self.disks = disks
             self.nets = nets
             self.rng = rng
@@ -103,6 +106,7 @@ public struct VMSpec: Codable, Sendable, Equatable {
             self.balloon = balloon
             self.virtioConsole = virtioConsole
             self.debugExit = debugExit
+            self.pit = pit
         }
 
         /// Virtio slots these devices take.

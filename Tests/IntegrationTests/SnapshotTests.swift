@@ -15,12 +15,15 @@ struct SnapshotTests {
     }
 
     /// Boots the counter, lets it count, pauses, snapshots, kills it; returns (dir, last count).
-    private func snapshotCounter(name: String) throws -> (String, Int) {
+    /// `whileRunning` sees the VMM before the pause.
+    private func snapshotCounter(name: String, extra: [String] = [],
+                                 whileRunning: (GuestProcess) -> Void = { _ in }) throws -> (String, Int) {
         let kernel = try #require(TestEnvironment.micro("counter"))
         let socket = scratch.appendingPathComponent("\(name).sock").path
-        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--api-socket", socket])
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--api-socket", socket] + extra)
         defer { guest.stop() }
         #expect(guest.waitForOutput("count=3", timeout: 20))
+        whileRunning(guest)
         UnixSocket.waitForSocket(socket)
         #expect(try UnixSocket.request(socket, "pause", timeout: 30).contains("paused"))
         let directory = scratch.appendingPathComponent(name).path
@@ -44,6 +47,40 @@ struct SnapshotTests {
         _ = restored.waitForExit(timeout: 10)
         if let line = restored.errorOutput.split(separator: "\n").first(where: { $0.contains("first guest entry") }) {
             TestEnvironment.log("restore: \(line)")
+        }
+    }
+
+    /// Whether KVM's worker thread for the in-kernel PIT of VMM `pid` (`kvm-pit/PID`) exists.
+    private func hasPITWorker(_ pid: pid_t) -> Bool {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.contains { name in
+            guard Int32(name) != nil, let comm = try? String(contentsOfFile: "/proc/\(name)/comm", encoding: .utf8) else { return false }
+            return comm.trimmingCharacters(in: .whitespacesAndNewlines) == "kvm-pit/\(pid)"
+        }
+    }
+
+    /// `--pit on` gives the VM KVM's in-kernel PIT, `off` none, `auto` what the verbose line says
+    /// (none where the guest gets the TSC deadline timer); a restore has one exactly when its
+    /// snapshot saved PIT state, and the guest goes on counting either way.
+    @Test func thePITFollowsTheFlagAndTheSnapshot() throws {
+        for mode in ["on", "off", "auto"] {
+            var booted: (pit: Bool, said: String) = (false, "")
+            let (directory, last) = try snapshotCounter(name: "pit-\(mode)", extra: ["--pit", mode, "-v"]) { guest in
+                booted = (hasPITWorker(guest.process.processIdentifier), guest.errorOutput)
+            }
+            let saysPIT = booted.said.contains("; in-kernel PIT;")
+            #expect(saysPIT || booted.said.contains("; no PIT;"), "--pit \(mode): \(booted.said)")
+            #expect(booted.pit == saysPIT, "--pit \(mode): kvm-pit worker \(booted.pit), verbose: \(booted.said)")
+            if mode != "auto" { #expect(booted.pit == (mode == "on"), "--pit \(mode)") }
+            TestEnvironment.log("--pit \(mode): \(saysPIT ? "in-kernel PIT" : "no PIT")")
+
+            let restored = try GuestProcess(arguments: ["run", "--restore", directory, "--no-stdin", "-v"])
+            defer { restored.stop() }
+            #expect(restored.waitForOutput("count=\(last + 2)", timeout: 20), "--pit \(mode) restored: \(restored.output) \(restored.errorOutput)")
+            #expect(hasPITWorker(restored.process.processIdentifier) == booted.pit, "--pit \(mode) restored")
+            #expect(restored.errorOutput.contains(booted.pit ? "; in-kernel PIT;" : "; no PIT;"), "\(restored.errorOutput)")
+            kill(restored.process.processIdentifier, SIGTERM)
+            _ = restored.waitForExit(timeout: 10)
         }
     }
 

@@ -33,6 +33,7 @@ import Testing
             ["--kernel", "/k", "--memory", "lots"],
             ["--kernel", "/k", "--memory", "1P"],
             ["--kernel", "/k", "--boot", "bios"],
+            ["--kernel", "/k", "--pit", "maybe"],
             ["--kernel", "/k", "--restore", "/r"],
             ["--restore", "/nonexistent/snap", "--boot", "bios"],
             ["--kernel", "/k", "--seccomp", "sometimes"],

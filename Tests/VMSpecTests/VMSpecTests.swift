@@ -10,7 +10,7 @@ import VMSpec
                                 nets: [VMSpec.Net(mode: .user), VMSpec.Net(mode: .tap, tap: "vtap0", mac: "02:00:00:00:00:01")],
                                 rng: true, vsock: VMSpec.Vsock(cid: 0xFFFF_FFFE, socket: "/run/v.sock"),
                                 balloon: VMSpec.Balloon(targetBytes: 64 << 20),
-                                virtioConsole: VMSpec.VirtioConsole(kind: .socket, path: "/run/hvc"), debugExit: true),
+                                virtioConsole: VMSpec.VirtioConsole(kind: .socket, path: "/run/hvc"), debugExit: true, pit: true),
         console: VMSpec.Console(logPath: "vmm/console.log", logMaxBytes: 1 << 20, toStdout: false, fromStdin: false),
         control: VMSpec.Control(apiSocket: "vmm/api.sock", snapshotSignal: "SIGUSR2", snapshotDirectory: "/snaps"),
         resources: VMSpec.Resources(cpuWeight: 300, cpuMax: .init(quotaMicros: 20_000), memoryMaxBytes: 2 << 30, cpuAffinity: [1, 0]),
@@ -25,7 +25,9 @@ import VMSpec
         let json = try JSONCoding.encode(VMSpecTests.full)
         #expect(json["version"] == .int(1) && json["machine"]?["memoryBytes"] == .int(1 << 30))
         #expect(json["boot"]?["kernel"]?["bootProtocol"] == .string("pvh") && json["isolation"]?["seccomp"] == .string("kill"))
-        // Absent optionals are left out rather than written as null.
+        #expect(json["devices"]?["pit"] == .bool(true))
+        // Absent optionals are left out rather than written as null (no "pit": the host decides).
+        #expect(try JSONCoding.encode(VMSpec(boot: .restore(directory: "/s")))["devices"]?["pit"] == nil)
         #expect(try JSONCoding.encode(VMSpec(boot: .restore(directory: "/s")))["control"] == .object([]))
     }
 
