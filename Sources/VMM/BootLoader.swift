@@ -4,7 +4,7 @@ import X86
 /// Puts the kernel, initrd, command line and boot structures into guest RAM (through X86Boot),
 /// with errors that name the user's files.
 enum BootLoader {
-    static func load(kernel: [UInt8], kernelPath: String, initrd: [UInt8]?, initrdPath: String?,
+    static func load(kernel: OpenedFile, kernelPath: String, initrd: OpenedFile?, initrdPath: String?,
                      commandLine: String, cpus: Int, protocol requested: VMM.BootProtocol,
                      memory: GuestMemory) throws(VMMError) -> PreparedBoot {
         let bootProtocol: X86.BootProtocol?
@@ -18,6 +18,8 @@ enum BootLoader {
                                        bootProtocol: bootProtocol, into: memory)
         } catch {
             switch error {
+            case .setup(.unreadableInitrd):
+                throw .boot("initrd \(initrdPath ?? ""): \(error)")
             case .kernel, .protocolUnavailable:
                 throw .boot("kernel \(kernelPath): \(error)")
             case let .setup(setup):

@@ -30,14 +30,16 @@ protocol MachineOrigin {
 
 /// A kernel (and initrd) loaded into new guest RAM, vCPU 0 at its entry point.
 struct FreshBoot: MachineOrigin {
-    let kernel: [UInt8]
-    let initrd: [UInt8]?
+    /// The images, opened (and checked) before anything is built and read while booting: straight
+    /// into guest RAM where the format allows, so the VMM never holds a 17 MiB vmlinux whole.
+    let kernel: OpenedFile
+    let initrd: OpenedFile?
 
-    /// Reads the images after checking the shape, so a bad size fails before a big read.
+    /// Opens the images after checking the shape, so a bad size fails first.
     init(config: VMConfig) throws(VMMError) {
         try Machine.checkShape(config)
-        kernel = try FileLoader.read(config.kernelPath, what: "kernel")
-        initrd = try config.initrdPath.map { (path) throws(VMMError) in try FileLoader.read(path, what: "initrd") }
+        kernel = try FileLoader.open(config.kernelPath, what: "kernel")
+        initrd = try config.initrdPath.map { (path) throws(VMMError) in try FileLoader.open(path, what: "initrd") }
     }
 
     func guestMemory(config: VMConfig, hostCPUID: [CPUIDEntry]) throws(VMMError) -> GuestMemory {

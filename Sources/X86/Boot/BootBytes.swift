@@ -82,3 +82,42 @@ func alignDown(_ value: UInt64, _ alignment: UInt64) -> UInt64 { value & ~(align
 func overlaps(_ a: Range<UInt64>, _ b: Range<UInt64>) -> Bool {
     !a.isEmpty && !b.isEmpty && a.lowerBound < b.upperBound && b.lowerBound < a.upperBound
 }
+
+/// Bounds-checked little-endian reads over an untrusted image, however it is held: `BootBytes`
+/// over memory, `PagedImage` over a file read on demand.
+protocol ImageReading {
+    var count: Int { get }
+    func u8(_ offset: Int) -> UInt8
+    func u16(_ offset: Int) -> UInt16
+    func u32(_ offset: Int) -> UInt32
+    func u64(_ offset: Int) -> UInt64
+}
+
+extension ImageReading {
+    /// True when `[offset, offset+length)` lies inside the image (overflow-safe).
+    func has(_ offset: UInt64, _ length: UInt64) -> Bool {
+        offset <= UInt64(count) && length <= UInt64(count) - offset
+    }
+
+    /// Up to `n` bytes from the start, for error messages.
+    func prefix(_ n: Int) -> [UInt8] { (0..<min(n, count)).map { u8($0) } }
+
+    /// The bytes of a checked range.
+    func bytes(_ offset: Int, _ length: Int) -> [UInt8] {
+        precondition(offset >= 0 && length >= 0 && offset <= count - length, "unchecked image slice")
+        return (offset..<(offset + length)).map { u8($0) }
+    }
+
+    func u16(_ offset: Int) -> UInt16 { littleEndian(offset) }
+    func u32(_ offset: Int) -> UInt32 { littleEndian(offset) }
+    func u64(_ offset: Int) -> UInt64 { littleEndian(offset) }
+
+    private func littleEndian<T: FixedWidthInteger>(_ offset: Int) -> T {
+        precondition(offset >= 0 && offset <= count - MemoryLayout<T>.size, "unchecked image read")
+        var value: T = 0
+        for i in 0..<MemoryLayout<T>.size { value |= T(u8(offset + i)) << (8 * i) }
+        return value
+    }
+}
+
+extension BootBytes: ImageReading {}

@@ -12,6 +12,7 @@ public enum BootSetupError: Error, Equatable, Sendable, CustomStringConvertible 
     case cpuCountOutOfRange(requested: Int, limit: Int)
     case tableDoesNotFit(what: String, size: Int, room: Int)
     case memory(GuestMemoryError)
+    case unreadableInitrd(KernelReadError)
 
     public var description: String {
         switch self {
@@ -35,6 +36,8 @@ public enum BootSetupError: Error, Equatable, Sendable, CustomStringConvertible 
             return "\(what) is \(size) bytes but only \(room) bytes are set aside for it"
         case let .memory(error):
             return "writing boot structures: \(error)"
+        case let .unreadableInitrd(error):
+            return "initrd: \(error)"
         }
     }
 }

@@ -20,6 +20,7 @@ public enum ELFError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformedNote(String)
     case imageMismatch(parsedSize: Int, givenSize: Int)
     case memory(GuestMemoryError)
+    case unreadable(KernelReadError)
 
     public var description: String {
         switch self {
@@ -61,6 +62,8 @@ public enum ELFError: Error, Equatable, Sendable, CustomStringConvertible {
             return "ELF image given to load has \(givenSize) bytes but the parsed one had \(parsedSize)"
         case let .memory(error):
             return "loading ELF kernel: \(error)"
+        case let .unreadable(error):
+            return "ELF kernel: \(error)"
         }
     }
 }

@@ -46,7 +46,23 @@ public struct ELFKernel: Equatable, Sendable {
     }
 
     public init(parsing image: UnsafeRawBufferPointer) throws(ELFError) {
-        let bytes = BootBytes(image)
+        try self.init(reading: BootBytes(image))
+    }
+
+    /// Parses the file behind `source`, reading only the pages that hold its headers and notes.
+    public init(parsing source: some KernelSource) throws(ELFError) {
+        let paged = PagedImage(source)
+        do {
+            try self.init(reading: paged)
+        } catch {
+            // What zeros from a failed read made the parser say is not the problem; the read is.
+            if let failure = paged.failure { throw .unreadable(failure) }
+            throw error
+        }
+        if let failure = paged.failure { throw .unreadable(failure) }
+    }
+
+    init(reading bytes: some ImageReading) throws(ELFError) {
         guard bytes.count >= 16 else {
             if bytes.count >= 4, bytes.prefix(4) != ELFKernel.magic { throw .notELF(prefix: bytes.prefix(16)) }
             throw .truncated(what: "the ELF identification", needed: 16, fileSize: bytes.count)
@@ -127,7 +143,7 @@ struct ELFHeader {
     var shentsize: UInt16
     var shnum: UInt16
 
-    init(bytes: BootBytes, is64: Bool) {
+    init(bytes: some ImageReading, is64: Bool) {
         self.is64 = is64
         if is64 {
             entry = bytes.u64(24); phoff = bytes.u64(32); shoff = bytes.u64(40)
@@ -157,7 +173,7 @@ struct ELFNoteRegion {
 }
 
 extension ELFKernel {
-    static func programHeaders(_ header: ELFHeader, bytes: BootBytes) throws(ELFError) -> [ELFProgramHeader] {
+    static func programHeaders(_ header: ELFHeader, bytes: some ImageReading) throws(ELFError) -> [ELFProgramHeader] {
         let entrySize: UInt16 = header.is64 ? 56 : 32
         guard header.phnum > 0 else { throw .badProgramHeaderTable("it has no entries") }
         guard header.phnum != pnXNum else { throw .badProgramHeaderTable("extended numbering (PN_XNUM) is not supported") }
@@ -183,7 +199,7 @@ extension ELFKernel {
     }
 
     /// SHT_NOTE sections, used only when there is no PT_NOTE segment.
-    static func noteSections(_ header: ELFHeader, bytes: BootBytes) throws(ELFError) -> [ELFNoteRegion] {
+    static func noteSections(_ header: ELFHeader, bytes: some ImageReading) throws(ELFError) -> [ELFNoteRegion] {
         guard header.shoff != 0, header.shnum != 0 else { return [] }
         let entrySize: UInt16 = header.is64 ? 64 : 40
         guard header.shentsize == entrySize else {

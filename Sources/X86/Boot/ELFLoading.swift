@@ -6,25 +6,32 @@ extension ELFKernel {
     /// All segments are checked (inside RAM, clear of Vireo's boot structures) before the first
     /// byte is written, so a refused image leaves guest memory untouched.
     public func load(_ image: UnsafeRawBufferPointer, into memory: GuestMemory) throws(ELFError) -> LoadedKernel {
-        guard image.count == fileSize else { throw .imageMismatch(parsedSize: fileSize, givenSize: image.count) }
+        try load(from: InMemoryKernelSource(image), into: memory)
+    }
+
+    /// The same, reading each segment from `source` straight into guest RAM (a read that fails
+    /// part way leaves guest memory partly written: the VM is not started then).
+    public func load(from source: some KernelSource, into memory: GuestMemory) throws(ELFError) -> LoadedKernel {
+        guard source.size == fileSize else { throw .imageMismatch(parsedSize: fileSize, givenSize: source.size) }
         for segment in segments {
             if let problem = KernelPlacement.problem(address: segment.physicalAddress, size: segment.memorySize, memory: memory) {
                 throw .segmentNotLoadable(index: segment.index, address: segment.physicalAddress,
                                           size: segment.memorySize, problem: problem)
             }
         }
-        do {
-            for segment in segments {
-                let fileBytes = UnsafeRawBufferPointer(
-                    rebasing: image[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
-                try memory.write(fileBytes, at: segment.physicalAddress)
-                let bss = segment.memorySize - segment.fileSize
-                if bss > 0 {
-                    try memory.zero(at: segment.physicalAddress + segment.fileSize, count: Int(bss))
+        for segment in segments {
+            do {
+                try source.copy(at: Int(segment.fileOffset), count: Int(segment.fileSize), to: segment.physicalAddress, in: memory)
+            } catch {
+                switch error {
+                case let .memory(error): throw .memory(error)
+                case let .read(error): throw .unreadable(error)
                 }
             }
-        } catch {
-            throw .memory(error)
+            let bss = segment.memorySize - segment.fileSize
+            if bss > 0 {
+                do { try memory.zero(at: segment.physicalAddress + segment.fileSize, count: Int(bss)) } catch { throw .memory(error) }
+            }
         }
         return LoadedKernel(
             format: is64Bit ? .elf64 : .elf32,

@@ -7,7 +7,7 @@ struct ELFNotes: Equatable {
     var isLinux = false
 
     /// Walks every note in `regions`; a note that runs past its region is an error, not a guess.
-    static func scan(_ regions: [ELFNoteRegion], in bytes: BootBytes) throws(ELFError) -> ELFNotes {
+    static func scan(_ regions: [ELFNoteRegion], in bytes: some ImageReading) throws(ELFError) -> ELFNotes {
         var result = ELFNotes()
         for region in regions {
             // Notes are 4-byte aligned except in 8-byte-aligned note segments (e.g. GNU property notes).
@@ -25,7 +25,7 @@ struct ELFNotes: Equatable {
                 guard descStart <= end, descSize <= end - descStart else {
                     throw .malformedNote("note at file offset \(hex(cursor)) has a \(descSize)-byte descriptor that runs past its \(region.size)-byte note area")
                 }
-                let name = noteName(bytes.slice(nameStart, nameSize))
+                let name = noteName(bytes.bytes(nameStart, nameSize))
                 if name == "Linux" { result.isLinux = true }
                 if name == "Xen", type == xenPhys32Entry, result.pvhEntry == nil {
                     result.pvhEntry = try pvhEntry(bytes, at: descStart, size: descSize)
@@ -37,7 +37,7 @@ struct ELFNotes: Equatable {
     }
 
     /// The PVH entry descriptor: a 32-bit address stored in 4 bytes (32-bit kernels) or 8 (`.quad` in 64-bit Linux).
-    private static func pvhEntry(_ bytes: BootBytes, at offset: Int, size: Int) throws(ELFError) -> UInt32 {
+    private static func pvhEntry(_ bytes: some ImageReading, at offset: Int, size: Int) throws(ELFError) -> UInt32 {
         switch size {
         case 4:
             return bytes.u32(offset)
@@ -53,7 +53,7 @@ struct ELFNotes: Equatable {
     }
 
     /// The note name without its NUL terminator (names are NUL-terminated, namesz counts the NUL).
-    private static func noteName(_ raw: UnsafeRawBufferPointer) -> String {
+    private static func noteName(_ raw: [UInt8]) -> String {
         let trimmed = raw.prefix { $0 != 0 }
         return String(decoding: trimmed, as: UTF8.self)
     }

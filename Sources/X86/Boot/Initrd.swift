@@ -36,6 +36,22 @@ public struct Initrd: Equatable, Sendable {
         return initrd
     }
 
+    /// Places it and reads it from `source` straight into guest RAM.
+    public static func load(from source: some KernelSource, for kernel: LoadedKernel,
+                            into memory: GuestMemory) throws(BootSetupError) -> Initrd {
+        let initrd = try place(size: UInt64(source.size), kernel: kernel.range,
+                               addressMax: kernel.initrdAddressMax, in: memory)
+        do {
+            try source.copy(at: 0, count: source.size, to: initrd.address, in: memory)
+        } catch {
+            switch error {
+            case let .memory(error): throw .memory(error)
+            case let .read(error): throw .unreadableInitrd(error)
+            }
+        }
+        return initrd
+    }
+
     /// Places and copies an array.
     public static func load(_ image: [UInt8], for kernel: LoadedKernel, into memory: GuestMemory) throws(BootSetupError) -> Initrd {
         try withBootBytes(image) { (raw) throws(BootSetupError) in try load(raw, for: kernel, into: memory) }

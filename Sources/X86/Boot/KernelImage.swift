@@ -44,6 +44,24 @@ public enum KernelImage: Equatable, Sendable {
     public func load(_ image: [UInt8], into memory: GuestMemory) throws(KernelImageError) -> LoadedKernel {
         try withBootBytes(image) { (raw) throws(KernelImageError) in try load(raw, into: memory) }
     }
+
+    /// Parses and loads the file behind `source`: an ELF kernel through its headers and straight
+    /// into guest RAM segment by segment, never held whole; any other file is read whole (a
+    /// bzImage's setup header and payload are one blob, and the rest is refused by its magic).
+    public static func load(from source: some KernelSource, into memory: GuestMemory) throws(KernelImageError) -> LoadedKernel {
+        let magic: [UInt8]
+        do { magic = try source.bytes(at: 0, count: min(source.size, 4)) } catch { throw .unreadable(error) }
+        if magic == ELFKernel.magic {
+            do {
+                return try ELFKernel(parsing: source).load(from: source, into: memory)
+            } catch {
+                throw .elf(error)
+            }
+        }
+        let whole: [UInt8]
+        do { whole = try source.bytes(at: 0, count: source.size) } catch { throw .unreadable(error) }
+        return try KernelImage(parsing: whole).load(whole, into: memory)
+    }
 }
 
 /// The kernel container formats Vireo understands.
@@ -54,6 +72,7 @@ public enum KernelImageError: Error, Equatable, Sendable, CustomStringConvertibl
     case notAKernel(prefix: [UInt8], size: Int)
     case elf(ELFError)
     case bzImage(BzImageError)
+    case unreadable(KernelReadError)
 
     public var description: String {
         switch self {
@@ -66,6 +85,8 @@ public enum KernelImageError: Error, Equatable, Sendable, CustomStringConvertibl
             return error.description
         case let .bzImage(error):
             return error.description
+        case let .unreadable(error):
+            return "kernel: \(error)"
         }
     }
 

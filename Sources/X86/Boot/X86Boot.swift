@@ -56,6 +56,28 @@ public enum X86Boot {
         } catch {
             throw .kernel(error)
         }
+        return try finish(loaded, initrd: initrdImage.map(InMemoryKernelSource.init), commandLine: text,
+                          cpuCount: cpuCount, bootProtocol: requested, into: memory)
+    }
+
+    /// The same from files read as needed (`KernelSource`): neither file is ever held whole in the
+    /// VMM; an ELF kernel's segments and the initrd are read straight into guest RAM.
+    public static func prepare(kernel: some KernelSource, initrd: (any KernelSource)?,
+                               commandLine text: String, cpuCount: Int, bootProtocol requested: BootProtocol? = nil,
+                               into memory: GuestMemory) throws(X86BootError) -> PreparedBoot {
+        let loaded: LoadedKernel
+        do {
+            loaded = try KernelImage.load(from: kernel, into: memory)
+        } catch {
+            throw .kernel(error)
+        }
+        return try finish(loaded, initrd: initrd, commandLine: text, cpuCount: cpuCount, bootProtocol: requested, into: memory)
+    }
+
+    /// Entry point, command line, initrd and the boot structures, for a kernel already in guest RAM.
+    private static func finish(_ loaded: LoadedKernel, initrd initrdSource: (any KernelSource)?, commandLine text: String,
+                               cpuCount: Int, bootProtocol requested: BootProtocol?,
+                               into memory: GuestMemory) throws(X86BootError) -> PreparedBoot {
         let chosen = requested ?? defaultProtocol(for: loaded)
         let entry: UInt64
         switch chosen {
@@ -68,7 +90,7 @@ public enum X86Boot {
         }
         do {
             let commandLine = try BootCommandLine.write(text, limit: loaded.commandLineLimit, into: memory)
-            let initrd = try initrdImage.map { (bytes) throws(BootSetupError) in try Initrd.load(bytes, for: loaded, into: memory) }
+            let initrd = try initrdSource.map { (source) throws(BootSetupError) in try Initrd.load(from: source, for: loaded, into: memory) }
             let memoryMap = try E820Map.entries(for: memory)
             switch chosen {
             case .linux64:
