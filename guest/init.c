@@ -129,6 +129,57 @@ static int wants(const char *test)
 	return 0;
 }
 
+/* Whether `flag` is a whole word of the space-separated `flags` line (ends at '\n' or NUL). */
+static int has_flag(const char *flags, const char *flag)
+{
+	size_t length = strlen(flag);
+	for (const char *p = flags; *p && *p != '\n';) {
+		size_t n = strcspn(p, " \n");
+		if (n == length && strncmp(p, flag, n) == 0)
+			return 1;
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	return 0;
+}
+
+/*
+ * VIREO-CPU: what the VMM shapes in the guest's CPU and timekeeping, as the kernel ended up using
+ * it: on emulated hosts `vireo.noerms` and `vireo.nocx16` clear erms/fsrm and cx16; without a PIT
+ * (`--pit auto`) the clocksource is still kvm-clock or tsc, never jiffies.
+ */
+static void report_cpu(void)
+{
+	static char info[32768];
+	size_t used = 0;
+	int fd = open("/proc/cpuinfo", O_RDONLY);
+	while (fd >= 0 && used < sizeof info - 1) {
+		ssize_t n = read(fd, info + used, sizeof info - 1 - used);
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+	}
+	if (fd >= 0)
+		close(fd);
+	info[used] = 0;
+	const char *flags = strstr(info, "\nflags");
+	flags = flags ? strchr(flags, ':') : NULL;
+	flags = flags ? flags + 1 : "";
+	while (*flags == ' ')
+		flags++;
+	char clocksource[64] = "unknown";
+	fd = open("/sys/devices/system/clocksource/clocksource0/current_clocksource", O_RDONLY);
+	if (fd >= 0) {
+		ssize_t n = read(fd, clocksource, sizeof clocksource - 1);
+		clocksource[n > 0 ? n : 0] = 0;
+		clocksource[strcspn(clocksource, "\n")] = 0;
+		close(fd);
+	}
+	say("VIREO-CPU flags=%d erms=%d fsrm=%d cx16=%d clocksource=%s", *flags != 0 && *flags != '\n',
+	    has_flag(flags, "erms"), has_flag(flags, "fsrm"), has_flag(flags, "cx16"), clocksource);
+}
+
 static int write_all(int fd, const unsigned char *data, size_t length)
 {
 	while (length > 0) {
@@ -624,6 +675,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, SIG_IGN);
 
 	say("VIREO-INIT-OK cpus=%ld", sysconf(_SC_NPROCESSORS_ONLN));
+	report_cpu();
 	double start = now();
 	if (wants("rng"))
 		test_rng();

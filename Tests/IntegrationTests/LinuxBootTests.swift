@@ -111,6 +111,17 @@ struct LinuxBootTests {
         #expect(output.contains("VIREO-INIT-DONE"), "output: \(output.suffix(2000))", sourceLocation: sourceLocation)
         #expect(!output.contains("Kernel panic"), "output: \(output.suffix(2000))", sourceLocation: sourceLocation)
         #expect(status == 0, "exit status \(String(describing: status)); stderr: \(stderr)", sourceLocation: sourceLocation)
+        // What the VMM shapes in the guest's CPU, as the kernel uses it (guest/init.c, VIREO-CPU):
+        // on emulated hosts the appended `vireo.noerms vireo.nocx16` clear erms/fsrm and cx16, and
+        // the kernel keeps time with kvm-clock or the TSC, with or without a PIT (`--pit auto`).
+        let cpu = output.split(whereSeparator: \.isNewline).first { $0.contains("VIREO-CPU ") }.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        #expect(cpu.contains("flags=1"), "no CPU flags line: \(output.suffix(2000))", sourceLocation: sourceLocation)
+        if !hardware {
+            #expect(cpu.contains("erms=0") && cpu.contains("fsrm=0") && cpu.contains("cx16=0"), "\(cpu)", sourceLocation: sourceLocation)
+        }
+        #expect(cpu.contains("clocksource=kvm-clock") || cpu.contains("clocksource=tsc"), "\(cpu)", sourceLocation: sourceLocation)
+        let pit = stderr.contains("; no PIT;") ? "no PIT" : stderr.contains("; in-kernel PIT;") ? "in-kernel PIT" : "PIT not reported"
+        TestEnvironment.log("\(cpu) (\(pit))")
     }
 
     /// The same kernel as a bzImage, entered through its 64-bit entry: its decompressor runs and the
