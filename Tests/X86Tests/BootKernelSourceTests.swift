@@ -94,6 +94,13 @@ private func isUnreadableInitrd(_ error: X86BootError?) -> Bool {
         do { _ = try ELFKernel(parsing: notesUnreadable) } catch { notesFailure = error }
         if case .unreadable? = notesFailure {} else { Issue.record("expected .unreadable, got \(String(describing: notesFailure))") }
         #expect(notesFailure?.description.contains("cannot read") == true)
+        // Notes that span more pages than the parser keeps: refused by that bound, named as such.
+        let manyNotes = Array(repeating: BootTestNote(name: "GNU", type: 3, desc: [1, 2, 3, 4]), count: (1 << 20) / 20 + 400)
+        let hugeNotes = BootTestELF.build(notes: manyNotes + [.linux])
+        var boundFailure: ELFError?
+        do { _ = try ELFKernel(parsing: CountingSource(hugeNotes.image)) } catch { boundFailure = error }
+        #expect(boundFailure?.description.contains("headers and notes span more than 1024 KiB") == true, "\(String(describing: boundFailure))")
+        #expect(try ELFKernel(parsing: hugeNotes.image).isLinux, "the same image from memory has no such bound")
         // Parsing works, the text segment's read fails: an error, and the boot stops there.
         let textUnreadable = CountingSource(built.image, failFrom: Int(try ELFKernel(parsing: built.image).segments[0].fileOffset) + 100)
         let memory = try bootTestMemory()

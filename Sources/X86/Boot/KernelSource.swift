@@ -32,7 +32,15 @@ public struct KernelReadError: Error, Equatable, Sendable, CustomStringConvertib
     public var count: Int
     public var errno: Int32
 
-    public var description: String { "cannot read \(count) bytes at offset \(offset) of the file (errno \(errno))" }
+    /// The errno `PagedImage` reports when a file's headers and notes span more pages than it keeps.
+    static let tooManyPages: Int32 = 7  // E2BIG
+
+    public var description: String {
+        if errno == KernelReadError.tooManyPages {
+            return "its headers and notes span more than \(PagedImage.maximumPages * PagedImage.pageSize / 1024) KiB (read up to offset \(offset))"
+        }
+        return "cannot read \(count) bytes at offset \(offset) of the file (errno \(errno))"
+    }
 }
 
 extension KernelSource {
@@ -81,7 +89,7 @@ final class PagedImage: ImageReading {
         let index = offset / PagedImage.pageSize
         if let page = pages[index] { return page[offset - index * PagedImage.pageSize] }
         guard failure == nil, pages.count < PagedImage.maximumPages else {
-            if failure == nil { failure = KernelReadError(offset: offset, count: 1, errno: 7 /* E2BIG */) }
+            if failure == nil { failure = KernelReadError(offset: offset, count: 1, errno: KernelReadError.tooManyPages) }
             return 0
         }
         let start = index * PagedImage.pageSize
