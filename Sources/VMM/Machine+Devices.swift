@@ -35,7 +35,7 @@ extension Machine {
     /// `status`: what the VMM is doing now, and the isolation `plan` it runs under (if any).
     public func status(isolation plan: IsolationPlan?) -> VMMStatus {
         VMMStatus(state: stateName, vcpus: config.cpus, exits: liveStatistics.counts, devices: deviceStatus,
-                  isolation: plan?.status ?? .null)
+                  isolation: plan?.status ?? .null, pit: hasPIT)
     }
 
     /// `balloon <MiB>`: sets how much memory the balloon should take from the guest and tells the

@@ -75,13 +75,16 @@ public struct VMMStatus: Codable, Sendable, Equatable {
     public var devices: JSONValue
     /// The isolation in force (seccomp mode, jail, ids, cgroups, vCPU pinning); null when none.
     public var isolation: JSONValue
+    /// Whether the VM has KVM's in-kernel PIT (`--pit`); absent from older VMMs.
+    public var pit: Bool?
 
-    public init(state: String, vcpus: Int, exits: ExitCounts, devices: JSONValue, isolation: JSONValue) {
+    public init(state: String, vcpus: Int, exits: ExitCounts, devices: JSONValue, isolation: JSONValue, pit: Bool? = nil) {
         self.state = state
         self.vcpus = vcpus
         self.exits = exits
         self.devices = devices
         self.isolation = isolation
+        self.pit = pit
     }
 }
 

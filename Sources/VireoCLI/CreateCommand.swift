@@ -26,6 +26,9 @@ struct DefinitionOptions: ParsableArguments {
     @Flag(name: .long, inversion: .prefixedNo, help: "Add (or on update remove) a virtio-rng entropy device.")
     var rng: Bool?
 
+    @Option(name: .long, help: ArgumentHelp("KVM's in-kernel i8254 PIT: on, off, or auto (the VMM decides, as `vireo run --pit`).", valueName: "on|off|auto"))
+    var pit: String?
+
     /// The fields these options set, as the API's JSON members.
     func members() throws -> [(key: String, value: JSONValue)] {
         var members: [(key: String, value: JSONValue)] = []
@@ -41,6 +44,14 @@ struct DefinitionOptions: ParsableArguments {
         }
         if !net.isEmpty { members.append(("nets", .array(try net.map(DefinitionOptions.netJSON)))) }
         if let rng { members.append(("rng", .bool(rng))) }
+        if let pit {
+            switch pit {
+            case "on": members.append(("pit", .bool(true)))
+            case "off": members.append(("pit", .bool(false)))
+            case "auto": members.append(("pit", .null))
+            default: throw UsageError("--pit must be one of on, off, auto; got '\(pit)'")
+            }
+        }
         return members
     }
 

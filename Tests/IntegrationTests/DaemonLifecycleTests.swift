@@ -10,7 +10,8 @@ extension DaemonTests {
             let daemon = try DaemonProcess()
             defer { daemon.stop() }
 
-            var (status, out, err) = try daemon.cli(["create", "rt", "--kernel", counter, "--memory", "32M", "--cpus", "1", "--cmdline", "console=ttyS0"])
+            var (status, out, err) = try daemon.cli(["create", "rt", "--kernel", counter, "--memory", "32M", "--cpus", "1", "--cmdline", "console=ttyS0",
+                                                     "--pit", "on"])
             #expect(status == 0, "create: \(err)")
             #expect(out == "rt\n")
             #expect(try daemon.vm("rt").state == "defined")
@@ -25,6 +26,8 @@ extension DaemonTests {
             #expect(inspected.state == "running")
             #expect(inspected["memoryMiB"]?.intValue == 32)
             #expect(inspected["vmm"]?["exits"]?["io"]?.intValue ?? 0 > 0, "live VMM status: \(out)")
+            // `--pit on` went from the CLI through the definition and the spec to KVM, and the VMM says so.
+            #expect(inspected["pit"] == .bool(true) && inspected["vmm"]?["pit"] == .bool(true), "inspect: \(out)")
             let pid = try #require(inspected.pid)
             #expect(kill(pid, 0) == 0)
 

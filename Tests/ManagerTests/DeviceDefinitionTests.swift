@@ -47,13 +47,15 @@ import Testing
     @Test func devicesAndSettingsParse() throws {
         let vm = try create(#"""
             {"name":"a","kernel":"/k/vmlinux","disks":[{"path":"/k/root.ext4"},{"path":"/k/data","readOnly":true}],
-             "nets":[{"mode":"user"},{"mode":"tap","tap":"vtap0","mac":"02:AB:00:00:00:01"}],"rng":true,
+             "nets":[{"mode":"user"},{"mode":"tap","tap":"vtap0","mac":"02:AB:00:00:00:01"}],"rng":true,"pit":true,
              "resources":{"cpuWeight":300,"cpuMax":{"quotaMicros":20000},"memoryMaxMiB":600,"cpuAffinity":[1,0]},
              "isolation":{"seccomp":"kill","jail":true,"user":"0","group":"0"}}
             """#)
         #expect(vm.disks == [DiskDefinition(path: "/k/root.ext4"), DiskDefinition(path: "/k/data", readOnly: true)])
         #expect(vm.nets == [NetDefinition(mode: .user), NetDefinition(mode: .tap, tap: "vtap0", mac: "02:ab:00:00:00:01")])
         #expect(vm.rng)
+        #expect(vm.pit == true)
+        #expect(try create(#"{"name":"b","kernel":"/k/vmlinux","pit":null}"#).pit == nil, "null: the VMM decides")
         #expect(vm.resources == ResourceSettings(cpuWeight: 300, cpuMax: .init(quotaMicros: 20000, periodMicros: 100_000),
                                                  memoryMaxMiB: 600, cpuAffinity: [1, 0]))
         #expect(vm.isolation == IsolationDefinition(seccomp: "kill", jail: true, user: "0", group: "0"))
@@ -62,6 +64,7 @@ import Testing
         #expect(spec.devices.disks == [VMSpec.Disk(path: "/k/root.ext4"), VMSpec.Disk(path: "/k/data", readOnly: true)])
         #expect(spec.devices.nets == [VMSpec.Net(mode: .user), VMSpec.Net(mode: .tap, tap: "vtap0", mac: "02:ab:00:00:00:01")])
         #expect(spec.devices.rng)
+        #expect(spec.devices.pit == true)
         #expect(spec.resources == VMSpec.Resources(cpuWeight: 300, cpuMax: .init(quotaMicros: 20000, periodMicros: 100_000),
                                                    memoryMaxBytes: 600 << 20, cpuAffinity: [1, 0]))
         #expect(spec.isolation == VMSpec.Isolation(seccomp: .kill, jail: true, user: "0", group: "0"))
@@ -91,6 +94,7 @@ import Testing
         expectFailure("{\(base),\"nets\":[{\"mode\":\"user\",\"mac\":\"zz:00:00:00:00:00\"}]}", field: "nets[0].mac", contains: "MAC address")
         expectFailure("{\(base),\"nets\":[{\"mode\":\"user\",\"mac\":\"01:00:00:00:00:00\"}]}", field: "nets[0].mac", contains: "multicast")
         expectFailure("{\(base),\"rng\":1}", field: "rng", contains: "boolean")
+        expectFailure("{\(base),\"pit\":\"on\"}", field: "pit", contains: "boolean")
         expectFailure("{\(base),\"resources\":{\"cpuWeight\":0}}", field: "resources.cpuWeight", contains: "between 1 and 10000")
         expectFailure("{\(base),\"resources\":{\"cpuWeight\":10001}}", field: "resources.cpuWeight", contains: "between 1 and 10000")
         expectFailure("{\(base),\"resources\":{\"cpuMax\":{\"quotaMicros\":10}}}", field: "resources.cpuMax.quotaMicros", contains: "between 1000")
@@ -121,6 +125,7 @@ import Testing
         expectFailure(#"{"name":"c","restore":"/tmp","cpus":4}"#, field: "cpus", contains: "comes from the snapshot")
         expectFailure(#"{"name":"c","restore":"/tmp","kernel":"/k/vmlinux"}"#, field: "kernel", contains: "comes from the snapshot")
         expectFailure(#"{"name":"c","restore":"/tmp","nets":[]}"#, field: "nets", contains: "comes from the snapshot")
+        expectFailure(#"{"name":"c","restore":"/tmp","pit":true}"#, field: "pit", contains: "comes from the snapshot")
         expectFailure(#"{"name":"c","restore":"relative"}"#, field: "restore", contains: "absolute path")
         expectFailure(#"{"name":"c","restore":"/no/such/dir"}"#, field: "restore", contains: "no such directory")
         expectFailure(#"{"name":"c","restore":"/"}"#, field: "restore", contains: "checksum does not match")

@@ -14,7 +14,8 @@ import Testing
     @Test func migrationsApplyOnceAndInOrder() throws {
         let path = temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        #expect(Store.knownMigrations == ["v1: vms and events", "v2: events by VM", "v3: devices, resources, isolation, restore", "v4: image VMs"])
+        #expect(Store.knownMigrations == ["v1: vms and events", "v2: events by VM", "v3: devices, resources, isolation, restore", "v4: image VMs",
+                                         "v5: the in-kernel PIT"])
         let store = try Store(path: path)
         #expect(try store.appliedMigrations() == Store.knownMigrations.sorted())
         // Reopening an up-to-date database applies nothing and keeps the data.
@@ -65,6 +66,9 @@ import Testing
         let store = try Store(path: path)
         let vm = try #require(try store.vm(named: "old"))
         #expect(vm.image == nil && vm.disks.map(\.path) == ["/d/root.ext4"])
+        #expect(vm.pit == nil, "rows older than v5 leave the PIT to the VMM")
+        try store.insert(VMRecord(definition: VMDefinition(name: "nopit", kernel: "/k/vmlinux", pit: false)))
+        #expect(try Store(path: path).vm(named: "nopit")?.definition.pit == false)
         let image = ImageDefinition(reference: "/srv/app-oci", command: ["sh", "-c", "exit 7"], entrypoint: "", env: ["A=b"],
                                     workdir: "/tmp", user: "1000:50")
         try store.insert(VMRecord(definition: VMDefinition(name: "job", kernel: "/k/vmlinux", cmdline: VMDefinition.imageCmdline, image: image)))

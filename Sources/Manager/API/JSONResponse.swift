@@ -44,6 +44,7 @@ enum JSONResponse {
             })),
             ("nets", .array(vm.nets.map(net))),
             ("rng", .bool(vm.rng)),
+            ("pit", optional(vm.pit) { .bool($0) }),  // null: the VMM decides
             ("resources", resources(vm.resources)),
             ("isolation", .object([
                 ("seccomp", optional(vm.isolation.seccomp) { .string($0) }),

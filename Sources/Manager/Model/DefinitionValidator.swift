@@ -36,9 +36,9 @@ public struct DefinitionValidator: Sendable {
 
     /// The fields a definition has, in the order errors are looked for.
     public static let fields = ["name", "kernel", "initrd", "cmdline", "cpus", "memoryMiB", "autostart", "restartPolicy",
-                                "restore", "disks", "nets", "rng", "resources", "isolation", "image"]
+                                "restore", "disks", "nets", "rng", "pit", "resources", "isolation", "image"]
     /// What a restored VM takes from its snapshot and so cannot be given.
-    static let fixedBySnapshot = ["kernel", "initrd", "cmdline", "cpus", "memoryMiB", "nets", "rng"]
+    static let fixedBySnapshot = ["kernel", "initrd", "cmdline", "cpus", "memoryMiB", "nets", "rng", "pit"]
 
     /// `[a-z0-9][a-z0-9-]{0,62}`: safe as a directory name and in a URL path.
     /// `subject` names it in messages (a body field, or the VM name in a URL path).
@@ -258,6 +258,7 @@ public struct DefinitionValidator: Sendable {
             definition.restartPolicy = policy
         }
         if let value = members["rng"] { definition.rng = try bool(value, "rng") }
+        if let value = members["pit"] { definition.pit = value == .null ? nil : try bool(value, "pit") }
         if let value = members["disks"] { definition.disks = try disks(value) }
         if let value = members["nets"] { definition.nets = try nets(value) }
         if let value = members["resources"] {

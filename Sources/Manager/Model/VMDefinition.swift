@@ -30,6 +30,9 @@ public struct VMDefinition: Codable, Sendable, Equatable {
     public var nets: [NetDefinition]
     /// A virtio-rng entropy device.
     public var rng: Bool
+    /// KVM's in-kernel PIT: true, false, or nil (the VMM decides: only when the guest gets no TSC
+    /// deadline timer; `vireo run --pit`).
+    public var pit: Bool?
     public var resources: ResourceSettings
     public var isolation: IsolationDefinition
     /// The OCI image this VM runs (guest/image-init.c as PID 1); nil: a kernel VM.
@@ -38,7 +41,7 @@ public struct VMDefinition: Codable, Sendable, Equatable {
     public init(name: String, kernel: String, initrd: String? = nil, cmdline: String = VMDefinition.defaultCmdline,
                 cpus: Int = 1, memoryMiB: Int = 512, autostart: Bool = false, restartPolicy: RestartPolicy = .no,
                 restore: String? = nil, disks: [DiskDefinition] = [], nets: [NetDefinition] = [], rng: Bool = false,
-                resources: ResourceSettings = ResourceSettings(), isolation: IsolationDefinition = IsolationDefinition(), image: ImageDefinition? = nil) {
+                pit: Bool? = nil, resources: ResourceSettings = ResourceSettings(), isolation: IsolationDefinition = IsolationDefinition(), image: ImageDefinition? = nil) {
         self.name = name
         self.kernel = kernel
         self.initrd = initrd
@@ -51,6 +54,7 @@ public struct VMDefinition: Codable, Sendable, Equatable {
         self.disks = disks
         self.nets = nets
         self.rng = rng
+        self.pit = pit
         self.resources = resources
         self.isolation = isolation
         self.image = image
@@ -83,7 +87,8 @@ extension VMDefinition {
         let devices = VMSpec.Devices(
             disks: disks.map { VMSpec.Disk(path: $0.path, readOnly: $0.readOnly, backing: $0.backing) },
             nets: nets,
-            rng: rng)
+            rng: rng,
+            pit: pit)
         let limits = VMSpec.Resources(
             cpuWeight: resources.cpuWeight,
             cpuMax: resources.cpuMax,

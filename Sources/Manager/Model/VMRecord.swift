@@ -15,6 +15,8 @@ public struct VMRecord: Codable, Sendable, Equatable {
     public var disks: [DiskDefinition]
     public var nets: [NetDefinition]
     public var rng: Bool
+    /// nil: the VMM decides (NULL in rows older than migration v5).
+    public var pit: Bool?
     public var resources: ResourceSettings
     public var isolation: IsolationDefinition
     /// The image section (JSON text; NULL for kernel VMs and rows older than migration v4).
@@ -50,6 +52,7 @@ public struct VMRecord: Codable, Sendable, Equatable {
         disks = definition.disks
         nets = definition.nets
         rng = definition.rng
+        pit = definition.pit
         resources = definition.resources
         isolation = definition.isolation
         image = definition.image
@@ -64,7 +67,7 @@ public struct VMRecord: Codable, Sendable, Equatable {
         get {
             VMDefinition(name: name, kernel: kernel, initrd: initrd, cmdline: cmdline, cpus: cpus,
                          memoryMiB: memoryMiB, autostart: autostart, restartPolicy: restartPolicy, restore: restore,
-                         disks: disks, nets: nets, rng: rng, resources: resources, isolation: isolation, image: image)
+                         disks: disks, nets: nets, rng: rng, pit: pit, resources: resources, isolation: isolation, image: image)
         }
         set {
             kernel = newValue.kernel
@@ -78,6 +81,7 @@ public struct VMRecord: Codable, Sendable, Equatable {
             disks = newValue.disks
             nets = newValue.nets
             rng = newValue.rng
+            pit = newValue.pit
             resources = newValue.resources
             isolation = newValue.isolation
             image = newValue.image

@@ -55,6 +55,11 @@ enum Migrations {
                 t.add(column: "image", .text)  // JSON; NULL: a kernel VM
             }
         }
+        migrator.registerMigration("v5: the in-kernel PIT") { db in
+            try db.alter(table: "vms") { t in
+                t.add(column: "pit", .boolean)  // NULL: the VMM decides
+            }
+        }
         return migrator
     }
 
