@@ -13,15 +13,18 @@ package struct SpecRunner {
     let snapshotFiles: SnapshotFiles?
     /// Set for a VMM a warm-pool member forked ahead: its supervisor's cgroup and jail name.
     let forkedAheadID: String?
+    /// With `forkedAheadID`: the socket to the supervisor, for its SupervisionReport.
+    let supervisorSocket: Int32
     /// Called once the guest's vCPU threads are started.
     let started: (() -> Void)?
 
     package init(spec: VMSpec, verbose: Bool, snapshotFiles: SnapshotFiles? = nil, forkedAheadID: String? = nil,
-                 started: (() -> Void)? = nil) {
+                 supervisorSocket: Int32 = -1, started: (() -> Void)? = nil) {
         self.spec = spec
         self.verbose = verbose
         self.snapshotFiles = snapshotFiles
         self.forkedAheadID = forkedAheadID
+        self.supervisorSocket = supervisorSocket
         self.started = started
     }
 
@@ -40,11 +43,11 @@ package struct SpecRunner {
             isolationPlan = try SpecRunner.plan(spec, config: &config, vmID: forkedAheadID)
             PoolMilestones.mark("isolation plan")
             if forkedAheadID != nil {
-                try isolationPlan.joinForkedAhead()  // the supervisor is the warm-pool member
+                try isolationPlan.joinForkedAhead(reportingTo: supervisorSocket)  // the supervisor is the warm-pool member
             } else {
                 try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
             }
-            PoolMilestones.mark("cgroups joined")
+            PoolMilestones.mark("cgroups, jail directory made and reported")
             if let files = snapshotFiles {
                 machine = try Machine(restoring: files, options: config)
             } else if let restore = spec.restoreDirectory {
@@ -54,7 +57,7 @@ package struct SpecRunner {
             }
             PoolMilestones.mark("machine restored")
             try isolationPlan.enter(helpers: machine.helperProcesses)
-            PoolMilestones.mark("jail, uid, capabilities, seccomp")
+            PoolMilestones.mark("seccomp control filter")
         } catch let error as VMMError {
             throw UsageError(error.description)
         } catch let error as UsageError {

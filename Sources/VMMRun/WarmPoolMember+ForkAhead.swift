@@ -13,10 +13,11 @@ extension WarmPoolMember {
     static func forkVMMAhead(memoryBytes: UInt64?) -> (pid: pid_t, socket: Int32)? {
         var ends: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else { return nil }
+        let vmID = "vm-\(getpid())"  // the member's: the cgroup and jail name its VM will get
         let pid = IsolationPlan.forkAhead()
         if pid == 0 {
             close(ends[0])
-            runForkedAhead(ends[1], memoryBytes: memoryBytes)
+            runForkedAhead(ends[1], memoryBytes: memoryBytes, vmID: vmID)
         }
         close(ends[1])
         guard pid > 0 else {
@@ -52,40 +53,49 @@ extension WarmPoolMember {
         }
     }
 
-    /// The member once its VMM child is ready: says ready, takes the VM, and becomes the jail's
-    /// supervisor (IsolationPlan.superviseForkedVMM), passing the VM's descriptors to the child.
+    /// The member once its VMM child is ready: says ready, takes the VM and passes it on to the
+    /// child at once, with the VM directory's path the daemon sent; it reads no spec and makes no
+    /// plan. The child creates the VM's cgroups and jail directory itself and reports them
+    /// (IsolationPlan.joinForkedAhead); the member supervises it and removes them at its end.
     static func superviseHandedVM(_ vmm: (pid: pid_t, socket: Int32)) throws -> Never {
-        try say("ready \(getpid()) ahead\n")
-        let (text, fds) = try receive(on: socketFD, what: "the daemon")
-        let received = PoolMilestones.now()
-        close(socketFD)  // the child holds its copy, for `up`
-        let handed = try HandedVM(text: text, fds: fds)
-        guard fchdir(fds[0]) == 0 else { throw UsageError("pool: cannot enter the VM directory: \(String(cString: strerror(errno)))") }
-        dup2(fds[1], 1)
-        dup2(fds[1], 2)
-        let spec = try readSpec()
-        var config = VMConfig(spec: spec)
-        let plan = try SpecRunner.plan(spec, config: &config)
-        try plan.superviseForkedVMM(vmm.pid) { () throws(VMMError) in
-            // The VM directory's path too: the child's mount namespace was made ahead, so the directory
-            // descriptor it gets is of a mount outside it; it changes into its own view by path.
-            let message = Array("vm 1 \(plan.vmID)\n\(format6(received))\n\(currentDirectory() ?? "")\n".utf8)
-            let sent = handed.descriptors.withUnsafeBufferPointer { list in
-                message.withUnsafeBytes { csys_send_fds(vmm.socket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
+        // Opened ahead, so that a seccomp kill right after the hand-off is still in what it reads.
+        let kernelLog = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        let vmID = "vm-\(getpid())"
+        // The child's jail directory made ahead (IsolationAhead), removed here if no VM comes to use it.
+        let aheadRoot = IsolationPlan.defaultJailRoot(vmID: vmID)
+        let handed: HandedVM
+        let received: Double
+        do {
+            try say("ready \(getpid()) ahead\n")
+            let (text, fds) = try receive(on: socketFD, what: "the daemon")
+            received = PoolMilestones.now()
+            close(socketFD)  // the child holds its copy, for `up`
+            if text.isEmpty && fds.isEmpty {  // drained: no VM came
+                rmdir(aheadRoot)
+                exit(0)
             }
-            guard sent == message.count else {
-                throw .invalidConfiguration("pool: the VMM process did not take the VM: \(String(cString: strerror(Int32(-sent))))")
-            }
-            for fd in handed.descriptors { close(fd) }
-            close(vmm.socket)
+            handed = try HandedVM(text: text, fds: fds)
+            guard !handed.directoryPath.isEmpty else { throw UsageError("pool: the daemon sent no VM directory") }
+        } catch {
+            rmdir(aheadRoot)
+            throw error
         }
-    }
-
-    /// The working directory's absolute path (the member's, in the host's mount namespace).
-    private static func currentDirectory() -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return nil }
-        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        if kernelLog >= 0 { lseek(kernelLog, 0, SEEK_END) }
+        dup2(handed.descriptors[1], 1)
+        dup2(handed.descriptors[1], 2)
+        // The VM directory's path too: the child's mount namespace was made ahead, so the directory
+        // descriptor it gets is of a mount outside it; it changes into its own view by path.
+        let timeline = handed.timeline + [("member got the VM", received)]
+        let message = Array("vm 1 \(vmID)\n\(handed.directoryPath)\n\(HandedVM.timelineLines(timeline))".utf8)
+        let sent = handed.descriptors.withUnsafeBufferPointer { list in
+            message.withUnsafeBytes { csys_send_fds(vmm.socket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
+        }
+        guard sent == message.count else {
+            rmdir(aheadRoot)
+            throw UsageError("pool: the VMM process did not take the VM: \(String(cString: strerror(Int32(-sent))))")
+        }
+        for fd in handed.descriptors { close(fd) }
+        IsolationPlan.superviseForkedVMM(vmm.pid, vmID: vmID, reports: vmm.socket, kernelLog: kernelLog, aheadJailRoot: aheadRoot)
     }
 
     /// Changes from the VM directory as handed over (a descriptor of the host's mount namespace,
@@ -101,33 +111,36 @@ extension WarmPoolMember {
     }
 
     /// The VMM child: makes the KVM VM, says ready to the member, waits for the VM and runs it.
-    private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?) -> Never {
+    private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?, vmID: String) -> Never {
         _ = csys_set_parent_death_signal(SIGKILL)
         _ = chdir("/")  // the slot is the member's; the VM's directory comes with the VM
         // First, while single-threaded: namespaces (unshare(CLONE_NEWNS) needs one thread) and the
         // seccomp programs for the host's default mode (a spec that names another compiles its own).
-        IsolationAhead.prepare(deny: ((try? RunFlags.seccompMode(nil)) ?? .on).denyAction)
+        IsolationAhead.prepare(deny: ((try? RunFlags.seccompMode(nil)) ?? .on).denyAction, vmID: vmID)
         KVMPrewarm.prepareVM(memoryBytes: memoryBytes)
         let ready = Array("ready".utf8)
         guard ready.withUnsafeBytes({ send(member, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else { _exit(0) }
         VMMMain.runToExit {
             let (text, fds) = try receive(on: member, what: "the pool member")
             let passed = PoolMilestones.now()
-            close(member)
-            let lines = text.dropFirst(5).split(separator: "\n")
-            guard text.hasPrefix("vm 1 vm-"), let vmID = lines.first else {
+            let vmID = text.prefix { $0 != "\n" }.dropFirst(5)
+            guard text.hasPrefix("vm 1 vm-"), vmID.count > 3, vmID.dropFirst(3).allSatisfy(\.isNumber) else {
                 for fd in fds { close(fd) }
                 if text.isEmpty && fds.isEmpty { _exit(0) }  // the member ended without a VM
                 throw UsageError("pool: unexpected hand-off from the member")
             }
-            PoolMilestones.start("member got the VM", at: lines.count > 1 ? Double(lines[1]) ?? passed : passed)
-            PoolMilestones.mark("member checked it, made cgroups and jail directory, passed it on")
-            let handed = try HandedVM(text: "vm 1", fds: fds)
+            let handed = try HandedVM(text: text, fds: fds)
+            guard !handed.directoryPath.isEmpty else { throw UsageError("pool: the member sent no VM directory") }
+            // The daemon's steps and the member's receipt, then this process's.
+            let timeline = handed.timeline.isEmpty ? [("member got the VM", passed)] : handed.timeline
+            PoolMilestones.start(timeline[0].0, at: timeline[0].1)
+            for (name, moment) in timeline.dropFirst() { PoolMilestones.record(name, at: moment) }
+            PoolMilestones.record("member passed it on", at: passed)
             let spec = try handed.enter()
-            if lines.count > 2 { try enterOwnView(of: String(lines[2])) }
+            try enterOwnView(of: handed.directoryPath)
             PoolMilestones.mark("spec read")
             try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: String(vmID),
-                           started: announceUp).run()
+                           supervisorSocket: member, started: announceUp).run()
         }
     }
 }

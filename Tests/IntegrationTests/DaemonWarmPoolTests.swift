@@ -124,8 +124,11 @@ extension DaemonTests {
             #expect(reply.status == 201, "\(reply.text)")
             let atSnapshot = Snapshots.counts(daemon.logs("orig")).last ?? 0
 
-            // The restore: a pool member runs it and the guest continues its count.
-            let created = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(snapshot))]))
+            // The restore: a pool member runs it and the guest continues its count. With resources, so
+            // that it has cgroups, which its VMM (forked ahead) creates and its member removes.
+            let resources = JSONValue.object([("cpuWeight", .int(300)), ("memoryMaxMiB", .int(128))])
+            let created = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(snapshot)),
+                                                                            ("resources", resources)]))
             #expect(created.status == 201, "\(created.text)")
             let clone = try daemon.action("clone", "start")
             #expect(clone.state == "running", "\(clone)")
@@ -179,6 +182,16 @@ extension DaemonTests {
             }
             #expect(cloneApplied["jail"]?.stringValue?.hasPrefix("/") == true && cloneApplied["uid"]?.intValue != origApplied["uid"]?.intValue,
                     "clone \(cloneApplied) vs orig \(origApplied)")
+            // Its cgroups (named after its supervisor, the member) hold it and apply the limits; they and
+            // the jail directory exist on the host while it runs and are removed when it ends.
+            let jailRoot = "/run/vireo/jail/vm-\(watched)"
+            let cgroupPaths = (cloneApplied["cgroups"]?.arrayValue ?? []).compactMap { $0["path"]?.stringValue }
+            #expect(cloneApplied["jail"]?.stringValue == jailRoot && FileManager.default.fileExists(atPath: jailRoot), "\(cloneApplied)")
+            #expect(!cgroupPaths.isEmpty && cgroupPaths.allSatisfy { $0.hasSuffix("/vireo/vm-\(watched)") && FileManager.default.fileExists(atPath: $0) },
+                    "cgroups \(cgroupPaths)")
+            let procs = cgroupPaths.map { (try? String(contentsOfFile: $0 + "/cgroup.procs", encoding: .utf8)) ?? "" }
+            #expect(procs.allSatisfy { $0.split(separator: "\n").contains(Substring(String(vmm))) }, "VMM \(vmm) not in its cgroups: \(procs)")
+            #expect(cloneApplied["cpu_weight"]?.intValue == 300 && cloneApplied["memory_max"]?.intValue == 128 << 20, "\(cloneApplied)")
 
             // The pool refills to two new members, never more.
             let (refilled, refillMost) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
@@ -199,6 +212,10 @@ extension DaemonTests {
 
             // The exit of a pooled VMM is recorded like any other; a restart takes a member again.
             #expect(try daemon.action("clone", "stop").state == "stopped")
+            let cleanDeadline = Date().addingTimeInterval(5)
+            let leftovers = { ([jailRoot] + cgroupPaths).filter { FileManager.default.fileExists(atPath: $0) } }
+            while Date() < cleanDeadline && !leftovers().isEmpty { usleep(20_000) }
+            #expect(leftovers().isEmpty, "left after the pooled VM ended: \(leftovers())")
             let first = try daemon.action("clone", "start")
             #expect(refilled.contains(first.pid ?? -1), "the restart's VMM \(first.pid ?? -1) is not one of \(refilled)")
             #expect(daemon.waitForLog("clone", "count=\(atSnapshot + 2)"))

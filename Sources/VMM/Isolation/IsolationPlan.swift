@@ -44,6 +44,10 @@ public final class IsolationPlan: @unchecked Sendable {
     private var identityAfterDrop: (uid: UInt32, gid: UInt32, noNewPrivileges: Bool) = (0, 0, false)
 
 
+    /// Called with the name of each step of `enter` as it ends (a warm-pool VMM's timeline,
+    /// PoolMilestones); set on the main thread before `enter`, nil otherwise.
+    nonisolated(unsafe) public static var step: ((String) -> Void)?
+
     private init(settings: IsolationSettings, vmID: String, user: UserIdentity?, jail: JailLayout?, cgroups: VMCgroups?) {
         self.settings = settings
         self.vmID = vmID
@@ -108,7 +112,7 @@ public final class IsolationPlan: @unchecked Sendable {
                 vsock.socketPath = absolutePath(vsock.socketPath)
                 config.vsock = vsock
             }
-            let root = absolutePath(settings.jailDirectory ?? "/run/vireo/jail/\(vmID)")
+            let root = absolutePath(settings.jailDirectory ?? defaultJailRoot(vmID: vmID))
             jail = try JailLayout.plan(root: root, config: config)
         }
         var cgroups: VMCgroups?
@@ -136,6 +140,9 @@ public final class IsolationPlan: @unchecked Sendable {
         }
         return plan
     }
+
+    /// Where a jail goes without `--jail-dir`.
+    public static func defaultJailRoot(vmID: String) -> String { "/run/vireo/jail/\(vmID)" }
 
     // MARK: 2. launch
 
@@ -188,31 +195,66 @@ public final class IsolationPlan: @unchecked Sendable {
     /// parent gets its pid (or -1, errno set) and later calls `superviseForkedVMM`.
     public static func forkAhead() -> Int32 { Supervisor.forkAhead() }
 
-    /// `launch` for a VMM process that was forked before the VM was known (a warm-pool member,
-    /// Supervisor.forkAhead: stop signals blocked, the child PID 1 of a new PID namespace), called
-    /// in the supervisor: creates the cgroups and jail directory, runs `handOff` (which gives the
-    /// child the VM), then supervises the child until it ends. Only a jailed plan fits: the child
-    /// is already in its own PID namespace.
-    public func superviseForkedVMM(_ child: Int32, handOff: () throws(VMMError) -> Void) throws(VMMError) -> Never {
-        guard jail != nil else { throw .invalidConfiguration("a warm-pool VMM forked ahead runs jailed VMs only") }
-        supervised = true
-        try cgroups?.create()
-        do {
-            try jail?.createRoot()
-            try handOff()
-        } catch {
-            cleanUp()
-            throw error
+    /// The supervisor's side for a VMM process forked before the VM was known (a warm-pool member,
+    /// Supervisor.forkAhead: stop signals blocked, the child PID 1 of a new PID namespace), once it
+    /// has passed the VM on: reads the child's one SupervisionReport on `reports` (what the child
+    /// created: `joinForkedAhead`), then supervises the child until it ends and removes those. The
+    /// member needs neither the spec nor a plan. `kernelLog`: /dev/kmsg opened (from its end)
+    /// before the hand-off, or -1; kept when the report asks for a seccomp kill to be named. A
+    /// child that ends before reporting created nothing that outlives it.
+    /// `aheadJailRoot`: the jail directory the child made ahead, removed at the end if the report
+    /// does not name it (no report, or the VM's spec chose another directory).
+    public static func superviseForkedVMM(_ child: Int32, vmID: String, reports: Int32, kernelLog: Int32,
+                                          aheadJailRoot: String) -> Never {
+        var bytes = [UInt8](repeating: 0, count: SupervisionReport.maximumBytes + 1)
+        var count = 0
+        repeat {
+            count = bytes.withUnsafeMutableBytes { recv(reports, $0.baseAddress, $0.count, 0) }
+        } while count < 0 && errno == EINTR
+        close(reports)
+        var report: SupervisionReport?
+        if count > 0 {
+            report = SupervisionReport.decode(Array(bytes[0..<count]), vmID: vmID)
+            if report == nil { reportOnStandardError("pool: the VMM's supervision report is malformed; nothing of it is removed") }
         }
-        var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: settings.seccomp == .kill)
-        supervisor.openKernelLog()
+        let cgroups = report.map { VMCgroups(adopting: $0.cgroupDirectories) }
+        // What the child could not do from its PID namespace: stale siblings of its cgroups removed.
+        for directory in report?.cgroupDirectories ?? [] { VMCgroups.sweepStale(in: parentDirectory(of: directory)) }
+        let jail = report.map { JailLayout(root: $0.jailRoot, createdRoot: $0.createdRoot, mirrors: [], devices: []) }
+        var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: report?.readKernelLog ?? false)
+        if report?.jailRoot != aheadJailRoot { supervisor.leftoverRoot = aheadJailRoot }
+        if report?.readKernelLog == true, kernelLog >= 0 {
+            supervisor.adoptKernelLog(kernelLog)
+        } else if kernelLog >= 0 {
+            close(kernelLog)
+        }
         supervisor.superviseAndExit(child: child)
     }
 
-    /// `launch` in a VMM forked ahead, once its supervisor ran `superviseForkedVMM`'s hand-off.
-    public func joinForkedAhead() throws(VMMError) {
+    /// `launch` in a VMM forked ahead, once its supervisor passed it the VM: creates the cgroups
+    /// and jail directory (as `launch`'s supervisor does for a fresh VMM), reports them on
+    /// `supervisor` for removal (SupervisionReport; the socket is closed after), then joins.
+    public func joinForkedAhead(reportingTo supervisorSocket: Int32) throws(VMMError) {
+        defer { close(supervisorSocket) }
         guard jail != nil else { throw .invalidConfiguration("a warm-pool VMM forked ahead runs jailed VMs only") }
         supervised = true
+        try cgroups?.create(sweeping: false)  // kill(pid, 0) means nothing in this PID namespace
+        do {
+            try jail?.createRoot()
+        } catch {
+            cgroups?.remove()
+            throw error
+        }
+        let report = SupervisionReport(jailRoot: jail!.root, createdRoot: jail!.createdRoot,
+                                       cgroupDirectories: cgroups?.directories ?? [],
+                                       readKernelLog: settings.seccomp == .kill)
+        let bytes = report.encoded
+        let sent = bytes.withUnsafeBytes { send(supervisorSocket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent == bytes.count else {
+            let code = errno
+            cleanUp()
+            throw .invalidConfiguration("pool: cannot report to the supervisor: \(String(cString: strerror(code)))")
+        }
         try joinAsVMM()
     }
 
@@ -229,7 +271,9 @@ public final class IsolationPlan: @unchecked Sendable {
     public func enter(helpers: [Int32] = []) throws(VMMError) {
         if let jail {
             try enterNetworkNamespace()
+            IsolationPlan.step?("network namespace joined")
             try jail.enter(owner: user, hostname: vmID)
+            IsolationPlan.step?("jail mounts, pivot_root")
         }
         if jail != nil || user != nil {
             try Privileges.drop(to: user)
@@ -239,6 +283,7 @@ public final class IsolationPlan: @unchecked Sendable {
         if jail != nil || user != nil || settings.seccomp != .off {
             try Privileges.setNoNewPrivileges()
         }
+        IsolationPlan.step?("uid, capabilities dropped")
         if let cpus = settings.cpuAffinity {
             // Every thread created from here on inherits it; vCPU threads set it again at their start.
             let result = cpus.map(Int32.init).withUnsafeBufferPointer { csys_set_affinity($0.baseAddress, Int32($0.count)) }
