@@ -15,16 +15,19 @@ package struct SpecRunner {
     let forkedAheadID: String?
     /// With `forkedAheadID`: the socket to the supervisor, for its SupervisionReport.
     let supervisorSocket: Int32
+    /// With `forkedAheadID`: the nice value to return to (the daemon's) before the machine is built.
+    let niceness: Int32?
     /// Called once the guest's vCPU threads are started.
     let started: (() -> Void)?
 
     package init(spec: VMSpec, verbose: Bool, snapshotFiles: SnapshotFiles? = nil, forkedAheadID: String? = nil,
-                 supervisorSocket: Int32 = -1, started: (() -> Void)? = nil) {
+                 supervisorSocket: Int32 = -1, niceness: Int32? = nil, started: (() -> Void)? = nil) {
         self.spec = spec
         self.verbose = verbose
         self.snapshotFiles = snapshotFiles
         self.forkedAheadID = forkedAheadID
         self.supervisorSocket = supervisorSocket
+        self.niceness = niceness
         self.started = started
     }
 
@@ -43,11 +46,15 @@ package struct SpecRunner {
             isolationPlan = try SpecRunner.plan(spec, config: &config, vmID: forkedAheadID)
             PoolMilestones.mark("isolation plan")
             if forkedAheadID != nil {
-                try isolationPlan.joinForkedAhead(reportingTo: supervisorSocket)  // the supervisor is the warm-pool member
+                // The supervisor is the warm-pool member; stderr is the VM's vmm.log (WarmPoolMember).
+                try isolationPlan.joinForkedAhead(reportingTo: supervisorSocket, log: STDERR_FILENO)
             } else {
                 try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
             }
             PoolMilestones.mark("cgroups, jail directory made and reported")
+            // A VMM forked ahead waited at a better nice value (WarmPoolMember): back to the daemon's
+            // before anything of the VM starts (threads and passt inherit it).
+            if let niceness { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
             if let files = snapshotFiles {
                 machine = try Machine(restoring: files, options: config)
             } else if let restore = spec.restoreDirectory {

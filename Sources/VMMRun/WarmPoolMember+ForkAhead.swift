@@ -1,5 +1,6 @@
 internal import CVireoSystem
 import VMM
+import VMSpec
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,11 +15,18 @@ extension WarmPoolMember {
         var ends: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else { return nil }
         let vmID = "vm-\(getpid())"  // the member's: the cgroup and jail name its VM will get
+        // The child waits at a better nice value (root may lower it), so that the daemon's hand-off
+        // wakes it onto a CPU at once instead of after what the daemon and others do next; it is
+        // back at the daemon's value before it starts anything of the VM (SpecRunner), as is this
+        // process right after the fork (nice is per thread and inherited).
+        let niceness = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness - waitingNicenessBoost)
         let pid = IsolationPlan.forkAhead()
         if pid == 0 {
             close(ends[0])
-            runForkedAhead(ends[1], memoryBytes: memoryBytes, vmID: vmID)
+            runForkedAhead(ends[1], memoryBytes: memoryBytes, vmID: vmID, niceness: niceness)
         }
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness)
         close(ends[1])
         guard pid > 0 else {
             close(ends[0])
@@ -53,49 +61,25 @@ extension WarmPoolMember {
         }
     }
 
-    /// The member once its VMM child is ready: says ready, takes the VM and passes it on to the
-    /// child at once, with the VM directory's path the daemon sent; it reads no spec and makes no
-    /// plan. The child creates the VM's cgroups and jail directory itself and reports them
-    /// (IsolationPlan.joinForkedAhead); the member supervises it and removes them at its end.
+    /// The member once its VMM child is ready: says ready and leaves the daemon's socket to the
+    /// child, which takes the VM on it directly (one process wake-up less on the request's way).
+    /// It reads no spec and makes no plan: the child creates the VM's cgroups and jail directory
+    /// itself and reports them with the VM's `vmm.log` (IsolationPlan.joinForkedAhead); the member
+    /// supervises it and removes them at its end (or, without a VM, the jail directory made ahead).
     static func superviseHandedVM(_ vmm: (pid: pid_t, socket: Int32)) throws -> Never {
+        let vmID = "vm-\(getpid())"
         // Opened ahead, so that a seccomp kill right after the hand-off is still in what it reads.
         let kernelLog = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        let vmID = "vm-\(getpid())"
-        // The child's jail directory made ahead (IsolationAhead), removed here if no VM comes to use it.
         let aheadRoot = IsolationPlan.defaultJailRoot(vmID: vmID)
-        let handed: HandedVM
-        let received: Double
         do {
             try say("ready \(getpid()) ahead\n")
-            let (text, fds) = try receive(on: socketFD, what: "the daemon")
-            received = PoolMilestones.now()
-            close(socketFD)  // the child holds its copy, for `up`
-            if text.isEmpty && fds.isEmpty {  // drained: no VM came
-                rmdir(aheadRoot)
-                exit(0)
-            }
-            handed = try HandedVM(text: text, fds: fds)
-            guard !handed.directoryPath.isEmpty else { throw UsageError("pool: the daemon sent no VM directory") }
         } catch {
-            rmdir(aheadRoot)
+            rmdir(aheadRoot)  // the child dies with this process (PR_SET_PDEATHSIG)
             throw error
         }
-        if kernelLog >= 0 { lseek(kernelLog, 0, SEEK_END) }
-        dup2(handed.descriptors[1], 1)
-        dup2(handed.descriptors[1], 2)
-        // The VM directory's path too: the child's mount namespace was made ahead, so the directory
-        // descriptor it gets is of a mount outside it; it changes into its own view by path.
-        let timeline = handed.timeline + [("member got the VM", received)]
-        let message = Array("vm 1 \(vmID)\n\(handed.directoryPath)\n\(HandedVM.timelineLines(timeline))".utf8)
-        let sent = handed.descriptors.withUnsafeBufferPointer { list in
-            message.withUnsafeBytes { csys_send_fds(vmm.socket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
-        }
-        guard sent == message.count else {
-            rmdir(aheadRoot)
-            throw UsageError("pool: the VMM process did not take the VM: \(String(cString: strerror(Int32(-sent))))")
-        }
-        for fd in handed.descriptors { close(fd) }
-        IsolationPlan.superviseForkedVMM(vmm.pid, vmID: vmID, reports: vmm.socket, kernelLog: kernelLog, aheadJailRoot: aheadRoot)
+        close(socketFD)  // the child's from here on: the VM, then `up`
+        IsolationPlan.superviseForkedVMM(vmm.pid, vmID: vmID, reports: vmm.socket, kernelLog: kernelLog,
+                                         aheadJailRoot: aheadRoot)
     }
 
     /// Changes from the VM directory as handed over (a descriptor of the host's mount namespace,
@@ -111,36 +95,54 @@ extension WarmPoolMember {
     }
 
     /// The VMM child: makes the KVM VM, says ready to the member, waits for the VM and runs it.
-    private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?, vmID: String) -> Never {
+    /// Runs what the request will run first, on a spec shaped like the daemon's, so that the
+    /// request finds the Swift runtime's type metadata and protocol conformances (the spec's
+    /// decoding and validation are generic Codable code) and the C library's user database set-up
+    /// already resolved: the first run of each costs a few hundred microseconds, later ones little.
+    private static func warmSpecPath() {
+        var sample = VMSpec(machine: VMSpec.MachineShape(cpus: 1, memoryBytes: 256 << 20), boot: .restore(directory: "/"))
+        sample.console = VMSpec.Console(logPath: "vmm/console.log", logMaxBytes: 1 << 20, toStdout: false, fromStdin: false)
+        sample.control = VMSpec.Control(apiSocket: "vmm/api.sock")
+        sample.resources = VMSpec.Resources(cpuWeight: 100, cpuMax: VMSpec.Resources.CPUMax(quotaMicros: 50_000),
+                                            memoryMaxBytes: 512 << 20)
+        sample.isolation = VMSpec.Isolation(jail: true, uid: UserIdentity.perVMRange.lowerBound,
+                                            gid: UserIdentity.perVMRange.lowerBound, imageRoots: ["/"])
+        if let text = try? sample.jsonText(), let parsed = try? VMSpec.parse(Array(text.utf8)) {
+            try? SpecValidator.validate(parsed)
+        }
+        _ = getpwuid(UserIdentity.perVMRange.lowerBound)
+    }
+
+    /// How much lower the nice value of a VMM forked ahead is while it waits for its VM.
+    static let waitingNicenessBoost: Int32 = 10
+
+    private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?, vmID: String, niceness: Int32) -> Never {
         _ = csys_set_parent_death_signal(SIGKILL)
         _ = chdir("/")  // the slot is the member's; the VM's directory comes with the VM
         // First, while single-threaded: namespaces (unshare(CLONE_NEWNS) needs one thread) and the
         // seccomp programs for the host's default mode (a spec that names another compiles its own).
         IsolationAhead.prepare(deny: ((try? RunFlags.seccompMode(nil)) ?? .on).denyAction, vmID: vmID)
         KVMPrewarm.prepareVM(memoryBytes: memoryBytes)
+        warmSpecPath()
         let ready = Array("ready".utf8)
         guard ready.withUnsafeBytes({ send(member, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else { _exit(0) }
         VMMMain.runToExit {
-            let (text, fds) = try receive(on: member, what: "the pool member")
-            let passed = PoolMilestones.now()
-            let vmID = text.prefix { $0 != "\n" }.dropFirst(5)
-            guard text.hasPrefix("vm 1 vm-"), vmID.count > 3, vmID.dropFirst(3).allSatisfy(\.isNumber) else {
-                for fd in fds { close(fd) }
-                if text.isEmpty && fds.isEmpty { _exit(0) }  // the member ended without a VM
-                throw UsageError("pool: unexpected hand-off from the member")
-            }
+            let (text, fds) = try receive(on: socketFD, what: "the daemon")
+            let received = PoolMilestones.now()
+            if text.isEmpty && fds.isEmpty { _exit(0) }  // drained: no VM came (the member cleans up)
             let handed = try HandedVM(text: text, fds: fds)
-            guard !handed.directoryPath.isEmpty else { throw UsageError("pool: the member sent no VM directory") }
-            // The daemon's steps and the member's receipt, then this process's.
-            let timeline = handed.timeline.isEmpty ? [("member got the VM", passed)] : handed.timeline
+            guard !handed.directoryPath.isEmpty else { throw UsageError("pool: the daemon sent no VM directory") }
+            // The daemon's steps, then this process's.
+            let timeline = handed.timeline + [("VMM got the VM", received)]
             PoolMilestones.start(timeline[0].0, at: timeline[0].1)
             for (name, moment) in timeline.dropFirst() { PoolMilestones.record(name, at: moment) }
-            PoolMilestones.record("member passed it on", at: passed)
             let spec = try handed.enter()
+            // The directory descriptor is of a mount outside this process's mount namespace (made
+            // ahead): it changes into its own view of the directory by path.
             try enterOwnView(of: handed.directoryPath)
             PoolMilestones.mark("spec read")
-            try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: String(vmID),
-                           supervisorSocket: member, started: announceUp).run()
+            try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: vmID,
+                           supervisorSocket: member, niceness: niceness, started: announceUp).run()
         }
     }
 }

@@ -46,8 +46,8 @@ enum WarmPoolMember {
 
     /// A VM as the daemon hands it over: its descriptors, checked for count, the VM directory's
     /// absolute path and the daemon's timeline (`vm 1\n<path>\nt <step>=<seconds>\n…`; the path
-    /// empty when the message has none). The member passes it on to its VMM child the same way,
-    /// with the VM's id on the first line and its own receipt added to the timeline.
+    /// empty when the message has none). A member forked ahead leaves it to its VMM child, which
+    /// reads it on the same socket.
     struct HandedVM {
         let descriptors: [Int32]
         let directoryPath: String
@@ -78,11 +78,6 @@ enum WarmPoolMember {
                   name.utf8.allSatisfy({ (0x20...0x7E).contains($0) && $0 != UInt8(ascii: ";") }),
                   let moment = Double(line[line.index(after: equals)...]), moment.isFinite, moment > 0 else { return nil }
             return (String(name), moment)
-        }
-
-        /// The timeline as the lines of a hand-off message.
-        static func timelineLines(_ marks: [(String, Double)]) -> String {
-            marks.map { "t \($0.0)=\(format6($0.1))\n" }.joined()
         }
 
         /// Enters the VM directory, sends output to its `vmm.log` and reads its spec; fds[2] (the VM

@@ -53,6 +53,9 @@ enum WarmPoolHandoff {
             unlink(member.slot + "/vm-directory")  // its end must not be recorded as this VM's
             throw error
         }
+        // The VMM was just woken, often onto this CPU (the scheduler's wake-affine choice): let it
+        // run now rather than after the pid file and the store's commit (~0.5 ms on a 2-CPU host).
+        sched_yield()
         try writeSmallFile(paths.pidFile, "\(member.pid)\n")
     }
 

@@ -196,27 +196,35 @@ public final class IsolationPlan: @unchecked Sendable {
     public static func forkAhead() -> Int32 { Supervisor.forkAhead() }
 
     /// The supervisor's side for a VMM process forked before the VM was known (a warm-pool member,
-    /// Supervisor.forkAhead: stop signals blocked, the child PID 1 of a new PID namespace), once it
-    /// has passed the VM on: reads the child's one SupervisionReport on `reports` (what the child
-    /// created: `joinForkedAhead`), then supervises the child until it ends and removes those. The
-    /// member needs neither the spec nor a plan. `kernelLog`: /dev/kmsg opened (from its end)
-    /// before the hand-off, or -1; kept when the report asks for a seccomp kill to be named. A
-    /// child that ends before reporting created nothing that outlives it.
+    /// Supervisor.forkAhead: stop signals blocked, the child PID 1 of a new PID namespace). The
+    /// child takes its VM from the daemon itself; the supervisor waits for the child's one
+    /// SupervisionReport on `reports` (what it created: `joinForkedAhead`, with the VM's `vmm.log`,
+    /// which becomes this process's output), then supervises it until it ends and removes those.
+    /// It needs neither the spec nor a plan. `kernelLog`: /dev/kmsg opened before the VM came, or
+    /// -1; kept (from its end) when the report asks for a seccomp kill to be named.
     /// `aheadJailRoot`: the jail directory the child made ahead, removed at the end if the report
-    /// does not name it (no report, or the VM's spec chose another directory).
+    /// does not name it (no VM came, or the VM's spec chose another directory). A child that ends
+    /// before reporting created nothing else that outlives it.
     public static func superviseForkedVMM(_ child: Int32, vmID: String, reports: Int32, kernelLog: Int32,
                                           aheadJailRoot: String) -> Never {
-        var bytes = [UInt8](repeating: 0, count: SupervisionReport.maximumBytes + 1)
-        var count = 0
-        repeat {
-            count = bytes.withUnsafeMutableBytes { recv(reports, $0.baseAddress, $0.count, 0) }
-        } while count < 0 && errno == EINTR
+        var bytes = [UInt8](repeating: 0, count: SupervisionReport.maximumBytes)
+        var log: Int32 = -1
+        var logCount: Int32 = 0
+        let count = bytes.withUnsafeMutableBytes { csys_receive_fds(reports, $0.baseAddress, $0.count, &log, 1, &logCount) }
         close(reports)
         var report: SupervisionReport?
         if count > 0 {
             report = SupervisionReport.decode(Array(bytes[0..<count]), vmID: vmID)
+            var info = stat()
+            if logCount == 1, fstat(log, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+                dup2(log, 1)
+                dup2(log, 2)
+            }
             if report == nil { reportOnStandardError("pool: the VMM's supervision report is malformed; nothing of it is removed") }
+        } else if count < 0 {
+            reportOnStandardError("pool: no supervision report from the VMM: \(String(cString: strerror(Int32(-count))))")
         }
+        if logCount == 1 { close(log) }
         let cgroups = report.map { VMCgroups(adopting: $0.cgroupDirectories) }
         // What the child could not do from its PID namespace: stale siblings of its cgroups removed.
         for directory in report?.cgroupDirectories ?? [] { VMCgroups.sweepStale(in: parentDirectory(of: directory)) }
@@ -224,6 +232,7 @@ public final class IsolationPlan: @unchecked Sendable {
         var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: report?.readKernelLog ?? false)
         if report?.jailRoot != aheadJailRoot { supervisor.leftoverRoot = aheadJailRoot }
         if report?.readKernelLog == true, kernelLog >= 0 {
+            lseek(kernelLog, 0, SEEK_END)
             supervisor.adoptKernelLog(kernelLog)
         } else if kernelLog >= 0 {
             close(kernelLog)
@@ -231,10 +240,11 @@ public final class IsolationPlan: @unchecked Sendable {
         supervisor.superviseAndExit(child: child)
     }
 
-    /// `launch` in a VMM forked ahead, once its supervisor passed it the VM: creates the cgroups
-    /// and jail directory (as `launch`'s supervisor does for a fresh VMM), reports them on
-    /// `supervisor` for removal (SupervisionReport; the socket is closed after), then joins.
-    public func joinForkedAhead(reportingTo supervisorSocket: Int32) throws(VMMError) {
+    /// `launch` in a VMM forked ahead, once it has its VM: creates the cgroups and jail directory
+    /// (as `launch`'s supervisor does for a fresh VMM), reports them with `log` (the VM's
+    /// `vmm.log`) on `supervisor` for removal (SupervisionReport; the socket is closed after),
+    /// then joins.
+    public func joinForkedAhead(reportingTo supervisorSocket: Int32, log: Int32) throws(VMMError) {
         defer { close(supervisorSocket) }
         guard jail != nil else { throw .invalidConfiguration("a warm-pool VMM forked ahead runs jailed VMs only") }
         supervised = true
@@ -249,11 +259,13 @@ public final class IsolationPlan: @unchecked Sendable {
                                        cgroupDirectories: cgroups?.directories ?? [],
                                        readKernelLog: settings.seccomp == .kill)
         let bytes = report.encoded
-        let sent = bytes.withUnsafeBytes { send(supervisorSocket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let descriptors = [log]
+        let sent = descriptors.withUnsafeBufferPointer { list in
+            bytes.withUnsafeBytes { csys_send_fds(supervisorSocket, $0.baseAddress, $0.count, list.baseAddress, 1) }
+        }
         guard sent == bytes.count else {
-            let code = errno
             cleanUp()
-            throw .invalidConfiguration("pool: cannot report to the supervisor: \(String(cString: strerror(code)))")
+            throw .invalidConfiguration("pool: cannot report to the supervisor: \(String(cString: strerror(Int32(-sent))))")
         }
         try joinAsVMM()
     }
@@ -273,7 +285,7 @@ public final class IsolationPlan: @unchecked Sendable {
             try enterNetworkNamespace()
             IsolationPlan.step?("network namespace joined")
             try jail.enter(owner: user, hostname: vmID)
-            IsolationPlan.step?("jail mounts, pivot_root")
+            IsolationPlan.step?("jail: read-only, hostname")
         }
         if jail != nil || user != nil {
             try Privileges.drop(to: user)

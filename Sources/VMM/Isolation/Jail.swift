@@ -191,13 +191,16 @@ public struct JailLayout: Equatable, Sendable {
             }
             if device.ownedByVMM, let owner { chown(target, owner.uid, owner.gid) }
         }
+        IsolationPlan.step?("jail: mirrors bound, devices handed over")
         let oldRoot = root + "/.old-root"
         guard preparedAhead || mkdir(oldRoot, 0o700) == 0 else { throw fail("mkdir \(oldRoot)", errno) }
         result = csys_pivot_root(root, oldRoot)
         guard result == 0 else { throw fail("pivot_root \(root)", result) }
         guard chdir("/") == 0 else { throw fail("chdir /", errno) }
+        IsolationPlan.step?("jail: pivot_root")
         result = csys_umount_detach("/.old-root")
         guard result == 0 else { throw fail("cannot detach the host's root", result) }
+        IsolationPlan.step?("jail: host's root detached")
         rmdir("/.old-root")
         result = csys_remount_read_only("/")
         guard result == 0 else { throw fail("cannot make the jail read-only", result) }
