@@ -13,20 +13,24 @@ package struct SpecRunner {
     let snapshotFiles: SnapshotFiles?
     /// Set for a VMM a warm-pool member forked ahead: its supervisor's cgroup and jail name.
     let forkedAheadID: String?
-    /// With `forkedAheadID`: the socket to the supervisor, for its SupervisionReport.
+    /// With `forkedAheadID`: the socket to the supervisor, for its SupervisionReport, and the
+    /// descriptors that go with it (the VM's `vmm.log` and directory).
     let supervisorSocket: Int32
+    let supervisorDescriptors: [Int32]
     /// With `forkedAheadID`: the nice value to return to (the daemon's) before the machine is built.
     let niceness: Int32?
     /// Called once the guest's vCPU threads are started.
     let started: (() -> Void)?
 
     package init(spec: VMSpec, verbose: Bool, snapshotFiles: SnapshotFiles? = nil, forkedAheadID: String? = nil,
-                 supervisorSocket: Int32 = -1, niceness: Int32? = nil, started: (() -> Void)? = nil) {
+                 supervisorSocket: Int32 = -1, supervisorDescriptors: [Int32] = [], niceness: Int32? = nil,
+                 started: (() -> Void)? = nil) {
         self.spec = spec
         self.verbose = verbose
         self.snapshotFiles = snapshotFiles
         self.forkedAheadID = forkedAheadID
         self.supervisorSocket = supervisorSocket
+        self.supervisorDescriptors = supervisorDescriptors
         self.niceness = niceness
         self.started = started
     }
@@ -46,8 +50,7 @@ package struct SpecRunner {
             isolationPlan = try SpecRunner.plan(spec, config: &config, vmID: forkedAheadID)
             PoolMilestones.mark("isolation plan")
             if forkedAheadID != nil {
-                // The supervisor is the warm-pool member; stderr is the VM's vmm.log (WarmPoolMember).
-                try isolationPlan.joinForkedAhead(reportingTo: supervisorSocket, log: STDERR_FILENO)
+                try isolationPlan.joinForkedAhead(reportingTo: supervisorSocket, passing: supervisorDescriptors)  // the warm-pool member
             } else {
                 try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
             }

@@ -136,13 +136,17 @@ extension WarmPoolMember {
             let timeline = handed.timeline + [("VMM got the VM", received)]
             PoolMilestones.start(timeline[0].0, at: timeline[0].1)
             for (name, moment) in timeline.dropFirst() { PoolMilestones.record(name, at: moment) }
+            // The VM's vmm.log and directory for the member too (its output; its working directory,
+            // by which a restarted daemon recognises the VM's VMM), with the report.
+            let forMember = [handed.descriptors[1], handed.descriptors[0]].map { fcntl($0, F_DUPFD_CLOEXEC, 0) }
             let spec = try handed.enter()
             // The directory descriptor is of a mount outside this process's mount namespace (made
             // ahead): it changes into its own view of the directory by path.
             try enterOwnView(of: handed.directoryPath)
             PoolMilestones.mark("spec read")
             try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: vmID,
-                           supervisorSocket: member, niceness: niceness, started: announceUp).run()
+                           supervisorSocket: member, supervisorDescriptors: forMember.filter { $0 >= 0 }, niceness: niceness,
+                           started: announceUp).run()
         }
     }
 }

@@ -76,6 +76,17 @@ extension DaemonTests {
             }.sorted()
         }
 
+        /// The nice values of process `pid`'s threads (/proc/PID/task/TID/stat, field 19).
+        static func niceValues(_ pid: Int32) -> Set<Int> {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return Set(tasks.compactMap { tid -> Int? in
+                guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+                      let close = text.lastIndex(of: ")") else { return nil }
+                let fields = text[text.index(after: close)...].split(separator: " ")
+                return fields.count > 16 ? Int(fields[16]) : nil
+            })
+        }
+
         /// Whether `pid` is a live process (a zombie has no command line left).
         static func isRunning(_ pid: Int32) -> Bool {
             !(FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).isEmpty
@@ -168,6 +179,9 @@ extension DaemonTests {
             while Date() < threadsDeadline && WarmPool.seccompByThread(vmm) != WarmPool.seccompByThread(origVMM) { usleep(20_000) }
             #expect(WarmPool.seccompByThread(vmm) == WarmPool.seccompByThread(origVMM) && !WarmPool.seccompByThread(vmm).isEmpty,
                     "seccomp (mode, filters) per thread: pooled \(WarmPool.seccompByThread(vmm)), fresh \(WarmPool.seccompByThread(origVMM))")
+            // A VMM forked ahead waits at a better nice value; the VM runs at the daemon's, as a fresh one.
+            #expect(WarmPool.niceValues(vmm) == WarmPool.niceValues(origVMM) && WarmPool.niceValues(watched) == WarmPool.niceValues(origSupervisor),
+                    "nice: pooled \(WarmPool.niceValues(vmm)) (supervisor \(WarmPool.niceValues(watched))), fresh \(WarmPool.niceValues(origVMM)) (supervisor \(WarmPool.niceValues(origSupervisor)))")
             let origCredentials = try #require(ProcessCredentials(pid: origVMM))
             #expect(credentials.capabilities == origCredentials.capabilities && credentials.hasNoCapabilities,
                     "capabilities: pooled \(credentials.capabilities), fresh \(origCredentials.capabilities)")

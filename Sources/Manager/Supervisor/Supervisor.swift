@@ -96,6 +96,10 @@ public actor Supervisor {
         // A directory left by an earlier VM of this name must not lend it its console log.
         try? FileManager.default.removeItem(atPath: paths(for: vm.name).directory)
         ImageVM.remove(vm.name, stateDirectory: configuration.stateDirectory)
+        // A VM the pool may start: its per-VM uid's account look-up (NSS, ~0.2 ms) now, not on its start.
+        if let tracker = warmPool?.runningUIDs, definition.restore != nil, definition.isolation.user == nil, geteuid() == 0 {
+            _ = tracker.isUnassigned(VMMPrivileges.firstCandidate(for: vm.name))
+        }
         emit(vm.name, "created", .defined, "VM '\(vm.name)' created")
         return vm
     }

@@ -199,7 +199,9 @@ public final class IsolationPlan: @unchecked Sendable {
     /// Supervisor.forkAhead: stop signals blocked, the child PID 1 of a new PID namespace). The
     /// child takes its VM from the daemon itself; the supervisor waits for the child's one
     /// SupervisionReport on `reports` (what it created: `joinForkedAhead`, with the VM's `vmm.log`,
-    /// which becomes this process's output), then supervises it until it ends and removes those.
+    /// which becomes this process's output, and the VM's directory, which becomes its working
+    /// directory, as the daemon expects of a VMM it re-adopts), then supervises it until it ends
+    /// and removes those.
     /// It needs neither the spec nor a plan. `kernelLog`: /dev/kmsg opened before the VM came, or
     /// -1; kept (from its end) when the report asks for a seccomp kill to be named.
     /// `aheadJailRoot`: the jail directory the child made ahead, removed at the end if the report
@@ -208,23 +210,26 @@ public final class IsolationPlan: @unchecked Sendable {
     public static func superviseForkedVMM(_ child: Int32, vmID: String, reports: Int32, kernelLog: Int32,
                                           aheadJailRoot: String) -> Never {
         var bytes = [UInt8](repeating: 0, count: SupervisionReport.maximumBytes)
-        var log: Int32 = -1
-        var logCount: Int32 = 0
-        let count = bytes.withUnsafeMutableBytes { csys_receive_fds(reports, $0.baseAddress, $0.count, &log, 1, &logCount) }
+        var passed: [Int32] = [-1, -1]
+        var passedCount: Int32 = 0
+        let count = bytes.withUnsafeMutableBytes { data in
+            passed.withUnsafeMutableBufferPointer { csys_receive_fds(reports, data.baseAddress, data.count, $0.baseAddress, 2, &passedCount) }
+        }
         close(reports)
         var report: SupervisionReport?
         if count > 0 {
             report = SupervisionReport.decode(Array(bytes[0..<count]), vmID: vmID)
             var info = stat()
-            if logCount == 1, fstat(log, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
-                dup2(log, 1)
-                dup2(log, 2)
+            if passedCount >= 1, fstat(passed[0], &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+                dup2(passed[0], 1)
+                dup2(passed[0], 2)
             }
+            if passedCount == 2, fstat(passed[1], &info) == 0, info.st_mode & S_IFMT == S_IFDIR { _ = fchdir(passed[1]) }
             if report == nil { reportOnStandardError("pool: the VMM's supervision report is malformed; nothing of it is removed") }
         } else if count < 0 {
             reportOnStandardError("pool: no supervision report from the VMM: \(String(cString: strerror(Int32(-count))))")
         }
-        if logCount == 1 { close(log) }
+        for fd in passed.prefix(Int(passedCount)) { close(fd) }
         let cgroups = report.map { VMCgroups(adopting: $0.cgroupDirectories) }
         // What the child could not do from its PID namespace: stale siblings of its cgroups removed.
         for directory in report?.cgroupDirectories ?? [] { VMCgroups.sweepStale(in: parentDirectory(of: directory)) }
@@ -241,11 +246,14 @@ public final class IsolationPlan: @unchecked Sendable {
     }
 
     /// `launch` in a VMM forked ahead, once it has its VM: creates the cgroups and jail directory
-    /// (as `launch`'s supervisor does for a fresh VMM), reports them with `log` (the VM's
-    /// `vmm.log`) on `supervisor` for removal (SupervisionReport; the socket is closed after),
-    /// then joins.
-    public func joinForkedAhead(reportingTo supervisorSocket: Int32, log: Int32) throws(VMMError) {
-        defer { close(supervisorSocket) }
+    /// (as `launch`'s supervisor does for a fresh VMM), reports them with `descriptors` (the VM's
+    /// `vmm.log` and directory, as the daemon handed them over) on `supervisor` for removal
+    /// (SupervisionReport; the socket and the descriptors are closed after), then joins.
+    public func joinForkedAhead(reportingTo supervisorSocket: Int32, passing descriptors: [Int32]) throws(VMMError) {
+        defer {
+            close(supervisorSocket)
+            for fd in descriptors { close(fd) }
+        }
         guard jail != nil else { throw .invalidConfiguration("a warm-pool VMM forked ahead runs jailed VMs only") }
         supervised = true
         try cgroups?.create(sweeping: false)  // kill(pid, 0) means nothing in this PID namespace
@@ -259,9 +267,8 @@ public final class IsolationPlan: @unchecked Sendable {
                                        cgroupDirectories: cgroups?.directories ?? [],
                                        readKernelLog: settings.seccomp == .kill)
         let bytes = report.encoded
-        let descriptors = [log]
         let sent = descriptors.withUnsafeBufferPointer { list in
-            bytes.withUnsafeBytes { csys_send_fds(supervisorSocket, $0.baseAddress, $0.count, list.baseAddress, 1) }
+            bytes.withUnsafeBytes { csys_send_fds(supervisorSocket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
         }
         guard sent == bytes.count else {
             cleanUp()
