@@ -97,6 +97,8 @@ public struct JailLayout: Equatable, Sendable {
     /// `.old-root`. Nil, with nothing left behind, if any step fails.
     static func prepareAhead(root: String) -> JailLayout? {
         var layout = JailLayout(root: root, createdRoot: false, mirrors: [], devices: hostDevices())
+        let umaskBefore = umask(0o022)  // as `enter` makes them
+        defer { umask(umaskBefore) }
         guard (try? makeDirectories(parentDirectory(of: root), mode: 0o711)) != nil, mkdir(root, 0o700) == 0 else { return nil }
         layout.createdRoot = true
         guard csys_mount_tmpfs(root, tmpfsOptions) == 0 else {
