@@ -13,15 +13,25 @@ package struct SpecRunner {
     let snapshotFiles: SnapshotFiles?
     /// Set for a VMM a warm-pool member forked ahead: its supervisor's cgroup and jail name.
     let forkedAheadID: String?
+    /// With `forkedAheadID`: the socket to the supervisor, for its SupervisionReport, and the
+    /// descriptors that go with it (the VM's `vmm.log` and directory).
+    let supervisorSocket: Int32
+    let supervisorDescriptors: [Int32]
+    /// With `forkedAheadID`: the nice value to return to (the daemon's) before the machine is built.
+    let niceness: Int32?
     /// Called once the guest's vCPU threads are started.
     let started: (() -> Void)?
 
     package init(spec: VMSpec, verbose: Bool, snapshotFiles: SnapshotFiles? = nil, forkedAheadID: String? = nil,
+                 supervisorSocket: Int32 = -1, supervisorDescriptors: [Int32] = [], niceness: Int32? = nil,
                  started: (() -> Void)? = nil) {
         self.spec = spec
         self.verbose = verbose
         self.snapshotFiles = snapshotFiles
         self.forkedAheadID = forkedAheadID
+        self.supervisorSocket = supervisorSocket
+        self.supervisorDescriptors = supervisorDescriptors
+        self.niceness = niceness
         self.started = started
     }
 
@@ -40,11 +50,14 @@ package struct SpecRunner {
             isolationPlan = try SpecRunner.plan(spec, config: &config, vmID: forkedAheadID)
             PoolMilestones.mark("isolation plan")
             if forkedAheadID != nil {
-                try isolationPlan.joinForkedAhead()  // the supervisor is the warm-pool member
+                try isolationPlan.joinForkedAhead(reportingTo: supervisorSocket, passing: supervisorDescriptors)  // the warm-pool member
             } else {
                 try isolationPlan.launch()  // a supervisor, when needed, stays in here until the VMM ends
             }
-            PoolMilestones.mark("cgroups joined")
+            PoolMilestones.mark("cgroups, jail directory made and reported")
+            // A VMM forked ahead waited at a better nice value (WarmPoolMember): back to the daemon's
+            // before anything of the VM starts (threads and passt inherit it).
+            if let niceness { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
             if let files = snapshotFiles {
                 machine = try Machine(restoring: files, options: config)
             } else if let restore = spec.restoreDirectory {
@@ -54,7 +67,7 @@ package struct SpecRunner {
             }
             PoolMilestones.mark("machine restored")
             try isolationPlan.enter(helpers: machine.helperProcesses)
-            PoolMilestones.mark("jail, uid, capabilities, seccomp")
+            PoolMilestones.mark("seccomp control filter")
         } catch let error as VMMError {
             throw UsageError(error.description)
         } catch let error as UsageError {

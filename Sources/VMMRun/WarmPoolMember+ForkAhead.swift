@@ -1,5 +1,6 @@
 internal import CVireoSystem
 import VMM
+import VMSpec
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,11 +14,19 @@ extension WarmPoolMember {
     static func forkVMMAhead(memoryBytes: UInt64?) -> (pid: pid_t, socket: Int32)? {
         var ends: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else { return nil }
+        let vmID = "vm-\(getpid())"  // the member's: the cgroup and jail name its VM will get
+        // The child waits at a better nice value (root may lower it), so that the daemon's hand-off
+        // wakes it onto a CPU at once instead of after what the daemon and others do next; it is
+        // back at the daemon's value before it starts anything of the VM (SpecRunner), as is this
+        // process right after the fork (nice is per thread and inherited).
+        let niceness = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness - waitingNicenessBoost)
         let pid = IsolationPlan.forkAhead()
         if pid == 0 {
             close(ends[0])
-            runForkedAhead(ends[1], memoryBytes: memoryBytes)
+            runForkedAhead(ends[1], memoryBytes: memoryBytes, vmID: vmID, niceness: niceness)
         }
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness)
         close(ends[1])
         guard pid > 0 else {
             close(ends[0])
@@ -52,40 +61,25 @@ extension WarmPoolMember {
         }
     }
 
-    /// The member once its VMM child is ready: says ready, takes the VM, and becomes the jail's
-    /// supervisor (IsolationPlan.superviseForkedVMM), passing the VM's descriptors to the child.
+    /// The member once its VMM child is ready: says ready and leaves the daemon's socket to the
+    /// child, which takes the VM on it directly (one process wake-up less on the request's way).
+    /// It reads no spec and makes no plan: the child creates the VM's cgroups and jail directory
+    /// itself and reports them with the VM's `vmm.log` (IsolationPlan.joinForkedAhead); the member
+    /// supervises it and removes them at its end (or, without a VM, the jail directory made ahead).
     static func superviseHandedVM(_ vmm: (pid: pid_t, socket: Int32)) throws -> Never {
-        try say("ready \(getpid()) ahead\n")
-        let (text, fds) = try receive(on: socketFD, what: "the daemon")
-        let received = PoolMilestones.now()
-        close(socketFD)  // the child holds its copy, for `up`
-        let handed = try HandedVM(text: text, fds: fds)
-        guard fchdir(fds[0]) == 0 else { throw UsageError("pool: cannot enter the VM directory: \(String(cString: strerror(errno)))") }
-        dup2(fds[1], 1)
-        dup2(fds[1], 2)
-        let spec = try readSpec()
-        var config = VMConfig(spec: spec)
-        let plan = try SpecRunner.plan(spec, config: &config)
-        try plan.superviseForkedVMM(vmm.pid) { () throws(VMMError) in
-            // The VM directory's path too: the child's mount namespace was made ahead, so the directory
-            // descriptor it gets is of a mount outside it; it changes into its own view by path.
-            let message = Array("vm 1 \(plan.vmID)\n\(format6(received))\n\(currentDirectory() ?? "")\n".utf8)
-            let sent = handed.descriptors.withUnsafeBufferPointer { list in
-                message.withUnsafeBytes { csys_send_fds(vmm.socket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
-            }
-            guard sent == message.count else {
-                throw .invalidConfiguration("pool: the VMM process did not take the VM: \(String(cString: strerror(Int32(-sent))))")
-            }
-            for fd in handed.descriptors { close(fd) }
-            close(vmm.socket)
+        let vmID = "vm-\(getpid())"
+        // Opened ahead, so that a seccomp kill right after the hand-off is still in what it reads.
+        let kernelLog = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        let aheadRoot = IsolationPlan.defaultJailRoot(vmID: vmID)
+        do {
+            try say("ready \(getpid()) ahead\n")
+        } catch {
+            rmdir(aheadRoot)  // the child dies with this process (PR_SET_PDEATHSIG)
+            throw error
         }
-    }
-
-    /// The working directory's absolute path (the member's, in the host's mount namespace).
-    private static func currentDirectory() -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return nil }
-        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        close(socketFD)  // the child's from here on: the VM, then `up`
+        IsolationPlan.superviseForkedVMM(vmm.pid, vmID: vmID, reports: vmm.socket, kernelLog: kernelLog,
+                                         aheadJailRoot: aheadRoot)
     }
 
     /// Changes from the VM directory as handed over (a descriptor of the host's mount namespace,
@@ -101,32 +95,57 @@ extension WarmPoolMember {
     }
 
     /// The VMM child: makes the KVM VM, says ready to the member, waits for the VM and runs it.
-    private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?) -> Never {
+    /// Runs what the request will run first, on a spec shaped like the daemon's, so that the
+    /// request finds the Swift runtime's type metadata and protocol conformances (the spec's
+    /// decoding and validation are generic Codable code) and the C library's user database set-up
+    /// already resolved: the first run of each costs a few hundred microseconds, later ones little.
+    private static func warmSpecPath() {
+        var sample = VMSpec(machine: VMSpec.MachineShape(cpus: 1, memoryBytes: 256 << 20), boot: .restore(directory: "/"))
+        sample.console = VMSpec.Console(logPath: "vmm/console.log", logMaxBytes: 1 << 20, toStdout: false, fromStdin: false)
+        sample.control = VMSpec.Control(apiSocket: "vmm/api.sock")
+        sample.resources = VMSpec.Resources(cpuWeight: 100, cpuMax: VMSpec.Resources.CPUMax(quotaMicros: 50_000),
+                                            memoryMaxBytes: 512 << 20)
+        sample.isolation = VMSpec.Isolation(jail: true, uid: UserIdentity.perVMRange.lowerBound,
+                                            gid: UserIdentity.perVMRange.lowerBound, imageRoots: ["/"])
+        if let text = try? sample.jsonText(), let parsed = try? VMSpec.parse(Array(text.utf8)) {
+            try? SpecValidator.validate(parsed)
+        }
+        _ = getpwuid(UserIdentity.perVMRange.lowerBound)
+    }
+
+    /// How much lower the nice value of a VMM forked ahead is while it waits for its VM.
+    static let waitingNicenessBoost: Int32 = 10
+
+    private static func runForkedAhead(_ member: Int32, memoryBytes: UInt64?, vmID: String, niceness: Int32) -> Never {
         _ = csys_set_parent_death_signal(SIGKILL)
         _ = chdir("/")  // the slot is the member's; the VM's directory comes with the VM
         // First, while single-threaded: namespaces (unshare(CLONE_NEWNS) needs one thread) and the
         // seccomp programs for the host's default mode (a spec that names another compiles its own).
-        IsolationAhead.prepare(deny: ((try? RunFlags.seccompMode(nil)) ?? .on).denyAction)
+        IsolationAhead.prepare(deny: ((try? RunFlags.seccompMode(nil)) ?? .on).denyAction, vmID: vmID)
         KVMPrewarm.prepareVM(memoryBytes: memoryBytes)
+        warmSpecPath()
         let ready = Array("ready".utf8)
         guard ready.withUnsafeBytes({ send(member, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else { _exit(0) }
         VMMMain.runToExit {
-            let (text, fds) = try receive(on: member, what: "the pool member")
-            let passed = PoolMilestones.now()
-            close(member)
-            let lines = text.dropFirst(5).split(separator: "\n")
-            guard text.hasPrefix("vm 1 vm-"), let vmID = lines.first else {
-                for fd in fds { close(fd) }
-                if text.isEmpty && fds.isEmpty { _exit(0) }  // the member ended without a VM
-                throw UsageError("pool: unexpected hand-off from the member")
-            }
-            PoolMilestones.start("member got the VM", at: lines.count > 1 ? Double(lines[1]) ?? passed : passed)
-            PoolMilestones.mark("member checked it, made cgroups and jail directory, passed it on")
-            let handed = try HandedVM(text: "vm 1", fds: fds)
+            let (text, fds) = try receive(on: socketFD, what: "the daemon")
+            let received = PoolMilestones.now()
+            if text.isEmpty && fds.isEmpty { _exit(0) }  // drained: no VM came (the member cleans up)
+            let handed = try HandedVM(text: text, fds: fds)
+            guard !handed.directoryPath.isEmpty else { throw UsageError("pool: the daemon sent no VM directory") }
+            // The daemon's steps, then this process's.
+            let timeline = handed.timeline + [("VMM got the VM", received)]
+            PoolMilestones.start(timeline[0].0, at: timeline[0].1)
+            for (name, moment) in timeline.dropFirst() { PoolMilestones.record(name, at: moment) }
+            // The VM's vmm.log and directory for the member too (its output; its working directory,
+            // by which a restarted daemon recognises the VM's VMM), with the report.
+            let forMember = [handed.descriptors[1], handed.descriptors[0]].map { fcntl($0, F_DUPFD_CLOEXEC, 0) }
             let spec = try handed.enter()
-            if lines.count > 2 { try enterOwnView(of: String(lines[2])) }
+            // The directory descriptor is of a mount outside this process's mount namespace (made
+            // ahead): it changes into its own view of the directory by path.
+            try enterOwnView(of: handed.directoryPath)
             PoolMilestones.mark("spec read")
-            try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: String(vmID),
+            try SpecRunner(spec: spec.spec, verbose: false, snapshotFiles: spec.files, forkedAheadID: vmID,
+                           supervisorSocket: member, supervisorDescriptors: forMember.filter { $0 >= 0 }, niceness: niceness,
                            started: announceUp).run()
         }
     }

@@ -14,6 +14,13 @@ enum PoolMilestones {
     static func start(_ name: String, at moment: Double) {
         enabled = true
         marks = [(name, moment)]
+        IsolationPlan.step = { mark($0) }
+    }
+
+    /// Records a step that ended at `moment` (another process's, on the same clock), if recording.
+    static func record(_ name: String, at moment: Double) {
+        guard enabled else { return }
+        marks.append((name, moment))
     }
 
     /// Records a step's end, if recording.

@@ -44,9 +44,14 @@ enum WarmPoolMember {
 
     // MARK: the hand-off
 
-    /// A VM as the daemon hands it over: its descriptors, checked for count.
+    /// A VM as the daemon hands it over: its descriptors, checked for count, the VM directory's
+    /// absolute path and the daemon's timeline (`vm 1\n<path>\nt <step>=<seconds>\n…`; the path
+    /// empty when the message has none). A member forked ahead leaves it to its VMM child, which
+    /// reads it on the same socket.
     struct HandedVM {
         let descriptors: [Int32]
+        let directoryPath: String
+        let timeline: [(String, Double)]
 
         init(text: String, fds: [Int32]) throws {
             guard text.hasPrefix("vm 1"), fds.count == 5 || fds.count == 6 else {
@@ -55,6 +60,24 @@ enum WarmPoolMember {
                 throw UsageError("pool: unexpected hand-off (\(fds.count) descriptors)")
             }
             descriptors = fds
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let path = lines.count > 1 ? lines[1] : ""
+            guard path.isEmpty || (path.hasPrefix("/") && path.utf8.count < Int(PATH_MAX) && !path.utf8.contains(0)) else {
+                for fd in fds { close(fd) }
+                throw UsageError("pool: the hand-off's VM directory is not an absolute path")
+            }
+            directoryPath = String(path)
+            timeline = lines.dropFirst(2).prefix(16).compactMap(HandedVM.timelineMark)
+        }
+
+        /// `t <step>=<seconds>`: a label of at most 64 plain characters and a CLOCK_MONOTONIC moment.
+        static func timelineMark(_ line: Substring) -> (String, Double)? {
+            guard line.hasPrefix("t "), let equals = line.lastIndex(of: "=") else { return nil }
+            let name = line[line.index(line.startIndex, offsetBy: 2)..<equals]
+            guard !name.isEmpty, name.utf8.count <= 64,
+                  name.utf8.allSatisfy({ (0x20...0x7E).contains($0) && $0 != UInt8(ascii: ";") }),
+                  let moment = Double(line[line.index(after: equals)...]), moment.isFinite, moment > 0 else { return nil }
+            return (String(name), moment)
         }
 
         /// Enters the VM directory, sends output to its `vmm.log` and reads its spec; fds[2] (the VM
@@ -115,7 +138,7 @@ enum WarmPoolMember {
     /// One message with at most `maximumDescriptors` descriptors (close-on-exec), through the
     /// bounded fd-passing helper; a message with more is refused whole.
     static func receive(on socket: Int32, what: String) throws -> (String, [Int32]) {
-        var buffer = [UInt8](repeating: 0, count: 256)
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 128)
         var fds = [Int32](repeating: -1, count: Int(maximumDescriptors))
         var count: Int32 = 0
         let received = buffer.withUnsafeMutableBytes { data in

@@ -76,6 +76,17 @@ extension DaemonTests {
             }.sorted()
         }
 
+        /// The nice values of process `pid`'s threads (/proc/PID/task/TID/stat, field 19).
+        static func niceValues(_ pid: Int32) -> Set<Int> {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return Set(tasks.compactMap { tid -> Int? in
+                guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+                      let close = text.lastIndex(of: ")") else { return nil }
+                let fields = text[text.index(after: close)...].split(separator: " ")
+                return fields.count > 16 ? Int(fields[16]) : nil
+            })
+        }
+
         /// Whether `pid` is a live process (a zombie has no command line left).
         static func isRunning(_ pid: Int32) -> Bool {
             !(FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).isEmpty
@@ -124,8 +135,11 @@ extension DaemonTests {
             #expect(reply.status == 201, "\(reply.text)")
             let atSnapshot = Snapshots.counts(daemon.logs("orig")).last ?? 0
 
-            // The restore: a pool member runs it and the guest continues its count.
-            let created = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(snapshot))]))
+            // The restore: a pool member runs it and the guest continues its count. With resources, so
+            // that it has cgroups, which its VMM (forked ahead) creates and its member removes.
+            let resources = JSONValue.object([("cpuWeight", .int(300)), ("memoryMaxMiB", .int(128))])
+            let created = try daemon.request("POST", "/vms", json: .object([("name", .string("clone")), ("restore", .string(snapshot)),
+                                                                            ("resources", resources)]))
             #expect(created.status == 201, "\(created.text)")
             let clone = try daemon.action("clone", "start")
             #expect(clone.state == "running", "\(clone)")
@@ -165,6 +179,9 @@ extension DaemonTests {
             while Date() < threadsDeadline && WarmPool.seccompByThread(vmm) != WarmPool.seccompByThread(origVMM) { usleep(20_000) }
             #expect(WarmPool.seccompByThread(vmm) == WarmPool.seccompByThread(origVMM) && !WarmPool.seccompByThread(vmm).isEmpty,
                     "seccomp (mode, filters) per thread: pooled \(WarmPool.seccompByThread(vmm)), fresh \(WarmPool.seccompByThread(origVMM))")
+            // A VMM forked ahead waits at a better nice value; the VM runs at the daemon's, as a fresh one.
+            #expect(WarmPool.niceValues(vmm) == WarmPool.niceValues(origVMM) && WarmPool.niceValues(watched) == WarmPool.niceValues(origSupervisor),
+                    "nice: pooled \(WarmPool.niceValues(vmm)) (supervisor \(WarmPool.niceValues(watched))), fresh \(WarmPool.niceValues(origVMM)) (supervisor \(WarmPool.niceValues(origSupervisor)))")
             let origCredentials = try #require(ProcessCredentials(pid: origVMM))
             #expect(credentials.capabilities == origCredentials.capabilities && credentials.hasNoCapabilities,
                     "capabilities: pooled \(credentials.capabilities), fresh \(origCredentials.capabilities)")
@@ -179,6 +196,16 @@ extension DaemonTests {
             }
             #expect(cloneApplied["jail"]?.stringValue?.hasPrefix("/") == true && cloneApplied["uid"]?.intValue != origApplied["uid"]?.intValue,
                     "clone \(cloneApplied) vs orig \(origApplied)")
+            // Its cgroups (named after its supervisor, the member) hold it and apply the limits; they and
+            // the jail directory exist on the host while it runs and are removed when it ends.
+            let jailRoot = "/run/vireo/jail/vm-\(watched)"
+            let cgroupPaths = (cloneApplied["cgroups"]?.arrayValue ?? []).compactMap { $0["path"]?.stringValue }
+            #expect(cloneApplied["jail"]?.stringValue == jailRoot && FileManager.default.fileExists(atPath: jailRoot), "\(cloneApplied)")
+            #expect(!cgroupPaths.isEmpty && cgroupPaths.allSatisfy { $0.hasSuffix("/vireo/vm-\(watched)") && FileManager.default.fileExists(atPath: $0) },
+                    "cgroups \(cgroupPaths)")
+            let procs = cgroupPaths.map { (try? String(contentsOfFile: $0 + "/cgroup.procs", encoding: .utf8)) ?? "" }
+            #expect(procs.allSatisfy { $0.split(separator: "\n").contains(Substring(String(vmm))) }, "VMM \(vmm) not in its cgroups: \(procs)")
+            #expect(cloneApplied["cpu_weight"]?.intValue == 300 && cloneApplied["memory_max"]?.intValue == 128 << 20, "\(cloneApplied)")
 
             // The pool refills to two new members, never more.
             let (refilled, refillMost) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
@@ -199,6 +226,10 @@ extension DaemonTests {
 
             // The exit of a pooled VMM is recorded like any other; a restart takes a member again.
             #expect(try daemon.action("clone", "stop").state == "stopped")
+            let cleanDeadline = Date().addingTimeInterval(5)
+            let leftovers = { ([jailRoot] + cgroupPaths).filter { FileManager.default.fileExists(atPath: $0) } }
+            while Date() < cleanDeadline && !leftovers().isEmpty { usleep(20_000) }
+            #expect(leftovers().isEmpty, "left after the pooled VM ended: \(leftovers())")
             let first = try daemon.action("clone", "start")
             #expect(refilled.contains(first.pid ?? -1), "the restart's VMM \(first.pid ?? -1) is not one of \(refilled)")
             #expect(daemon.waitForLog("clone", "count=\(atSnapshot + 2)"))

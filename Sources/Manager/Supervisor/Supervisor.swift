@@ -96,6 +96,10 @@ public actor Supervisor {
         // A directory left by an earlier VM of this name must not lend it its console log.
         try? FileManager.default.removeItem(atPath: paths(for: vm.name).directory)
         ImageVM.remove(vm.name, stateDirectory: configuration.stateDirectory)
+        // A VM the pool may start: its per-VM uid's account look-up (NSS, ~0.2 ms) now, not on its start.
+        if let tracker = warmPool?.runningUIDs, definition.restore != nil, definition.isolation.user == nil, geteuid() == 0 {
+            _ = tracker.isUnassigned(VMMPrivileges.firstCandidate(for: vm.name))
+        }
         emit(vm.name, "created", .defined, "VM '\(vm.name)' created")
         return vm
     }
@@ -259,6 +263,8 @@ public actor Supervisor {
 
     /// Spawns the VMM and waits until it answers `status`, or ends.
     private func launch(_ record: VMRecord) async throws -> VMRecord {
+        var timeline = WarmPoolTimeline()
+        timeline.mark("daemon: routed to the supervisor")
         var vm = record
         let name = vm.name
         try validator.checkPaths(vm.definition)
@@ -271,11 +277,14 @@ public actor Supervisor {
         let vmmUID = try VMMPrivileges.perVMUID(for: definition, inUse: uidsInUse(except: name), previous: vmmUIDs[name],
                                                 tracker: warmPool?.runningUIDs)
         vmmUIDs[name] = vmmUID
+        timeline.mark("daemon: paths checked, lock free, per-VM uid")
         let confinement = VMMConfinement(uid: vmmUID, jail: JailSupport.jail(for: definition.isolation.jail))
         // A VMM that drops to another user writes its console log and socket in `vmm/`, its own.
         try VMDirectory.prepare(paths, owner: try vmmUID.map { VMOwner(uid: $0, gid: $0) } ?? VMOwner(definition.isolation))
+        timeline.mark("daemon: VM directory prepared")
         let lock = try await acquireLock(paths, name: name)
         defer { close(lock) }  // the shim and the VMM hold it from here on
+        timeline.mark("daemon: VM lock taken")
         // An image VM: its disks for this start (the VM lock is ours: no earlier run still uses the
         // config disk), and the base lock the shim holds from the spawn on.
         var runDefinition = definition
@@ -299,7 +308,7 @@ public actor Supervisor {
         var pooled: (shim: Int32, pid: Int32, upSocket: Int32)?
         do {
             pooled = try startFromWarmPool(runDefinition, confinement: confinement, paths: paths, lockFD: lock,
-                                           heldFD: baseLock?.descriptor)
+                                           heldFD: baseLock?.descriptor, timeline: &timeline)
         } catch {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error

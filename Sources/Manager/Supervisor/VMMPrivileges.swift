@@ -34,7 +34,7 @@ enum VMMPrivileges {
                          unassigned: (uid_t) -> Bool = isUnassigned) throws(APIError) -> uid_t {
         if let previous, perVMRange.contains(previous), !inUse.contains(previous), unassigned(previous) { return previous }
         let count = UInt32(perVMRange.count)
-        let start = fnv1a(name) % count
+        let start = firstCandidate(for: name) - perVMRange.lowerBound
         for step in 0..<count {
             let uid = perVMRange.lowerBound + (start + step) % count
             if !inUse.contains(uid) && unassigned(uid) { return uid }
@@ -55,6 +55,11 @@ enum VMMPrivileges {
             ids.insert(identity.uid)
         }
         return ids
+    }
+
+    /// The id `allocate` tries first for a VM of this name (and takes unless it is in use or has an account).
+    static func firstCandidate(for name: String) -> uid_t {
+        perVMRange.lowerBound + fnv1a(name) % UInt32(perVMRange.count)
     }
 
     /// True when no account or group on the host has this id.

@@ -24,7 +24,7 @@ extension Supervisor {
     /// the caller closes it); nil when there is no pool, the VM boots a kernel, or no member that fits is
     /// ready (the caller then starts a VMM the usual way).
     func startFromWarmPool(_ definition: VMDefinition, confinement: VMMConfinement, paths: VMPaths,
-                           lockFD: Int32, heldFD: Int32?) throws(APIError) -> (shim: Int32, pid: Int32, upSocket: Int32)? {
+                           lockFD: Int32, heldFD: Int32?, timeline: inout WarmPoolTimeline) throws(APIError) -> (shim: Int32, pid: Int32, upSocket: Int32)? {
         guard let warmPool, let snapshot = definition.restore else { return nil }
         // The guest RAM size, for the replacement member take() starts (it registers that much
         // ahead); only a hint: the hand-off checks the file it opens.
@@ -35,9 +35,12 @@ extension Supervisor {
         guard let member = warmPool.take(jailed: confinement.jail ?? definition.isolation.jail ?? false) else { return nil }
         var handedOver = false
         defer { if !handedOver { warmPool.discard(member) } }  // closing its socket ends an unused member
+        timeline.mark("daemon: member taken")
         try launcher.writeSpec(launcher.spec(for: definition, confinement: confinement), paths: paths)
+        timeline.mark("daemon: spec written")
         do {
-            try WarmPoolHandoff.handOff(member, paths: paths, snapshot: snapshot, lockFD: lockFD, heldFD: heldFD)
+            try WarmPoolHandoff.handOff(member, paths: paths, snapshot: snapshot, lockFD: lockFD, heldFD: heldFD,
+                                        timeline: &timeline)
         } catch where error.status == 422 {
             throw error
         } catch {

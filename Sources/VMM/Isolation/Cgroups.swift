@@ -192,6 +192,14 @@ public final class VMCgroups: @unchecked Sendable {
         self.settings = settings
     }
 
+    /// Directories another process created (a warm-pool VMM forked ahead, SupervisionReport), for
+    /// its supervisor to remove.
+    init(adopting directories: [String]) {
+        placements = []
+        settings = CgroupSettings(cpuWeight: nil, cpuMax: nil, memoryMax: nil)
+        created = directories
+    }
+
     /// The distinct VM cgroup directories (v2 puts every controller in one).
     public var directories: [String] {
         var seen: [String] = []
@@ -200,7 +208,9 @@ public final class VMCgroups: @unchecked Sendable {
     }
 
     /// Creates the directories, enables v2 controllers, writes the limits; removes what it made on failure.
-    func create() throws(VMMError) {
+    /// `sweeping`: first remove stale `vm-<pid>` siblings (sweepStale), which needs the host's PID
+    /// namespace; a VMM forked ahead, in its own, leaves that to its supervisor.
+    func create(sweeping: Bool = true) throws(VMMError) {
         do throws(VMMError) {
             for placement in placements {
                 if mkdir(placement.parent, 0o755) != 0 && errno != EEXIST {
@@ -216,7 +226,7 @@ public final class VMCgroups: @unchecked Sendable {
                     }
                 }
                 if !created.contains(placement.directory) {
-                    VMCgroups.sweepStale(in: placement.parent)
+                    if sweeping { VMCgroups.sweepStale(in: placement.parent) }
                     guard mkdir(placement.directory, 0o755) == 0 else {
                         throw VMMError.file(path: placement.directory, what: "cannot create the cgroup", errno: errno)
                     }

@@ -8,6 +8,8 @@ import Glibc
 /// before any VM is known, because none of them depends on the VM:
 ///
 /// - its mount (mounts made private), IPC and UTS namespaces, which `launch`'s child enters first;
+/// - the jail's tmpfs at the default jail directory for the VM id it will get, with the host's
+///   device nodes (JailLayout.prepareAhead; mirrors, the devices' owner and pivot_root come with the VM);
 /// - its empty network namespace: made now, then left for the host's again (TAP and passt are set
 ///   up there, as a fresh VMM sets them up before `enter`); `enter` joins it instead of making one;
 /// - the seccomp programs whose every input is known: the pid (PID 1 of its namespace) and the
@@ -32,6 +34,8 @@ public enum IsolationAhead {
         var programs: [SeccompRole: Compiled] = [:]
         /// The control program without helpers, for hostConnects false and true.
         var control: [Bool: Compiled] = [:]
+        /// The jail's tmpfs and device nodes at the default jail directory (JailLayout.prepareAhead).
+        var jail: JailLayout?
     }
 
     private static let prepared = Mutex(Prepared())
@@ -39,7 +43,9 @@ public enum IsolationAhead {
     /// Call in the VMM process forked ahead, root and single-threaded (unshare(CLONE_NEWNS) needs
     /// that). `deny`: what the host's default seccomp mode denies with (nil: seccomp off). Nothing
     /// that fails here is fatal: the plan then does that step on the request, as for a fresh VMM.
-    public static func prepare(deny: SeccompAction?) {
+    /// `vmID`: the cgroup and jail name the VM will get (its supervisor's, `vm-<member pid>`): the
+    /// jail at the default directory for it is prepared too.
+    public static func prepare(deny: SeccompAction?, vmID: String) {
         var value = Prepared()
         let flags = CSYS_CLONE_NEWNS | CSYS_CLONE_NEWIPC | CSYS_CLONE_NEWUTS
         if csys_unshare(flags) == 0 {
@@ -47,6 +53,7 @@ public enum IsolationAhead {
             // reports the failed fork ahead) rather than go on in a namespace that half exists.
             guard csys_make_mounts_private() == 0 else { _exit(1) }
             value.namespaces = true
+            value.jail = JailLayout.prepareAhead(root: IsolationPlan.defaultJailRoot(vmID: vmID))
         }
         value.network = makeNetworkNamespace()
         value.pid = getpid()
@@ -80,6 +87,14 @@ public enum IsolationAhead {
         guard let policy = try? SeccompProfiles.policy(role, pid: pid, helpers: [], hostConnects: hostConnects, deny: deny),
               let program = try? policy.compile() else { return nil }
         return Compiled(policy: policy, program: program)
+    }
+
+    /// The jail prepared ahead, once (the caller uses or discards it), or nil.
+    static func takeJail() -> JailLayout? {
+        prepared.withLock { value in
+            defer { value.jail = nil }
+            return value.jail
+        }
     }
 
     /// True once, if the mount, IPC and UTS namespaces were entered ahead.

@@ -44,6 +44,10 @@ public final class IsolationPlan: @unchecked Sendable {
     private var identityAfterDrop: (uid: UInt32, gid: UInt32, noNewPrivileges: Bool) = (0, 0, false)
 
 
+    /// Called with the name of each step of `enter` as it ends (a warm-pool VMM's timeline,
+    /// PoolMilestones); set on the main thread before `enter`, nil otherwise.
+    nonisolated(unsafe) public static var step: ((String) -> Void)?
+
     private init(settings: IsolationSettings, vmID: String, user: UserIdentity?, jail: JailLayout?, cgroups: VMCgroups?) {
         self.settings = settings
         self.vmID = vmID
@@ -108,7 +112,7 @@ public final class IsolationPlan: @unchecked Sendable {
                 vsock.socketPath = absolutePath(vsock.socketPath)
                 config.vsock = vsock
             }
-            let root = absolutePath(settings.jailDirectory ?? "/run/vireo/jail/\(vmID)")
+            let root = absolutePath(settings.jailDirectory ?? defaultJailRoot(vmID: vmID))
             jail = try JailLayout.plan(root: root, config: config)
         }
         var cgroups: VMCgroups?
@@ -136,6 +140,9 @@ public final class IsolationPlan: @unchecked Sendable {
         }
         return plan
     }
+
+    /// Where a jail goes without `--jail-dir`.
+    public static func defaultJailRoot(vmID: String) -> String { "/run/vireo/jail/\(vmID)" }
 
     // MARK: 2. launch
 
@@ -188,31 +195,85 @@ public final class IsolationPlan: @unchecked Sendable {
     /// parent gets its pid (or -1, errno set) and later calls `superviseForkedVMM`.
     public static func forkAhead() -> Int32 { Supervisor.forkAhead() }
 
-    /// `launch` for a VMM process that was forked before the VM was known (a warm-pool member,
-    /// Supervisor.forkAhead: stop signals blocked, the child PID 1 of a new PID namespace), called
-    /// in the supervisor: creates the cgroups and jail directory, runs `handOff` (which gives the
-    /// child the VM), then supervises the child until it ends. Only a jailed plan fits: the child
-    /// is already in its own PID namespace.
-    public func superviseForkedVMM(_ child: Int32, handOff: () throws(VMMError) -> Void) throws(VMMError) -> Never {
-        guard jail != nil else { throw .invalidConfiguration("a warm-pool VMM forked ahead runs jailed VMs only") }
-        supervised = true
-        try cgroups?.create()
-        do {
-            try jail?.createRoot()
-            try handOff()
-        } catch {
-            cleanUp()
-            throw error
+    /// The supervisor's side for a VMM process forked before the VM was known (a warm-pool member,
+    /// Supervisor.forkAhead: stop signals blocked, the child PID 1 of a new PID namespace). The
+    /// child takes its VM from the daemon itself; the supervisor waits for the child's one
+    /// SupervisionReport on `reports` (what it created: `joinForkedAhead`, with the VM's `vmm.log`,
+    /// which becomes this process's output, and the VM's directory, which becomes its working
+    /// directory, as the daemon expects of a VMM it re-adopts), then supervises it until it ends
+    /// and removes those.
+    /// It needs neither the spec nor a plan. `kernelLog`: /dev/kmsg opened before the VM came, or
+    /// -1; kept (from its end) when the report asks for a seccomp kill to be named.
+    /// `aheadJailRoot`: the jail directory the child made ahead, removed at the end if the report
+    /// does not name it (no VM came, or the VM's spec chose another directory). A child that ends
+    /// before reporting created nothing else that outlives it.
+    public static func superviseForkedVMM(_ child: Int32, vmID: String, reports: Int32, kernelLog: Int32,
+                                          aheadJailRoot: String) -> Never {
+        var bytes = [UInt8](repeating: 0, count: SupervisionReport.maximumBytes)
+        var passed: [Int32] = [-1, -1]
+        var passedCount: Int32 = 0
+        let count = bytes.withUnsafeMutableBytes { data in
+            passed.withUnsafeMutableBufferPointer { csys_receive_fds(reports, data.baseAddress, data.count, $0.baseAddress, 2, &passedCount) }
         }
-        var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: settings.seccomp == .kill)
-        supervisor.openKernelLog()
+        close(reports)
+        var report: SupervisionReport?
+        if count > 0 {
+            report = SupervisionReport.decode(Array(bytes[0..<count]), vmID: vmID)
+            var info = stat()
+            if passedCount >= 1, fstat(passed[0], &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+                dup2(passed[0], 1)
+                dup2(passed[0], 2)
+            }
+            if passedCount == 2, fstat(passed[1], &info) == 0, info.st_mode & S_IFMT == S_IFDIR { _ = fchdir(passed[1]) }
+            if report == nil { reportOnStandardError("pool: the VMM's supervision report is malformed; nothing of it is removed") }
+        } else if count < 0 {
+            reportOnStandardError("pool: no supervision report from the VMM: \(String(cString: strerror(Int32(-count))))")
+        }
+        for fd in passed.prefix(Int(passedCount)) { close(fd) }
+        let cgroups = report.map { VMCgroups(adopting: $0.cgroupDirectories) }
+        // What the child could not do from its PID namespace: stale siblings of its cgroups removed.
+        for directory in report?.cgroupDirectories ?? [] { VMCgroups.sweepStale(in: parentDirectory(of: directory)) }
+        let jail = report.map { JailLayout(root: $0.jailRoot, createdRoot: $0.createdRoot, mirrors: [], devices: []) }
+        var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: report?.readKernelLog ?? false)
+        if report?.jailRoot != aheadJailRoot { supervisor.leftoverRoot = aheadJailRoot }
+        if report?.readKernelLog == true, kernelLog >= 0 {
+            lseek(kernelLog, 0, SEEK_END)
+            supervisor.adoptKernelLog(kernelLog)
+        } else if kernelLog >= 0 {
+            close(kernelLog)
+        }
         supervisor.superviseAndExit(child: child)
     }
 
-    /// `launch` in a VMM forked ahead, once its supervisor ran `superviseForkedVMM`'s hand-off.
-    public func joinForkedAhead() throws(VMMError) {
+    /// `launch` in a VMM forked ahead, once it has its VM: creates the cgroups and jail directory
+    /// (as `launch`'s supervisor does for a fresh VMM), reports them with `descriptors` (the VM's
+    /// `vmm.log` and directory, as the daemon handed them over) on `supervisor` for removal
+    /// (SupervisionReport; the socket and the descriptors are closed after), then joins.
+    public func joinForkedAhead(reportingTo supervisorSocket: Int32, passing descriptors: [Int32]) throws(VMMError) {
+        defer {
+            close(supervisorSocket)
+            for fd in descriptors { close(fd) }
+        }
         guard jail != nil else { throw .invalidConfiguration("a warm-pool VMM forked ahead runs jailed VMs only") }
         supervised = true
+        try cgroups?.create(sweeping: false)  // kill(pid, 0) means nothing in this PID namespace
+        do {
+            try jail?.createRoot()
+        } catch {
+            cgroups?.remove()
+            throw error
+        }
+        let report = SupervisionReport(jailRoot: jail!.root, createdRoot: jail!.createdRoot,
+                                       cgroupDirectories: cgroups?.directories ?? [],
+                                       readKernelLog: settings.seccomp == .kill)
+        let bytes = report.encoded
+        let sent = descriptors.withUnsafeBufferPointer { list in
+            bytes.withUnsafeBytes { csys_send_fds(supervisorSocket, $0.baseAddress, $0.count, list.baseAddress, Int32(list.count)) }
+        }
+        guard sent == bytes.count else {
+            cleanUp()
+            throw .invalidConfiguration("pool: cannot report to the supervisor: \(String(cString: strerror(Int32(-sent))))")
+        }
         try joinAsVMM()
     }
 
@@ -229,7 +290,9 @@ public final class IsolationPlan: @unchecked Sendable {
     public func enter(helpers: [Int32] = []) throws(VMMError) {
         if let jail {
             try enterNetworkNamespace()
+            IsolationPlan.step?("network namespace joined")
             try jail.enter(owner: user, hostname: vmID)
+            IsolationPlan.step?("jail: read-only, hostname")
         }
         if jail != nil || user != nil {
             try Privileges.drop(to: user)
@@ -239,6 +302,7 @@ public final class IsolationPlan: @unchecked Sendable {
         if jail != nil || user != nil || settings.seccomp != .off {
             try Privileges.setNoNewPrivileges()
         }
+        IsolationPlan.step?("uid, capabilities dropped")
         if let cpus = settings.cpuAffinity {
             // Every thread created from here on inherits it; vCPU threads set it again at their start.
             let result = cpus.map(Int32.init).withUnsafeBufferPointer { csys_set_affinity($0.baseAddress, Int32($0.count)) }

@@ -31,6 +31,9 @@ public struct JailLayout: Equatable, Sendable {
     public var createdRoot: Bool
     public var mirrors: [JailMirror]
     public var devices: [JailDevice]
+    /// The tmpfs, device nodes and `.old-root` were made ahead (IsolationAhead); `enter` only
+    /// hands the VMM's devices to its user and adds the mirrors.
+    var preparedAhead = false
 
     /// Device nodes the VMM may need: KVM, a random source, TUN for TAP networking (when the host has it;
     /// TAP fds are opened before the jail, so the node is only there for a reopen).
@@ -71,18 +74,73 @@ public struct JailLayout: Equatable, Sendable {
             unique.append(mirror)
         }
         layout.mirrors = unique
+        layout.devices = hostDevices()
+        return layout
+    }
+
+    /// The device nodes of `devicePaths` this host has.
+    static func hostDevices() -> [JailDevice] {
+        var devices: [JailDevice] = []
         for (path, mode, owned) in devicePaths {
             var info = stat()
             guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFCHR else { continue }
             let rdev = UInt64(info.st_rdev)
-            layout.devices.append(JailDevice(path: path, major: UInt32(csys_dev_major(rdev)),
-                                             minor: UInt32(csys_dev_minor(rdev)), mode: mode, ownedByVMM: owned))
+            devices.append(JailDevice(path: path, major: UInt32(csys_dev_major(rdev)),
+                                      minor: UInt32(csys_dev_minor(rdev)), mode: mode, ownedByVMM: owned))
         }
+        return devices
+    }
+
+    /// A warm-pool VMM forked ahead (IsolationAhead), in its private mount namespace, root: the
+    /// parts of a jail at `root` that depend on no VM: the directory on the host, the tmpfs on it
+    /// (in this namespace only), the host's device nodes (owned by root until `enter`) and
+    /// `.old-root`. Nil, with nothing left behind, if any step fails.
+    static func prepareAhead(root: String) -> JailLayout? {
+        var layout = JailLayout(root: root, createdRoot: false, mirrors: [], devices: hostDevices())
+        let umaskBefore = umask(0o022)  // as `enter` makes them
+        defer { umask(umaskBefore) }
+        guard (try? makeDirectories(parentDirectory(of: root), mode: 0o711)) != nil, mkdir(root, 0o700) == 0 else { return nil }
+        layout.createdRoot = true
+        guard csys_mount_tmpfs(root, tmpfsOptions) == 0 else {
+            rmdir(root)
+            return nil
+        }
+        for device in layout.devices {
+            let target = root + device.path
+            guard (try? makeDirectories(parentDirectory(of: target), mode: 0o755)) != nil,
+                  csys_mknod_char(target, device.mode, device.major, device.minor) == 0 else {
+                layout.discardAhead()
+                return nil
+            }
+            chmod(target, device.mode)
+        }
+        guard mkdir(root + "/.old-root", 0o700) == 0 else {
+            layout.discardAhead()
+            return nil
+        }
+        layout.preparedAhead = true
         return layout
     }
 
-    /// Creates the jail directory on the host if missing (the supervisor, before forking).
+    /// Undoes `prepareAhead` in the namespace that made it: the tmpfs detached, the directory removed.
+    func discardAhead() {
+        _ = csys_umount_detach(root)
+        rmdir(root)
+    }
+
+    static let tmpfsOptions = "mode=0755,size=1m,nr_inodes=1024"
+
+    /// Creates the jail directory on the host if missing (the supervisor, before forking); for a
+    /// VMM forked ahead, takes the one it prepared ahead if that is this jail's.
     mutating func createRoot() throws(VMMError) {
+        if let ahead = IsolationAhead.takeJail() {
+            if ahead.root == root && ahead.devices == devices {
+                createdRoot = true
+                preparedAhead = true
+                return
+            }
+            ahead.discardAhead()  // another jail directory (the spec's): as for a fresh VMM
+        }
         var info = stat()
         if stat(root, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFDIR else { throw .invalidConfiguration("--jail-dir \(root) is not a directory") }
@@ -107,8 +165,11 @@ public struct JailLayout: Equatable, Sendable {
         // Relative paths (the daemon's `vmm/…` names) keep their meaning when the working directory
         // exists in the jail too: it does for a mirror's parent (created on the tmpfs below).
         let workingDirectory = absolutePath(".")
-        var result = csys_mount_tmpfs(root, "mode=0755,size=1m,nr_inodes=1024")
-        guard result == 0 else { throw fail("cannot mount a tmpfs on \(root)", result) }
+        var result: Int32 = 0
+        if !preparedAhead {
+            result = csys_mount_tmpfs(root, JailLayout.tmpfsOptions)
+            guard result == 0 else { throw fail("cannot mount a tmpfs on \(root)", result) }
+        }
         for mirror in mirrors {
             let target = root + mirror.path
             try makeDirectories(parentDirectory(of: target), mode: 0o755)
@@ -124,19 +185,24 @@ public struct JailLayout: Equatable, Sendable {
         }
         for device in devices {
             let target = root + device.path
-            try makeDirectories(parentDirectory(of: target), mode: 0o755)
-            result = csys_mknod_char(target, device.mode, device.major, device.minor)
-            guard result == 0 else { throw fail("mknod \(target)", result) }
-            chmod(target, device.mode)
+            if !preparedAhead {
+                try makeDirectories(parentDirectory(of: target), mode: 0o755)
+                result = csys_mknod_char(target, device.mode, device.major, device.minor)
+                guard result == 0 else { throw fail("mknod \(target)", result) }
+                chmod(target, device.mode)
+            }
             if device.ownedByVMM, let owner { chown(target, owner.uid, owner.gid) }
         }
+        IsolationPlan.step?("jail: mirrors bound, devices handed over")
         let oldRoot = root + "/.old-root"
-        guard mkdir(oldRoot, 0o700) == 0 else { throw fail("mkdir \(oldRoot)", errno) }
+        guard preparedAhead || mkdir(oldRoot, 0o700) == 0 else { throw fail("mkdir \(oldRoot)", errno) }
         result = csys_pivot_root(root, oldRoot)
         guard result == 0 else { throw fail("pivot_root \(root)", result) }
         guard chdir("/") == 0 else { throw fail("chdir /", errno) }
+        IsolationPlan.step?("jail: pivot_root")
         result = csys_umount_detach("/.old-root")
         guard result == 0 else { throw fail("cannot detach the host's root", result) }
+        IsolationPlan.step?("jail: host's root detached")
         rmdir("/.old-root")
         result = csys_remount_read_only("/")
         guard result == 0 else { throw fail("cannot make the jail read-only", result) }

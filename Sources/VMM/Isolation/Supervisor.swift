@@ -12,6 +12,8 @@ struct Supervisor {
     let cgroups: VMCgroups?
     let jail: JailLayout?
     let readKernelLog: Bool
+    /// An empty directory to remove at the end too (a warm-pool VMM's jail directory made ahead and not used).
+    var leftoverRoot: String?
     private var kernelLog: Int32 = -1
     private var savedTerminal = termios()
     private var terminalSaved = false
@@ -60,6 +62,12 @@ struct Supervisor {
         if kernelLog >= 0 { lseek(kernelLog, 0, SEEK_END) }
     }
 
+    /// A /dev/kmsg descriptor opened earlier (from its end), used as `openKernelLog`'s.
+    mutating func adoptKernelLog(_ fd: Int32) {
+        if kernelLog >= 0 { close(kernelLog) }
+        kernelLog = fd
+    }
+
     /// Waits for the VMM, cleans up and exits with its status.
     func superviseAndExit(child: pid_t) -> Never {
         _ = csys_forward_stop_signals(child)
@@ -67,6 +75,7 @@ struct Supervisor {
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
         cgroups?.remove()
         jail?.removeRoot()
+        if let leftoverRoot { rmdir(leftoverRoot) }
         let signalled = status & 0x7F
         if signalled == 0 {
             exit((status >> 8) & 0xFF)
