@@ -7,7 +7,8 @@ import Glibc
 
 /// What a warm-pool VMM (`vireo-vmm pool`) sets up ahead of time, while it waits for a VM: /dev/kvm
 /// and its supported CPUID and, in the VMM process proper (forked ahead as the jail supervisor's
-/// child, WarmPoolMember), the KVM VM itself with its irqchip and PIT and, given the guest RAM size
+/// child, WarmPoolMember), the KVM VM itself with its irqchip (no PIT: `restoreState` makes one for a
+/// snapshot that saved one) and, given the guest RAM size
 /// the daemon expects, its memory slots over reserved (inaccessible, unbacked) address ranges onto
 /// which the snapshot's memory file is later mapped. None of it depends on the snapshot, and the
 /// first `Machine` takes what is there. A KVM VM belongs to the process that creates it, so
@@ -31,9 +32,9 @@ public enum KVMPrewarm {
         opened.withLock { $0 = Prepared(kvm: host.kvm, supportedCPUID: host.supportedCPUID, vm: nil) }
     }
 
-    /// Creates the VM, its irqchip and PIT (Machine.createBareVM) on what `prepare` opened and, for
+    /// Creates the VM and its irqchip (Machine.createBareVM) on what `prepare` opened and, for
     /// `memoryBytes` of guest RAM (X86MemoryLayout), registers its memory slots over reserved
-    /// ranges: the kernel's waits these cost (SRCU grace periods, the PIT's worker thread) are then
+    /// ranges: the kernel's waits these cost (SRCU grace periods) are then
     /// off the request's path. False when there is nothing opened or KVM refused (the Machine
     /// then does it all on the request and reports).
     @discardableResult
