@@ -99,12 +99,14 @@ public final class Machine: Sendable {
                                 onReset: { control.stop(console.sawPanic ? .guestPanic : .guestReset) },
                                 onDebugExit: { code in control.stop(.debugExit(code: code)) })
         try Machine.register(devices, virtio, portBus: portBus, mmioBus: mmioBus, vm: vm)
-        // Guest RAM is in KVM before any vCPU state: KVM resolves the guest addresses some MSRs hold
-        // (PV EOI, async PF, kvmclock) when they are set, and refuses them without a memory slot.
-        try memorySlots.finish()
         // 3. Boot or restore: the origin makes the vCPUs and sets the state the guest starts from.
+        // Guest RAM is in KVM before any vCPU state: KVM resolves the guest addresses some MSRs hold
+        // (PV EOI, async PF, kvmclock) when they are set, and refuses them without a memory slot;
+        // the origin finishes the slots just before that, after the work that does not need them.
         let created = try origin.createVCPUs(MachineParts(vm: vm, memory: memory, config: config, commandLine: commandLine,
-                                                          hostCPUID: host.supportedCPUID, hostKind: hostKind))
+                                                          hostCPUID: host.supportedCPUID, hostKind: hostKind,
+                                                          memorySlots: memorySlots))
+        try memorySlots.finish()
         vcpus = created.map(\.vcpu)
         cpuidTables = created.map(\.cpuid)
         try origin.loadDeviceState(legacy: devices, virtio: virtio)

@@ -11,6 +11,10 @@ struct MachineParts {
     let commandLine: String
     let hostCPUID: [CPUIDEntry]
     let hostKind: HostKind
+    /// Guest RAM's registration with KVM, still under way: `finish()` it before any vCPU state that
+    /// names guest addresses (MSRs); what needs no memory slot (the kernel's bytes in guest RAM, the
+    /// vCPUs, their CPUID) goes first and overlaps the kernel's SRCU wait for the slot.
+    let memorySlots: MemorySlotSetup
 }
 
 /// Where a machine's guest comes from: the steps of `Machine.init` that differ between a fresh
@@ -63,13 +67,21 @@ struct FreshBoot: MachineOrigin {
         let entry = try BootLoader.load(kernel: kernel, kernelPath: config.kernelPath, initrd: initrd,
                                         initrdPath: config.initrdPath, commandLine: parts.commandLine, cpus: config.cpus,
                                         protocol: config.bootProtocol, memory: parts.memory)
+        var created: [(vcpu: VCPU, cpuid: [CPUIDEntry])] = []
         do {
-            var created: [(vcpu: VCPU, cpuid: [CPUIDEntry])] = []
             for index in 0..<config.cpus {
                 let vcpu = try parts.vm.createVCPU(id: UInt32(index))
                 let table = CPUIDPolicy.entries(supported: parts.hostCPUID, index: UInt32(index), count: UInt32(config.cpus),
                                                 tscKHz: vcpu.tscKHz(), hypercallsWork: parts.hostKind != .pvm)
                 try vcpu.setCPUID(table)
+                created.append((vcpu, table))
+            }
+        } catch {
+            throw .kvm("vCPU setup: \(error)")
+        }
+        try parts.memorySlots.finish()
+        do {
+            for (index, (vcpu, _)) in created.enumerated() {
                 for msr in BootMSRs.initial { try? vcpu.setMSRs([msr]) }  // optional ones may be absent
                 if index == 0 {
                     try vcpu.configureLocalInterrupts()
@@ -78,7 +90,6 @@ struct FreshBoot: MachineOrigin {
                     try vcpu.setSpecialRegisters(state.specialRegisters)
                     try vcpu.setRegisters(state.registers)
                 }
-                created.append((vcpu, table))
             }
             return created
         } catch {
@@ -146,20 +157,25 @@ struct SnapshotRestore: MachineOrigin {
     func createsPIT(_ config: VMConfig, kvm: KVMSystem, hostCPUID: [CPUIDEntry]) -> Bool { false }
 
     func createVCPUs(_ parts: MachineParts) throws(VMMError) -> [(vcpu: VCPU, cpuid: [CPUIDEntry])] {
+        var created: [(vcpu: VCPU, cpuid: [CPUIDEntry])] = []
         do {
             try parts.vm.restoreState(image.state.vm)
-            var created: [(vcpu: VCPU, cpuid: [CPUIDEntry])] = []
             for index in 0..<parts.config.cpus {
                 let vcpu = try parts.vm.createVCPU(id: UInt32(index))
                 let table = image.state.cpuid[index]
                 try vcpu.setCPUID(table)
-                try vcpu.restoreState(image.state.vcpus[index])
                 created.append((vcpu, table))
             }
-            return created
         } catch {
             throw .kvm("vCPU setup: \(error)")
         }
+        try parts.memorySlots.finish()
+        do {
+            for (index, (vcpu, _)) in created.enumerated() { try vcpu.restoreState(image.state.vcpus[index]) }
+        } catch {
+            throw .kvm("vCPU setup: \(error)")
+        }
+        return created
     }
 
     func loadDeviceState(legacy: LegacyDevices, virtio: VirtioDevices) throws(VMMError) {

@@ -3,10 +3,10 @@ import Memory
 import Synchronization
 
 /// Registers guest RAM with KVM on a thread of its own while the machine is assembled: the first
-/// KVM_SET_USER_MEMORY_REGION of a VM waits for an SRCU grace period in the kernel (4–11 ms on a
-/// busy host, off-CPU), which the PIT's creation (a kernel worker thread, ~2 ms) and the device
-/// setup overlap. KVM's own locks order it against the other VM ioctls; `finish()` joins it before
-/// any vCPU state is set.
+/// KVM_SET_USER_MEMORY_REGION of a VM waits for an SRCU grace period in the kernel (4–6 ms on an
+/// idle host, off-CPU), which the device setup, the kernel's and initrd's reads into guest RAM and
+/// the vCPUs' creation overlap. KVM's own locks order it against the other VM ioctls; `finish()`
+/// joins it before the first vCPU state that names guest addresses (MSRs) is set.
 final class MemorySlotSetup: Sendable {
     private final class Failure: Sendable {
         let message = Mutex<String?>(nil)
