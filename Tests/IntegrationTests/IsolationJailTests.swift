@@ -121,7 +121,7 @@ struct IsolationJailTests {
         defer { guest.stop() }
         let vmm = try #require(HostProcess.vmm(of: guest.process.processIdentifier))
         defer { kill(vmm, SIGKILL) }  // should it have survived
-        defer { rmdir("/run/vireo/jail/vm-\(guest.process.processIdentifier)") }  // its supervisor could not
+        defer { rmdir("/run/vireo/jail/vm-\(guest.process.processIdentifier)") }  // should the sweep below have failed
         kill(guest.process.processIdentifier, SIGKILL)
         let deadline = Date().addingTimeInterval(10)
         while kill(vmm, 0) == 0 && HostProcess.read("/proc/\(vmm)/stat")?.contains(") Z ") != true && Date() < deadline {
@@ -129,6 +129,20 @@ struct IsolationJailTests {
         }
         #expect(kill(vmm, 0) != 0 || HostProcess.read("/proc/\(vmm)/stat")?.contains(") Z ") == true,
                 "the VMM outlived its supervisor")
+
+        // The SIGKILLed supervisor could not remove its jail directory; the next jailed VM's start
+        // sweeps it, and leaves a `vm-<pid>` whose process is alive (this test's) alone.
+        let stale = "/run/vireo/jail/vm-\(guest.process.processIdentifier)"
+        _ = guest.waitForExit(timeout: 10)
+        let live = "/run/vireo/jail/vm-\(getpid())"
+        mkdir(live, 0o700)
+        defer { rmdir(live) }
+        #expect(FileManager.default.fileExists(atPath: stale), "the killed supervisor's jail directory")
+        let next = try GuestProcess(arguments: ["run", "--kernel", kernel, "--memory", "64M", "--no-stdin", "--jail", "--uid", "nobody"])
+        defer { HostProcess.stopGently(next) }
+        #expect(next.waitForOutput("count=1", timeout: 20), "stderr: \(next.errorOutput)")
+        #expect(!FileManager.default.fileExists(atPath: stale), "a stale jail directory was left")
+        #expect(FileManager.default.fileExists(atPath: live), "a live process's directory was removed")
     }
 
     @Test func jailedVMMSnapshotsAndRestores() throws {

@@ -246,17 +246,7 @@ public final class VMCgroups: @unchecked Sendable {
 
     /// Removes `vm-<pid>` cgroups whose supervisor is gone (it was SIGKILLed and could not clean
     /// up). rmdir refuses a cgroup that still holds processes, so a live VM is never touched.
-    static func sweepStale(in parent: String) {
-        guard let directory = opendir(parent) else { return }
-        defer { closedir(directory) }
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard name.hasPrefix("vm-"), let pid = Int32(name.dropFirst(3)) else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { rmdir(parent + "/" + name) }
-        }
-    }
+    static func sweepStale(in parent: String) { StaleVMDirectories.remove(in: parent) }
 
     private func enable(_ controller: String, in directory: String) -> String? {
         let current = readSmallFile(directory + "/cgroup.subtree_control") ?? ""

@@ -142,7 +142,9 @@ public final class IsolationPlan: @unchecked Sendable {
     }
 
     /// Where a jail goes without `--jail-dir`.
-    public static func defaultJailRoot(vmID: String) -> String { "/run/vireo/jail/\(vmID)" }
+    public static func defaultJailRoot(vmID: String) -> String { "\(defaultJailParent)/\(vmID)" }
+    /// Where jails go unless the spec names a directory.
+    public static let defaultJailParent = "/run/vireo/jail"
 
     // MARK: 2. launch
 

@@ -141,6 +141,9 @@ public struct JailLayout: Equatable, Sendable {
             }
             ahead.discardAhead()  // another jail directory (the spec's): as for a fresh VMM
         }
+        // Jails in the default place whose supervisor was SIGKILLed (empty directories on the host).
+        let parent = parentDirectory(of: root)
+        if parent == IsolationPlan.defaultJailParent { StaleVMDirectories.remove(in: parent) }
         var info = stat()
         if stat(root, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFDIR else { throw .invalidConfiguration("--jail-dir \(root) is not a directory") }
