@@ -260,7 +260,7 @@ public final class IsolationPlan: @unchecked Sendable {
         supervised = true
         try cgroups?.create(sweeping: false)  // kill(pid, 0) means nothing in this PID namespace
         do {
-            try jail?.createRoot()
+            try jail?.createRoot(sweeping: false)
         } catch {
             cgroups?.remove()
             throw error

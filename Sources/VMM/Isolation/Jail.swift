@@ -131,8 +131,10 @@ public struct JailLayout: Equatable, Sendable {
     static let tmpfsOptions = "mode=0755,size=1m,nr_inodes=1024"
 
     /// Creates the jail directory on the host if missing (the supervisor, before forking); for a
-    /// VMM forked ahead, takes the one it prepared ahead if that is this jail's.
-    mutating func createRoot() throws(VMMError) {
+    /// VMM forked ahead, takes the one it prepared ahead if that is this jail's. `sweeping`: first
+    /// remove stale `vm-<pid>` jail directories in the default place, which needs the host's PID
+    /// namespace (inside another, every host pid looks gone).
+    mutating func createRoot(sweeping: Bool = true) throws(VMMError) {
         if let ahead = IsolationAhead.takeJail() {
             if ahead.root == root && ahead.devices == devices {
                 createdRoot = true
@@ -143,7 +145,7 @@ public struct JailLayout: Equatable, Sendable {
         }
         // Jails in the default place whose supervisor was SIGKILLed (empty directories on the host).
         let parent = parentDirectory(of: root)
-        if parent == IsolationPlan.defaultJailParent { StaleVMDirectories.remove(in: parent) }
+        if sweeping && parent == IsolationPlan.defaultJailParent { StaleVMDirectories.remove(in: parent) }
         var info = stat()
         if stat(root, &info) == 0 {
             guard (info.st_mode & S_IFMT) == S_IFDIR else { throw .invalidConfiguration("--jail-dir \(root) is not a directory") }
