@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "DevicesTests", dependencies: ["Devices", "Memory", "VireoTestSupport"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "Devices"]),
         .testTarget(name: "ManagerTests", dependencies: ["Manager", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "VMMCommand", "VMSpec", "Images", "VireoTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["VMM", "KVM", "Manager", "VMMCommand", "VMMRun", "VMSpec", "Images", "VireoTestSupport"]),
         .testTarget(name: "VMSpecTests", dependencies: ["VMSpec"]),
         .testTarget(name: "IsolationTests", dependencies: ["VMM"]),
         .testTarget(name: "ImagesTests", dependencies: ["Images"]),

@@ -24,15 +24,17 @@ package func printError(_ message: String) {
 }
 
 /// Formats seconds with three decimals without Foundation.
-func format3(_ value: Double) -> String {
-    let milliseconds = Int((value * 1000).rounded())
-    let fraction = String(milliseconds % 1000)
-    return "\(milliseconds / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
-}
+package func format3(_ value: Double) -> String { fixedPoint(Int64((value * 1000).rounded()), decimals: 3) }
 
 /// Formats seconds with six decimals (microseconds) without Foundation.
-func format6(_ value: Double) -> String {
-    let micros = Int64((value * 1e6).rounded())
-    let fraction = String(micros % 1_000_000)
-    return "\(micros / 1_000_000).\(String(repeating: "0", count: 6 - fraction.count))\(fraction)"
+package func format6(_ value: Double) -> String { fixedPoint(Int64((value * 1e6).rounded()), decimals: 6) }
+
+/// `units` / 10^decimals with exactly `decimals` digits after the point; negative values keep
+/// their sign (a step measured across threads can end before the one before it).
+func fixedPoint(_ units: Int64, decimals: Int) -> String {
+    var scale: UInt64 = 1
+    for _ in 0..<decimals { scale *= 10 }
+    let magnitude = units.magnitude
+    let fraction = String(magnitude % scale)
+    return (units < 0 ? "-" : "") + "\(magnitude / scale)." + String(repeating: "0", count: decimals - fraction.count) + fraction
 }
