@@ -10,14 +10,17 @@ import Glibc
 /// child, WarmPoolMember), the KVM VM itself with its irqchip (no PIT: `restoreState` makes one for a
 /// snapshot that saved one) and, given the guest RAM size
 /// the daemon expects, its memory slots over reserved (inaccessible, unbacked) address ranges onto
-/// which the snapshot's memory file is later mapped. None of it depends on the snapshot, and the
-/// first `Machine` takes what is there. A KVM VM belongs to the process that creates it, so
-/// `prepareVM` runs in the process that will run the guest.
+/// which the snapshot's memory file is later mapped, and its vCPU 0 (CPUID and state come with
+/// the snapshot; KVM_CREATE_VCPU costs a fifth of a millisecond on an emulated host). None of it
+/// depends on the snapshot, and the first `Machine` takes what is there. A KVM VM belongs to the
+/// process that creates it, so `prepareVM` runs in the process that will run the guest.
 public enum KVMPrewarm {
     private struct Prepared {
         var kvm: KVMSystem
         var supportedCPUID: [CPUIDEntry]
         var vm: VirtualMachine?
+        /// vCPU 0 of `vm`, made with it (nil when KVM refused: the Machine makes it).
+        var vcpu0: VCPU?
         /// Address ranges registered as the VM's memory slots, in slot order; `claimed` once
         /// guest RAM was mapped over them.
         var reserved: [GuestMemoryRegion] = []
@@ -42,6 +45,7 @@ public enum KVMPrewarm {
         opened.withLock { prepared in
             guard var value = prepared, value.vm == nil, let vm = try? Machine.createBareVM(value.kvm) else { return false }
             value.vm = vm
+            value.vcpu0 = try? vm.createVCPU(id: 0)
             if let memoryBytes, memoryBytes >= X86MemoryLayout.minimumRAM, memoryBytes <= X86MemoryLayout.maximumRAM,
                memoryBytes % 4096 == 0 {
                 value.reserved = reserveSlots(vm, memoryBytes: memoryBytes)
@@ -103,16 +107,17 @@ public enum KVMPrewarm {
         }
     }
 
-    /// The VM `prepareVM` created on `kvm`, once, and whether `memory` is already in its slots
-    /// (mapped over the claimed reservation). Unclaimed slots are deleted and their ranges unmapped.
-    static func takeVM(for kvm: KVMSystem, memory: GuestMemory) -> (vm: VirtualMachine, slotsReady: Bool)? {
-        opened.withLock { value -> (vm: VirtualMachine, slotsReady: Bool)? in
+    /// The VM `prepareVM` created on `kvm`, once, whether `memory` is already in its slots
+    /// (mapped over the claimed reservation), and the vCPUs made with it (ids 0, 1, …). Unclaimed
+    /// slots are deleted and their ranges unmapped.
+    static func takeVM(for kvm: KVMSystem, memory: GuestMemory) -> (vm: VirtualMachine, slotsReady: Bool, vcpus: [VCPU])? {
+        opened.withLock { value -> (vm: VirtualMachine, slotsReady: Bool, vcpus: [VCPU])? in
             guard let prepared = value, let vm = prepared.vm, vm.system === kvm else { return nil }
             value = nil
             let ready = prepared.claimed && prepared.reserved.count == memory.regions.count
                 && zip(prepared.reserved, memory.regions).allSatisfy { $0.host == $1.host && $0.size == $1.size && $0.guestBase == $1.guestBase }
             if !ready && !prepared.claimed { release(vm, prepared.reserved) }
-            return (vm, ready)
+            return (vm, ready, prepared.vcpu0.map { [$0] } ?? [])
         }
     }
 }

@@ -79,11 +79,12 @@ extension Machine {
     /// being registered by the returned `MemorySlotSetup` (finish it before setting any vCPU state).
     /// A warm-pool VMM made the VM ahead of the request (KVMPrewarm.prepareVM); only the memory slots
     /// are left then, and not even those when guest RAM was mapped over the ranges it registered.
-    static func createVM(_ kvm: KVMSystem, memory: GuestMemory, pit: Bool) throws(VMMError) -> (VirtualMachine, MemorySlotSetup) {
+    /// Also returned: the vCPUs it made ahead with the VM (ids 0, 1, …; none otherwise).
+    static func createVM(_ kvm: KVMSystem, memory: GuestMemory, pit: Bool) throws(VMMError) -> (VirtualMachine, MemorySlotSetup, [VCPU]) {
         do {
-            if let (vm, slotsReady) = KVMPrewarm.takeVM(for: kvm, memory: memory) {
+            if let (vm, slotsReady, vcpus) = KVMPrewarm.takeVM(for: kvm, memory: memory) {
                 if pit { try vm.createPIT2() }
-                return (vm, slotsReady ? MemorySlotSetup.registered : MemorySlotSetup(vm: vm, memory: memory))
+                return (vm, slotsReady ? MemorySlotSetup.registered : MemorySlotSetup(vm: vm, memory: memory), vcpus)
             }
             let vm = try kvm.createVM()
             try prepareVM(vm)
@@ -92,7 +93,7 @@ extension Machine {
             // then overlaps the memory slot's grace period.
             let slots = MemorySlotSetup(vm: vm, memory: memory)
             if pit { try vm.createPIT2() }
-            return (vm, slots)
+            return (vm, slots, [])
         } catch {
             throw .kvm(error.description)
         }

@@ -91,8 +91,9 @@ public final class Machine: Sendable {
         let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
         commandLine = origin.commandLine(adapted, deviceArguments: virtio.commandLineArguments)
         let memorySlots: MemorySlotSetup
-        (vm, memorySlots) = try Machine.createVM(kvm, memory: memory,
-                                                 pit: origin.createsPIT(config, kvm: kvm, hostCPUID: host.supportedCPUID))
+        let madeVCPUs: [VCPU]
+        (vm, memorySlots, madeVCPUs) = try Machine.createVM(kvm, memory: memory,
+                                                            pit: origin.createsPIT(config, kvm: kvm, hostCPUID: host.supportedCPUID))
         let control = self.control
         let console = self.console
         devices = LegacyDevices(vm: vm, console: console, debugExitPort: config.debugExitPort,
@@ -105,7 +106,7 @@ public final class Machine: Sendable {
         // the origin finishes the slots just before that, after the work that does not need them.
         let created = try origin.createVCPUs(MachineParts(vm: vm, memory: memory, config: config, commandLine: commandLine,
                                                           hostCPUID: host.supportedCPUID, hostKind: hostKind,
-                                                          memorySlots: memorySlots))
+                                                          memorySlots: memorySlots, madeVCPUs: madeVCPUs))
         try memorySlots.finish()
         vcpus = created.map(\.vcpu)
         cpuidTables = created.map(\.cpuid)
@@ -113,38 +114,31 @@ public final class Machine: Sendable {
     }
 
     /// Runs the VM until it stops (guest reset, error, signal) and reports why; `isolation` is what
-    /// the control socket's `status` reports; `started` is called once the vCPU threads are started
-    /// (a warm-pool VMM tells the daemon it is up).
+    /// the control socket's `status` reports; `started` is called once the vCPU threads and the
+    /// control socket's are started (a warm-pool VMM tells the daemon it is up).
     public func run(isolation: IsolationPlan? = nil, started: (() -> Void)? = nil) -> RunOutcome {
         MachineControl.installKickHandler()
         signal(SIGPIPE, SIG_IGN)  // a vanished console or API client must not kill the VM
+        // Blocked before any thread starts, so that every thread inherits the mask and only the
+        // signal watcher takes a stop signal.
+        SignalWatcher.blockStopSignals(extra: config.snapshotSignal)
+        // A control socket that cannot listen fails the run before any guest code runs; its
+        // thread starts after the vCPUs'.
         var server: ControlServer?
         if let path = config.apiSocketPath {
             do {
                 server = try ControlServer(path: path, machine: self, isolation: isolation)
-                server?.start()
             } catch {
                 return RunOutcome(reason: .error(error.description), statistics: ExitStatistics(), runSeconds: 0,
                                   peakRSS: peakResidentBytes(), guestResident: 0)
             }
         }
         defer { server?.remove() }
-        console.startRotator()
-        devices.serial.startOutputThread { ThreadRole.device("serial").enter(under: isolation) }
-        defer { devices.serial.stopOutputThread() }
-        do {
-            try virtio.startWorkers(isolation: isolation)
-        } catch {
-            return RunOutcome(reason: .error(error.description), statistics: ExitStatistics(), runSeconds: 0,
-                              peakRSS: peakResidentBytes(), guestResident: 0)
-        }
-        defer { virtio.stopWorkers() }
-        SignalWatcher.blockStopSignals(extra: config.snapshotSignal)
-        _ = SignalWatcher.start(control: control, snapshotSignal: config.snapshotSignal) { [self] in snapshotOnSignal() }
-        if let fd = config.consoleInputFD {
-            let serial = devices.serial
-            _ = ConsoleInput(fd: fd, control: control, isolation: isolation) { bytes in serial.receive(bytes) }.start()
-        }
+        // The vCPUs first: their threads (and their seccomp filters, a JIT each) start while this
+        // thread starts the control socket's and the devices' threads, so the guest's first
+        // instruction waits for none of them. Nothing a vCPU does needs them running: serial output
+        // is written in line until its thread runs, a queue notification waits in its eventfd for
+        // the worker, and a stop signal waits, blocked, for the watcher.
         let start = MonotonicClock.now()
         var runners: [VCPURunner] = []
         var threads: [OSThread] = []
@@ -158,7 +152,25 @@ public final class Machine: Sendable {
             threads.append(thread)
         }
         liveRunners.withLock { $0 = runners }
-        started?()
+        server?.start()
+        console.startRotator()
+        devices.serial.startOutputThread { ThreadRole.device("serial").enter(under: isolation) }
+        defer { devices.serial.stopOutputThread() }
+        var workersFailed = false
+        do {
+            try virtio.startWorkers(isolation: isolation)
+        } catch {
+            // The guest ran a moment: it stops as any VM that fails does, with this reason.
+            control.stop(.error(error.description))
+            workersFailed = true
+        }
+        defer { virtio.stopWorkers() }
+        _ = SignalWatcher.start(control: control, snapshotSignal: config.snapshotSignal) { [self] in snapshotOnSignal() }
+        if let fd = config.consoleInputFD {
+            let serial = devices.serial
+            _ = ConsoleInput(fd: fd, control: control, isolation: isolation) { bytes in serial.receive(bytes) }.start()
+        }
+        if !workersFailed { started?() }  // the control socket listens: a warm-pool VMM may say it is up
         GuestProfiler.shared?.start(kicking: threads)
         let stuck = waitForVCPUs(threads)
         GuestProfiler.shared?.finish()

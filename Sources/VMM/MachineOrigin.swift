@@ -15,6 +15,13 @@ struct MachineParts {
     /// names guest addresses (MSRs); what needs no memory slot (the kernel's bytes in guest RAM, the
     /// vCPUs, their CPUID) goes first and overlaps the kernel's SRCU wait for the slot.
     let memorySlots: MemorySlotSetup
+    /// vCPUs made ahead with the VM (a warm-pool VMM's vCPU 0), by id.
+    let madeVCPUs: [VCPU]
+
+    /// vCPU `index`: the one made ahead, or a new one.
+    func vcpu(_ index: Int) throws(KVMError) -> VCPU {
+        index < madeVCPUs.count ? madeVCPUs[index] : try vm.createVCPU(id: UInt32(index))
+    }
 }
 
 /// Where a machine's guest comes from: the steps of `Machine.init` that differ between a fresh
@@ -70,7 +77,7 @@ struct FreshBoot: MachineOrigin {
         var created: [(vcpu: VCPU, cpuid: [CPUIDEntry])] = []
         do {
             for index in 0..<config.cpus {
-                let vcpu = try parts.vm.createVCPU(id: UInt32(index))
+                let vcpu = try parts.vcpu(index)
                 let table = CPUIDPolicy.entries(supported: parts.hostCPUID, index: UInt32(index), count: UInt32(config.cpus),
                                                 tscKHz: vcpu.tscKHz(), hypercallsWork: parts.hostKind != .pvm)
                 try vcpu.setCPUID(table)
@@ -161,7 +168,7 @@ struct SnapshotRestore: MachineOrigin {
         do {
             try parts.vm.restoreState(image.state.vm)
             for index in 0..<parts.config.cpus {
-                let vcpu = try parts.vm.createVCPU(id: UInt32(index))
+                let vcpu = try parts.vcpu(index)
                 let table = image.state.cpuid[index]
                 try vcpu.setCPUID(table)
                 created.append((vcpu, table))

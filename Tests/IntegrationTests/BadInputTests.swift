@@ -85,4 +85,20 @@ import Testing
         try expectOneLineError(["run", "--kernel", kernel], mentions: "/nonexistent/kvm",
                                environment: ["VIREO_KVM_DEVICE": "/nonexistent/kvm"])
     }
+
+    /// A control socket that cannot listen (its path is a directory) fails the run with one line
+    /// before any guest code runs: the guest, which prints at once and exits 0, prints nothing.
+    @Test(.enabled { try TestEnvironment.available("BadInputTests", .micro("hello")) })
+    func apiSocketThatCannotListen() throws {
+        let kernel = try #require(TestEnvironment.micro("hello"))
+        let directory = try TestEnvironment.freshDirectory("vireo-badsocket").path
+        try FileManager.default.createDirectory(atPath: directory + "/taken/child", withIntermediateDirectories: true)
+        let guest = try GuestProcess(arguments: ["run", "--kernel", kernel, "--api-socket", directory + "/taken", "--no-stdin"])
+        let status = guest.waitForExit(timeout: 30)
+        let errors = guest.errorOutput.split(separator: "\n").filter { !$0.contains("see docs/security.md") }
+        #expect(status == 1, "exit status \(status ?? -1): \(guest.errorOutput)")
+        #expect(errors.count == 1 && errors.first?.contains("cannot listen on the API socket \(directory)/taken") == true, "\(guest.errorOutput)")
+        #expect(guest.output.isEmpty, "guest code ran: \(guest.output)")
+        #expect(FileManager.default.fileExists(atPath: directory + "/taken/child"), "the directory in the way was touched")
+    }
 }

@@ -24,11 +24,13 @@ extension DaemonTests {
         }
 
         /// Whether process `pid` has a KVM VM open (a descriptor to `anon_inode:kvm-vm`).
-        static func holdsKVMVM(_ pid: Int32) -> Bool {
+        static func holdsKVMVM(_ pid: Int32) -> Bool { kvmDescriptors(pid).contains("anon_inode:kvm-vm") }
+
+        /// What process `pid`'s descriptors to KVM objects are (`anon_inode:kvm-vm`, `anon_inode:kvm-vcpu:0`, …).
+        static func kvmDescriptors(_ pid: Int32) -> [String] {
             let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-            return descriptors.contains {
-                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) == "anon_inode:kvm-vm"
-            }
+            return descriptors.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+                .filter { $0.hasPrefix("anon_inode:kvm") }
         }
 
         /// Process `pid`'s mappings: start address, size, permissions, file (empty: anonymous).
@@ -113,8 +115,8 @@ extension DaemonTests {
             let (ready, most) = WarmPool.waitForMembers(daemon, count: 2, bound: 2)
             #expect(ready.count == 2 && most <= 2, "pool members: \(ready), at most \(most)")
             // A waiting member runs no guest (no vCPU thread), but its VMM process, forked ahead as the
-            // jail's supervisor would fork it, already holds the KVM VM (irqchip, PIT): the request
-            // only brings the snapshot.
+            // jail's supervisor would fork it, already holds the KVM VM (irqchip) and its vCPU 0: the
+            // request only brings the snapshot.
             for pid in ready {
                 #expect(HostProcess.vcpuThreads(of: pid).isEmpty)
                 let deadline = Date().addingTimeInterval(20)  // counted as it starts; ready a moment later
@@ -123,6 +125,9 @@ extension DaemonTests {
                 #expect(children.count == 1 && children.allSatisfy { HostProcess.vcpuThreads(of: $0).isEmpty },
                         "member \(pid): children \(children)")
                 #expect(children.contains { WarmPool.holdsKVMVM($0) }, "member \(pid)'s VMM process holds no KVM VM")
+                // …and its vCPU 0, whose CPUID and state come with the snapshot.
+                #expect(children.contains { WarmPool.kvmDescriptors($0).filter { $0.hasPrefix("anon_inode:kvm-vcpu") } == ["anon_inode:kvm-vcpu:0"] },
+                        "member \(pid)'s VMM process: \(children.map(WarmPool.kvmDescriptors))")
             }
 
             // A VM booted the usual way (a kernel: never from the pool), then its snapshot.
