@@ -78,8 +78,12 @@ extension WarmPoolMember {
             throw error
         }
         close(socketFD)  // the child's from here on: the VM, then `up`
+        // Its work on the child's report (a cgroup sweep) waits at the lowest priority while the
+        // child restores the VM; back at the daemon's value after it (root may lower it again).
+        let niceness = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
         IsolationPlan.superviseForkedVMM(vmm.pid, vmID: vmID, reports: vmm.socket, kernelLog: kernelLog,
-                                         aheadJailRoot: aheadRoot)
+                                         aheadJailRoot: aheadRoot, niceness: niceness)
     }
 
     /// Changes from the VM directory as handed over (a descriptor of the host's mount namespace,

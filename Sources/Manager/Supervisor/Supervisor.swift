@@ -300,10 +300,10 @@ public actor Supervisor {
         vm.pidStartTime = nil
         vm.startedAt = nil
 
-        // A pooled start hands the VM over first and stores `starting` with the VMM's pid after it,
-        // in one commit: the commits' fsyncs are off the way to the guest's first instruction. A
-        // daemon that dies in between finds the VMM by its `vmm.pid` (written in the hand-off) and
-        // re-adopts it (recover), as it would a VMM whose pid it had stored.
+        // A pooled start hands the VM over first and stores `starting` with the VMM's pid once the
+        // VMM said `up`, in one commit: the commits' fsyncs are off the way to the guest's first
+        // instruction. A daemon that dies in between finds the VMM by its `vmm.pid` (written in the
+        // hand-off) and re-adopts it (recover), as it would a VMM whose pid it had stored.
         vms[name] = vm
         var pooled: (shim: Int32, pid: Int32, upSocket: Int32)?
         do {
@@ -313,12 +313,21 @@ public actor Supervisor {
             try? finishRun(name, status: nil, outcome: ExitOutcome(state: .error, reason: error.message, status: nil))
             throw error
         }
+        // The member's replacement starts once this start is over, off its CPUs (WarmPool.take).
+        defer { if pooled != nil { warmPool?.refill() } }
         let shim: Int32
         let upSocket = pooled?.upSocket  // a warm-pool VMM says `up` on it
         defer { if let upSocket { close(upSocket) } }
+        var up = false
         if let pooled {
             shim = pooled.shim
             vm.pid = pooled.pid
+            vm.shimPid = shim
+            vms[name] = vm  // a stop or kill meanwhile finds the VMM
+            // Waits until the guest runs before the store's commit and the rest of this start:
+            // on a small host they would take CPU from the VMM's last steps to its first instruction.
+            up = await WarmPool.waitUntilUp(pooled.upSocket, timeout: configuration.startTimeout)
+            guard let current = vms[name], current.state == .starting, current.pid == pooled.pid else { return try startResult(name) }
             vm.pidStartTime = ProcessProbe.startTime(of: pooled.pid)
         } else {
             try commit(vm)
@@ -363,15 +372,11 @@ public actor Supervisor {
             try commit(current)
         }
 
-        // Running once the control socket answers, or a warm-pool VMM said `up` (its control socket
-        // listens before it starts the vCPUs): no polling then. Without `up` (the VMM ended or is
-        // slow), the loop below finds out as for any VMM.
+        // Running once the control socket answers, or a warm-pool VMM said `up` (it says so once its
+        // vCPUs run and its control socket listens): no polling then. Without `up` (the VMM ended
+        // or is slow), the loop below finds out as for any VMM.
         let control = VMMControl(socketPath: paths.apiSocket, expectedPID: pid)
         let readyDeadline = Date().addingTimeInterval(configuration.startTimeout)
-        var up = false
-        if let upSocket {
-            up = await WarmPool.waitUntilUp(upSocket, timeout: configuration.startTimeout)
-        }
         while !up {
             guard let now = vms[name], now.pid == pid, now.state == .starting else { return try startResult(name) }
             if !ProcessProbe.isAlive(pid, startTime: now.pidStartTime) {

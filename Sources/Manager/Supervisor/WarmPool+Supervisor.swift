@@ -26,15 +26,23 @@ extension Supervisor {
     func startFromWarmPool(_ definition: VMDefinition, confinement: VMMConfinement, paths: VMPaths,
                            lockFD: Int32, heldFD: Int32?, timeline: inout WarmPoolTimeline) throws(APIError) -> (shim: Int32, pid: Int32, upSocket: Int32)? {
         guard let warmPool, let snapshot = definition.restore else { return nil }
-        // The guest RAM size, for the replacement member take() starts (it registers that much
+        // The guest RAM size, for the replacement member refill() starts (it registers that much
         // ahead); only a hint: the hand-off checks the file it opens.
         var info = stat()
         if lstat(snapshot + "/memory.bin", &info) == 0, info.st_mode & S_IFMT == S_IFREG {
             warmPool.expect(memoryBytes: UInt64(info.st_size))
         }
-        guard let member = warmPool.take(jailed: confinement.jail ?? definition.isolation.jail ?? false) else { return nil }
+        guard let member = warmPool.take(jailed: confinement.jail ?? definition.isolation.jail ?? false) else {
+            warmPool.refill()
+            return nil
+        }
         var handedOver = false
-        defer { if !handedOver { warmPool.discard(member) } }  // closing its socket ends an unused member
+        defer {
+            if !handedOver {
+                warmPool.discard(member)  // closing its socket ends an unused member
+                warmPool.refill()
+            }
+        }
         timeline.mark("daemon: member taken")
         try launcher.writeSpec(launcher.spec(for: definition, confinement: confinement), paths: paths)
         timeline.mark("daemon: spec written")

@@ -87,9 +87,10 @@ final class WarmPool: Sendable {
 
     /// The oldest ready member that is still alive and fits (`jailed`: the VM runs in a jail; a
     /// member that forked its VMM ahead into a PID namespace takes jailed VMs only), or nil (the
-    /// caller starts a VMM the usual way). A replacement starts in the background.
+    /// caller starts a VMM the usual way). The caller `refill()`s once its start is over: a
+    /// replacement starting meanwhile (a shell, an exec, a KVM VM and its memory slots) would
+    /// take CPU from the VM being handed over, on a small host its whole first milliseconds.
     func take(jailed: Bool) -> Member? {
-        defer { refill() }
         while true {
             guard let member = state.withLock({ state -> Member? in
                 guard let index = state.idle.firstIndex(where: { jailed || !$0.forkedAhead }) else { return nil }
@@ -126,8 +127,8 @@ final class WarmPool: Sendable {
         }
     }
 
-    /// Starts members until idle and starting ones make `size`.
-    private func refill() {
+    /// Starts members in the background until idle and starting ones make `size`.
+    func refill() {
         let count = state.withLock { state -> Int in
             guard !state.drained else { return 0 }
             let missing = max(0, size - state.idle.count - state.starting)

@@ -208,9 +208,10 @@ public final class IsolationPlan: @unchecked Sendable {
     /// -1; kept (from its end) when the report asks for a seccomp kill to be named.
     /// `aheadJailRoot`: the jail directory the child made ahead, removed at the end if the report
     /// does not name it (no VM came, or the VM's spec chose another directory). A child that ends
-    /// before reporting created nothing else that outlives it.
+    /// before reporting created nothing else that outlives it. `niceness`: the value to return to
+    /// once the report is handled (the caller waits for it at a lower priority).
     public static func superviseForkedVMM(_ child: Int32, vmID: String, reports: Int32, kernelLog: Int32,
-                                          aheadJailRoot: String) -> Never {
+                                          aheadJailRoot: String, niceness: Int32? = nil) -> Never {
         var bytes = [UInt8](repeating: 0, count: SupervisionReport.maximumBytes)
         var passed: [Int32] = [-1, -1]
         var passedCount: Int32 = 0
@@ -235,6 +236,7 @@ public final class IsolationPlan: @unchecked Sendable {
         let cgroups = report.map { VMCgroups(adopting: $0.cgroupDirectories) }
         // What the child could not do from its PID namespace: stale siblings of its cgroups removed.
         for directory in report?.cgroupDirectories ?? [] { VMCgroups.sweepStale(in: parentDirectory(of: directory)) }
+        if let niceness { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
         let jail = report.map { JailLayout(root: $0.jailRoot, createdRoot: $0.createdRoot, mirrors: [], devices: []) }
         var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: report?.readKernelLog ?? false)
         if report?.jailRoot != aheadJailRoot { supervisor.leftoverRoot = aheadJailRoot }
