@@ -35,4 +35,21 @@ enum SpecFile {
             throw UsageError("--spec \(path): \(error)")
         }
     }
+
+    /// A spec handed over as bytes (a warm-pool VMM's), parsed and validated as `run --spec` does.
+    static func parse(_ bytes: [UInt8], what: String) throws(UsageError) -> VMSpec {
+        guard bytes.count <= maximumBytes else { throw UsageError("\(what): \(bytes.count) bytes; a spec is at most \(maximumBytes)") }
+        let spec: VMSpec
+        do {
+            spec = try VMSpec.parse(bytes)
+        } catch {
+            throw UsageError("\(what): \(error)")
+        }
+        do {
+            try SpecValidator.validate(spec)
+        } catch {
+            throw UsageError(error.message(.commandLine))
+        }
+        return spec
+    }
 }

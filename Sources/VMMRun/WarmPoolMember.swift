@@ -24,6 +24,10 @@ import Glibc
 enum WarmPoolMember {
     static let socketFD: Int32 = 3
     static let maximumDescriptors: Int32 = 6
+    /// The largest message taken from the daemon: a hand-off with a spec of up to 48 KiB
+    /// (WarmPoolHandoff.inlineSpecLimit), the VM directory's path and the timeline; a larger one is
+    /// refused whole (EMSGSIZE).
+    static let receiveCapacity = 64 << 10
 
     static func run() throws {
         // passt, the one program a VMM starts, must not inherit the daemon's socket.
@@ -45,13 +49,15 @@ enum WarmPoolMember {
     // MARK: the hand-off
 
     /// A VM as the daemon hands it over: its descriptors, checked for count, the VM directory's
-    /// absolute path and the daemon's timeline (`vm 1\n<path>\nt <step>=<seconds>\n…`; the path
-    /// empty when the message has none). A member forked ahead leaves it to its VMM child, which
+    /// absolute path, the daemon's timeline and the spec (`vm 1\n<path>\nt <step>=<seconds>\n…
+    /// spec\n<JSON>`; the path empty when the message has none; without a `spec` line the spec is
+    /// the VM directory's `vmm.spec.json`). A member forked ahead leaves it to its VMM child, which
     /// reads it on the same socket.
     struct HandedVM {
         let descriptors: [Int32]
         let directoryPath: String
         let timeline: [(String, Double)]
+        let inlineSpec: [UInt8]?
 
         init(text: String, fds: [Int32]) throws {
             guard text.hasPrefix("vm 1"), fds.count == 5 || fds.count == 6 else {
@@ -67,7 +73,9 @@ enum WarmPoolMember {
                 throw UsageError("pool: the hand-off's VM directory is not an absolute path")
             }
             directoryPath = String(path)
-            timeline = lines.dropFirst(2).prefix(16).compactMap(HandedVM.timelineMark)
+            let specLine = lines.indices.dropFirst(2).first { lines[$0] == "spec" }
+            timeline = lines[2..<(specLine ?? lines.count)].prefix(16).compactMap(HandedVM.timelineMark)
+            inlineSpec = specLine.map { Array(lines[($0 + 1)...].joined(separator: "\n").utf8) }
         }
 
         /// `t <step>=<seconds>`: a label of at most 64 plain characters and a CLOCK_MONOTONIC moment.
@@ -88,7 +96,8 @@ enum WarmPoolMember {
             dup2(descriptors[1], 1)
             dup2(descriptors[1], 2)
             close(descriptors[1])
-            let spec = try readSpec()
+            let spec = try inlineSpec.map { (bytes) throws(UsageError) in try SpecFile.parse(bytes, what: "pool: the hand-off's spec") }
+                ?? readSpec()
             guard let directory = spec.restoreDirectory else { throw UsageError("pool: the spec restores no snapshot") }
             return (spec, SnapshotFiles(directory: directory, state: descriptors[3], memory: descriptors[4]))
         }
@@ -138,7 +147,7 @@ enum WarmPoolMember {
     /// One message with at most `maximumDescriptors` descriptors (close-on-exec), through the
     /// bounded fd-passing helper; a message with more is refused whole.
     static func receive(on socket: Int32, what: String) throws -> (String, [Int32]) {
-        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 128)
+        var buffer = [UInt8](repeating: 0, count: receiveCapacity)
         var fds = [Int32](repeating: -1, count: Int(maximumDescriptors))
         var count: Int32 = 0
         let received = buffer.withUnsafeMutableBytes { data in

@@ -44,15 +44,23 @@ struct VMMLauncher: Sendable {
         return spec
     }
 
-    /// Writes the spec the VMM reads (`run --spec FILE`) into the VM's directory, which only the
-    /// daemon writes: a fresh file (never through a planted link), readable by the daemon's user alone.
-    func writeSpec(_ spec: VMSpec, paths: VMPaths) throws(APIError) {
-        let text: String
+    /// The spec's JSON text, as the VMM reads it.
+    func specText(_ spec: VMSpec) throws(APIError) -> String {
         do {
-            text = try spec.jsonText()
+            return try spec.jsonText()
         } catch {
             throw .internal("cannot encode the VMM spec: \(error)")
         }
+    }
+
+    /// Writes the spec the VMM reads (`run --spec FILE`) into the VM's directory, which only the
+    /// daemon writes: a fresh file (never through a planted link), readable by the daemon's user alone.
+    func writeSpec(_ spec: VMSpec, paths: VMPaths) throws(APIError) {
+        try writeSpecText(specText(spec), paths: paths)
+    }
+
+    /// `writeSpec` of text `specText` made.
+    func writeSpecText(_ text: String, paths: VMPaths) throws(APIError) {
         let temporary = paths.specFile + ".tmp"
         unlink(temporary)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)

@@ -18,8 +18,9 @@ extension WarmPool {
 }
 
 extension Supervisor {
-    /// A snapshot restore started by a warm-pool member: the spec is written as for a fresh VMM,
-    /// the member gets the VM's files as descriptors and runs it under the same confinement.
+    /// A snapshot restore started by a warm-pool member: the spec is the one a fresh VMM gets (sent
+    /// with the hand-off), the member gets the VM's files as descriptors and runs it under the same
+    /// confinement.
     /// Returns the member's shim pid, its pid (published as the VMM's) and the socket on which its VMM says `up` (WarmPool.waitUntilUp;
     /// the caller closes it); nil when there is no pool, the VM boots a kernel, or no member that fits is
     /// ready (the caller then starts a VMM the usual way).
@@ -44,17 +45,22 @@ extension Supervisor {
             }
         }
         timeline.mark("daemon: member taken")
-        try launcher.writeSpec(launcher.spec(for: definition, confinement: confinement), paths: paths)
-        timeline.mark("daemon: spec written")
+        // The spec travels in the hand-off (the VMM reads no file); `vmm.spec.json` is written
+        // after it, for the record, unless the spec is too large for the message.
+        let specText = try launcher.specText(launcher.spec(for: definition, confinement: confinement))
+        let inline = specText.utf8.count <= WarmPoolHandoff.inlineSpecLimit
+        if !inline { try launcher.writeSpecText(specText, paths: paths) }
+        timeline.mark("daemon: spec made")
         do {
             try WarmPoolHandoff.handOff(member, paths: paths, snapshot: snapshot, lockFD: lockFD, heldFD: heldFD,
-                                        timeline: &timeline)
+                                        spec: inline ? specText : nil, timeline: &timeline)
         } catch where error.status == 422 {
             throw error
         } catch {
             return nil  // the member went away: a fresh VMM instead
         }
         handedOver = true
+        if inline { try? launcher.writeSpecText(specText, paths: paths) }  // the VMM has it already
         return (member.shim, member.pid, member.socket)
     }
 }
