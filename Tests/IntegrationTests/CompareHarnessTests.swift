@@ -25,6 +25,7 @@ struct CompareHarnessTests {
         "density: host CPU of all idle VMs",
         "Vireo: Linux test kernel",
         "Vireo: snapshot restore",
+        "Vireo: the same through `vireo serve --warm-pool 1`",
     ]
 
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
@@ -89,6 +90,10 @@ struct CompareHarnessTests {
         let cells = hello.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
         #expect(cells.count >= 3 && Double(cells[1]) != nil && Double(cells[2]) != nil, "row: \(hello)")
         #expect(table.contains("-accel kvm") || table.contains("-accel tcg"))
+        // The pooled restore ran through a real daemon (bench/restore-pool) and reached the guest.
+        let pooled = try #require(lines.first { $0.hasPrefix("| Vireo: the same through `vireo serve --warm-pool 1`") })
+        let pooledCells = pooled.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(pooledCells.count >= 2 && Double(pooledCells[1]) != nil, "row: \(pooled)")
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("compare.json").path))
     }
 }
