@@ -117,4 +117,22 @@ import Testing
         #expect(try store.events(after: 0, vm: "a").map(\.type) == ["created"])
         #expect(try store.lastEventID() == 3)
     }
+
+    /// A pooled start's one commit: the record and its `starting` and `started` events together, in order.
+    @Test func aRecordAndSeveralEventsAreSavedTogether() throws {
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let store = try Store(path: path)
+        var vm = VMRecord(definition: VMDefinition(name: "clone", kernel: "/k/vmlinux", cpus: 1, memoryMiB: 64))
+        try store.insert(vm)
+        try store.append(VMEvent(vm: "clone", type: "created", state: .defined, message: "m"))
+        vm.state = .running
+        vm.pid = 4321
+        let stored = try store.save(vm, appending: [VMEvent(vm: "clone", type: "starting", state: .starting, message: "s"),
+                                                    VMEvent(vm: "clone", type: "started", state: .running, message: "r")])
+        #expect(stored.map(\.id) == [2, 3] && stored.map(\.type) == ["starting", "started"])
+        let reopened = try Store(path: path)
+        #expect(try reopened.vm(named: "clone")?.state == .running && reopened.vm(named: "clone")?.pid == 4321)
+        #expect(try reopened.events(after: 0, vm: "clone").map(\.type) == ["created", "starting", "started"])
+    }
 }

@@ -79,6 +79,14 @@ public final class Store: Sendable {
         }
     }
 
+    /// `save` and several events in one transaction, in order.
+    public func save(_ record: VMRecord, appending events: [VMEvent]) throws -> [VMEvent] {
+        try pool.write { db in
+            try record.update(db)
+            return try events.map { try Store.insert($0, db) }
+        }
+    }
+
     private static func insert(_ event: VMEvent, _ db: Database) throws -> VMEvent {
         var event = event
         try event.insert(db)

@@ -300,10 +300,11 @@ public actor Supervisor {
         vm.pidStartTime = nil
         vm.startedAt = nil
 
-        // A pooled start hands the VM over first and stores `starting` with the VMM's pid once the
-        // VMM said `up`, in one commit: the commits' fsyncs are off the way to the guest's first
-        // instruction. A daemon that dies in between finds the VMM by its `vmm.pid` (written in the
-        // hand-off) and re-adopts it (recover), as it would a VMM whose pid it had stored.
+        // A pooled start hands the VM over first and, once the VMM said `up`, stores it `running`
+        // with the VMM's pid and both events in one commit: the store's fsync is off the way to the
+        // guest's first instruction, and there is one instead of two on the way to the 200. A daemon
+        // that dies in between finds the VMM by its `vmm.pid` (written in the hand-off) and
+        // re-adopts it (recover), as it would a VMM whose pid it had stored.
         vms[name] = vm
         var pooled: (shim: Int32, pid: Int32, upSocket: Int32)?
         do {
@@ -329,6 +330,15 @@ public actor Supervisor {
             up = await WarmPool.waitUntilUp(pooled.upSocket, timeout: configuration.startTimeout)
             guard let current = vms[name], current.state == .starting, current.pid == pooled.pid else { return try startResult(name) }
             vm.pidStartTime = ProcessProbe.startTime(of: pooled.pid)
+            if up {
+                // Its guest runs: `starting` and `running` in one commit (one fsync, not two).
+                vm.state = .running
+                vm.startedAt = Date()
+                vm.stateChangedAt = vm.startedAt!
+                try commit(vm, emitting: [VMEvent(vm: name, type: "starting", state: .starting, message: "starting VM '\(name)'"),
+                                          VMEvent(vm: name, type: "started", state: .running, message: "VM '\(name)' running (VMM pid \(pooled.pid))")])
+                return vm
+            }
         } else {
             try commit(vm)
             emit(name, "starting", .starting, "starting VM '\(name)'")
@@ -626,6 +636,13 @@ public actor Supervisor {
         let event = try store.save(vm, appending: VMEvent(vm: vm.name, type: type, state: vm.state, message: message))
         vms[vm.name] = vm
         announce(event)
+    }
+
+    /// `commit` and several events in one store transaction.
+    private func commit(_ vm: VMRecord, emitting events: [VMEvent]) throws {
+        let stored = try store.save(vm, appending: events)
+        vms[vm.name] = vm
+        for event in stored { announce(event) }
     }
 
     private func emit(_ name: String?, _ type: String, _ state: VMState?, _ message: String) {
