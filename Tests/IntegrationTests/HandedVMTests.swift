@@ -22,6 +22,12 @@ import Testing
         #expect(handed.timeline.count == 1)
     }
 
+    @Test func oddLinesAreLeftOutOrRefused() throws {
+        let handed = try WarmPoolMember.HandedVM(text: "vm 1\n/srv/vms/a\nt =1\nt a;b=2\nt nan=x\nt ok=3\nspec", fds: fds)
+        #expect(handed.timeline.map(\.0) == ["ok"] && handed.inlineSpec == [])
+        #expect(throws: UsageError.self) { try WarmPoolMember.HandedVM(text: "vm 1\nrelative/dir\n", fds: fds) }
+    }
+
     @Test func anInvalidInlineSpecIsOneClearError() {
         #expect(throws: UsageError.self) { try SpecFile.parse(Array("{\"version\": 99}".utf8), what: "pool: the hand-off's spec") }
         let error = #expect(throws: UsageError.self) { try SpecFile.parse(Array("not json".utf8), what: "pool: the hand-off's spec") }
