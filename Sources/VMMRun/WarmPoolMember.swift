@@ -50,14 +50,13 @@ enum WarmPoolMember {
 
     /// A VM as the daemon hands it over: its descriptors, checked for count, the VM directory's
     /// absolute path, the daemon's timeline and the spec (`vm 1\n<path>\nt <step>=<seconds>\n…
-    /// spec\n<JSON>`; the path empty when the message has none; without a `spec` line the spec is
-    /// the VM directory's `vmm.spec.json`). A member forked ahead leaves it to its VMM child, which
-    /// reads it on the same socket.
+    /// spec\n<JSON>`; the path empty when the message has none). A member forked ahead leaves it
+    /// to its VMM child, which reads it on the same socket.
     struct HandedVM {
         let descriptors: [Int32]
         let directoryPath: String
         let timeline: [(String, Double)]
-        let inlineSpec: [UInt8]?
+        let spec: [UInt8]
 
         init(text: String, fds: [Int32]) throws {
             guard text.hasPrefix("vm 1"), fds.count == 5 || fds.count == 6 else {
@@ -88,9 +87,13 @@ enum WarmPoolMember {
                 for fd in fds { close(fd) }
                 throw UsageError("pool: the hand-off's VM directory is not an absolute path")
             }
+            guard let specStart else {
+                for fd in fds { close(fd) }
+                throw UsageError("pool: the hand-off carries no spec")
+            }
             directoryPath = String(decoding: path, as: UTF8.self)
             timeline = lines.dropFirst(2).prefix(16).compactMap(HandedVM.timelineMark)
-            inlineSpec = specStart.map { Array(bytes[$0...]) }
+            spec = Array(bytes[specStart...])
         }
 
         /// `t <step>=<seconds>`: a label of at most 64 plain characters and a CLOCK_MONOTONIC moment.
@@ -110,8 +113,7 @@ enum WarmPoolMember {
             dup2(descriptors[1], 1)
             dup2(descriptors[1], 2)
             close(descriptors[1])
-            let spec = try inlineSpec.map { (bytes) throws(UsageError) in try SpecFile.parse(bytes, what: "pool: the hand-off's spec") }
-                ?? readSpec()
+            let spec = try SpecFile.parse(spec, what: "pool: the hand-off's spec")
             guard let directory = spec.restoreDirectory else { throw UsageError("pool: the spec restores no snapshot") }
             return (spec, SnapshotFiles(directory: directory, state: descriptors[3], memory: descriptors[4]))
         }
@@ -127,13 +129,6 @@ enum WarmPoolMember {
         let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard count > 0, count < buffer.count else { return nil }
         return UInt64(String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").first ?? "")
-    }
-
-    /// The VM's spec, `vmm.spec.json` in the current (the VM's) directory.
-    static func readSpec() throws -> VMSpec {
-        var flags = RunFlags()
-        flags.spec = "vmm.spec.json"
-        return try flags.vmSpec()
     }
 
     /// One line to the daemon on descriptor 3.

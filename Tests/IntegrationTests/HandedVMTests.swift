@@ -2,8 +2,8 @@ import Testing
 @testable import VMMRun
 
 /// The warm-pool hand-off as the VMM reads it (`vm 1`, the VM directory, the daemon's timeline,
-/// then the spec after a `spec` line): the spec is everything after that line, byte for byte, and
-/// lines inside it never count as timeline marks.
+/// then the spec after a `spec` line): the spec is everything after that line, byte for byte, lines
+/// inside it never count as timeline marks, and a hand-off without one is refused.
 @Suite struct HandedVMTests {
     /// Five descriptors that are not open: the parser only counts them.
     let fds: [Int32] = [900, 901, 902, 903, 904]
@@ -13,19 +13,17 @@ import Testing
         let handed = try WarmPoolMember.HandedVM(text: "vm 1\n/srv/vms/a\nt daemon: routed=12.5\nt daemon: spec made=12.75\nspec\n" + spec, fds: fds)
         #expect(handed.directoryPath == "/srv/vms/a")
         #expect(handed.timeline.map(\.0) == ["daemon: routed", "daemon: spec made"])
-        #expect(handed.inlineSpec == Array(spec.utf8))
+        #expect(handed.spec == Array(spec.utf8))
     }
 
-    @Test func withoutASpecLineTheSpecIsTheFile() throws {
-        let handed = try WarmPoolMember.HandedVM(text: "vm 1\n/srv/vms/a\nt daemon: routed=12.5\n", fds: fds)
-        #expect(handed.inlineSpec == nil)
-        #expect(handed.timeline.count == 1)
+    @Test func aHandOffWithoutASpecIsRefused() {
+        #expect(throws: UsageError.self) { try WarmPoolMember.HandedVM(text: "vm 1\n/srv/vms/a\nt daemon: routed=12.5\n", fds: fds) }
     }
 
     @Test func oddLinesAreLeftOutOrRefused() throws {
         let handed = try WarmPoolMember.HandedVM(text: "vm 1\n/srv/vms/a\nt =1\nt a;b=2\nt nan=x\nt ok=3\nspec", fds: fds)
-        #expect(handed.timeline.map(\.0) == ["ok"] && handed.inlineSpec == [])
-        #expect(throws: UsageError.self) { try WarmPoolMember.HandedVM(text: "vm 1\nrelative/dir\n", fds: fds) }
+        #expect(handed.timeline.map(\.0) == ["ok"] && handed.spec == [])
+        #expect(throws: UsageError.self) { try WarmPoolMember.HandedVM(text: "vm 1\nrelative/dir\nspec\n{}", fds: fds) }
     }
 
     @Test func anInvalidInlineSpecIsOneClearError() {

@@ -10,8 +10,8 @@ import Glibc
 /// (truncated, as VMMLauncher's spawn does), and the snapshot's `state.bin` and `memory.bin`, walking
 /// the (already resolved, link-free) snapshot directory from `/` one component at a time with
 /// O_NOFOLLOW, each file checked to be a regular file with one link (BeneathRoots' rule for images).
-/// The spec, exactly a fresh start's, travels in the message (after a `spec` line) when it fits
-/// `inlineSpecLimit`; a larger one is written to the VM directory first and read there.
+/// The spec, exactly a fresh start's, travels in the message (after a `spec` line); a VM whose spec
+/// exceeds `inlineSpecLimit` is started by a fresh VMM instead.
 enum WarmPoolHandoff {
     /// The largest spec sent in the hand-off message: with the path (PATH_MAX) and the timeline it
     /// stays within what a member receives in one message (WarmPoolMember.receiveCapacity, 64 KiB).
@@ -20,7 +20,7 @@ enum WarmPoolHandoff {
     /// Hands `member` the VM; on success the member's pid is published as the VMM's (`vmm.pid`).
     /// A failure leaves nothing behind (the member is discarded by the caller).
     static func handOff(_ member: WarmPool.Member, paths: VMPaths, snapshot: String, lockFD: Int32,
-                        heldFD: Int32?, spec: String? = nil, timeline: inout WarmPoolTimeline) throws(APIError) {
+                        heldFD: Int32?, spec: String, timeline: inout WarmPoolTimeline) throws(APIError) {
         var opened: [Int32] = []
         defer { for fd in opened { close(fd) } }
         func keep(_ fd: Int32, _ what: String) throws(APIError) {
@@ -53,8 +53,7 @@ enum WarmPoolHandoff {
         if let heldFD { descriptors.append(heldFD) }
         do {
             // The directory's path too: the member's VMM, in a mount namespace of its own, enters it by path.
-            try send(Array("vm 1\n\(paths.directory)\n\(timeline.lines)\(spec.map { "spec\n" + $0 } ?? "")".utf8),
-                     descriptors: descriptors, on: member.socket)
+            try send(Array("vm 1\n\(paths.directory)\n\(timeline.lines)spec\n\(spec)".utf8), descriptors: descriptors, on: member.socket)
         } catch {
             unlink(member.slot + "/vm-directory")  // its end must not be recorded as this VM's
             throw error
