@@ -23,18 +23,3 @@ package func printError(_ message: String) {
     text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
 }
 
-/// Formats seconds with three decimals without Foundation.
-package func format3(_ value: Double) -> String { fixedPoint(Int64((value * 1000).rounded()), decimals: 3) }
-
-/// Formats seconds with six decimals (microseconds) without Foundation.
-package func format6(_ value: Double) -> String { fixedPoint(Int64((value * 1e6).rounded()), decimals: 6) }
-
-/// `units` / 10^decimals with exactly `decimals` digits after the point; negative values keep
-/// their sign (a step measured across threads can end before the one before it).
-func fixedPoint(_ units: Int64, decimals: Int) -> String {
-    var scale: UInt64 = 1
-    for _ in 0..<decimals { scale *= 10 }
-    let magnitude = units.magnitude
-    let fraction = String(magnitude % scale)
-    return (units < 0 ? "-" : "") + "\(magnitude / scale)." + String(repeating: "0", count: decimals - fraction.count) + fraction
-}

@@ -1,5 +1,6 @@
 import KVM
 import VMM
+import VMSpec
 #if canImport(Glibc)
 import Glibc
 #endif

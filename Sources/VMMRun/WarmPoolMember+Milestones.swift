@@ -1,4 +1,5 @@
 import VMM
+import VMSpec
 
 /// Where a pooled restore's time goes inside the VMM (bench/restore-pool reads it): CLOCK_MONOTONIC
 /// moments from the member's receipt of the hand-off to the first guest entry, written to

@@ -1,5 +1,6 @@
 internal import CVireoSystem
 import VMM
+import VMSpec
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,5 @@
 import Testing
-import VMMRun
+import VMSpec
 
 /// The VMM's timings in `-v` and the warm pool's `vireo: pool:` line: fixed decimals without
 /// Foundation, and a negative step (a moment another thread took before the step before it) is

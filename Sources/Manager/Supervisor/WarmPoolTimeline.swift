@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import VMSpec
 
 /// The daemon's steps of a pooled start, as CLOCK_MONOTONIC moments, sent with the hand-off
 /// (`t <step>=<seconds>` lines): the pooled VMM puts them first in its `vireo: pool:` timeline
@@ -19,15 +20,6 @@ struct WarmPoolTimeline {
 
     /// The lines the hand-off message carries.
     var lines: String {
-        marks.map { "t \($0.0)=\(String(format6: $0.1))\n" }.joined()
-    }
-}
-
-private extension String {
-    /// Seconds with microseconds, without Foundation's formatter.
-    init(format6 seconds: Double) {
-        let micros = Int64((seconds * 1e6).rounded())
-        let fraction = String(micros % 1_000_000)
-        self = "\(micros / 1_000_000)." + String(repeating: "0", count: 6 - fraction.count) + fraction
+        marks.map { "t \($0.0)=\(format6($0.1))\n" }.joined()
     }
 }
