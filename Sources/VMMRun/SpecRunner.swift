@@ -58,7 +58,7 @@ package struct SpecRunner {
             PoolMilestones.mark("cgroups, jail directory made and reported")
             // A VMM forked ahead waited at a better nice value (WarmPoolMember): back to the daemon's
             // before anything of the VM starts (threads and passt inherit it).
-            if let niceness { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
+            if let niceness { Niceness.set(niceness) }
             if let files = snapshotFiles {
                 machine = try Machine(restoring: files, options: config)
             } else if let restore = spec.restoreDirectory {

@@ -19,14 +19,14 @@ extension WarmPoolMember {
         // wakes it onto a CPU at once instead of after what the daemon and others do next; it is
         // back at the daemon's value before it starts anything of the VM (SpecRunner), as is this
         // process right after the fork (nice is per thread and inherited).
-        let niceness = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness - waitingNicenessBoost)
+        let niceness = Niceness.current
+        Niceness.set(niceness - waitingNicenessBoost)
         let pid = IsolationPlan.forkAhead()
         if pid == 0 {
             close(ends[0])
             runForkedAhead(ends[1], memoryBytes: memoryBytes, vmID: vmID, niceness: niceness)
         }
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness)
+        Niceness.set(niceness)
         close(ends[1])
         guard pid > 0 else {
             close(ends[0])
@@ -80,8 +80,8 @@ extension WarmPoolMember {
         close(socketFD)  // the child's from here on: the VM, then `up`
         // Its work on the child's report (a cgroup sweep) waits at the lowest priority while the
         // child restores the VM; back at the daemon's value after it (root may lower it again).
-        let niceness = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
+        let niceness = Niceness.current
+        Niceness.set(19)
         IsolationPlan.superviseForkedVMM(vmm.pid, vmID: vmID, reports: vmm.socket, kernelLog: kernelLog,
                                          aheadJailRoot: aheadRoot, niceness: niceness)
     }

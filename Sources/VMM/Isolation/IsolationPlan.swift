@@ -236,7 +236,7 @@ public final class IsolationPlan: @unchecked Sendable {
         let cgroups = report.map { VMCgroups(adopting: $0.cgroupDirectories) }
         // What the child could not do from its PID namespace: stale siblings of its cgroups removed.
         for directory in report?.cgroupDirectories ?? [] { VMCgroups.sweepStale(in: parentDirectory(of: directory)) }
-        if let niceness { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
+        if let niceness { Niceness.set(niceness) }
         let jail = report.map { JailLayout(root: $0.jailRoot, createdRoot: $0.createdRoot, mirrors: [], devices: []) }
         var supervisor = Supervisor(cgroups: cgroups, jail: jail, readKernelLog: report?.readKernelLog ?? false)
         if report?.jailRoot != aheadJailRoot { supervisor.leftoverRoot = aheadJailRoot }
