@@ -107,7 +107,6 @@ public final class Machine: Sendable {
         let created = try origin.createVCPUs(MachineParts(vm: vm, memory: memory, config: config, commandLine: commandLine,
                                                           hostCPUID: host.supportedCPUID, hostKind: hostKind,
                                                           memorySlots: memorySlots, madeVCPUs: madeVCPUs))
-        try memorySlots.finish()
         vcpus = created.map(\.vcpu)
         cpuidTables = created.map(\.cpuid)
         try origin.loadDeviceState(legacy: devices, virtio: virtio)

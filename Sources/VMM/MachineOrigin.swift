@@ -33,7 +33,8 @@ protocol MachineOrigin {
     func createsPIT(_ config: VMConfig, kvm: KVMSystem, hostCPUID: [CPUIDEntry]) -> Bool
     /// The command line the guest gets (a restored guest booted with its own long ago).
     func commandLine(_ adapted: String, deviceArguments: [String]) -> String
-    /// The vCPUs, in order, each with the CPUID table it was given.
+    /// The vCPUs, in order, each with the CPUID table it was given; finishes `parts.memorySlots`
+    /// before the first vCPU state that names guest addresses.
     func createVCPUs(_ parts: MachineParts) throws(VMMError) -> [(vcpu: VCPU, cpuid: [CPUIDEntry])]
     /// Device state the guest expects (nothing for a fresh boot).
     func loadDeviceState(legacy: LegacyDevices, virtio: VirtioDevices) throws(VMMError)

@@ -59,7 +59,7 @@ struct VMMLauncher: Sendable {
         try writeSpecText(specText(spec), paths: paths)
     }
 
-    /// `writeSpec` of text `specText` made.
+    /// Writes spec text `specText` made, as `writeSpec` does.
     func writeSpecText(_ text: String, paths: VMPaths) throws(APIError) {
         let temporary = paths.specFile + ".tmp"
         unlink(temporary)

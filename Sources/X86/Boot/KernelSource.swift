@@ -30,13 +30,13 @@ public struct InMemoryKernelSource: KernelSource {
 public struct KernelReadError: Error, Equatable, Sendable, CustomStringConvertible {
     public var offset: Int
     public var count: Int
+    /// The failed read's errno; 0 when nothing failed to read but `PagedImage`'s bound was reached.
     public var errno: Int32
-
-    /// The errno `PagedImage` reports when a file's headers and notes span more pages than it keeps.
-    static let tooManyPages: Int32 = 7  // E2BIG
+    /// The file's headers and notes span more pages than `PagedImage` keeps (no read failed).
+    public var pageBoundReached = false
 
     public var description: String {
-        if errno == KernelReadError.tooManyPages {
+        if pageBoundReached {
             return "its headers and notes span more than \(PagedImage.maximumPages * PagedImage.pageSize / 1024) KiB (read up to offset \(offset))"
         }
         return "cannot read \(count) bytes at offset \(offset) of the file (errno \(errno))"
@@ -89,7 +89,7 @@ final class PagedImage: ImageReading {
         let index = offset / PagedImage.pageSize
         if let page = pages[index] { return page[offset - index * PagedImage.pageSize] }
         guard failure == nil, pages.count < PagedImage.maximumPages else {
-            if failure == nil { failure = KernelReadError(offset: offset, count: 1, errno: KernelReadError.tooManyPages) }
+            if failure == nil { failure = KernelReadError(offset: offset, count: 1, errno: 0, pageBoundReached: true) }
             return 0
         }
         let start = index * PagedImage.pageSize
