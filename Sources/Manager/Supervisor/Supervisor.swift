@@ -390,7 +390,10 @@ public actor Supervisor {
         while !up {
             guard let now = vms[name], now.pid == pid, now.state == .starting else { return try startResult(name) }
             if !ProcessProbe.isAlive(pid, startTime: now.pidStartTime) {
+                // Returns at once while the monitor records this exit (it waits for the shim's
+                // status): without the sleep this loop would hold the actor and it never could.
                 await handleExit(name, pid: pid)
+                try? await Task.sleep(for: .milliseconds(3))
                 continue
             }
             if access(paths.apiSocket, F_OK) == 0, (try? await control.request(.status, timeout: 2)) != nil { break }
