@@ -7,10 +7,10 @@ import Glibc
 
 /// What a warm-pool VMM (`vireo-vmm pool`) sets up ahead of time, while it waits for a VM: /dev/kvm
 /// and its supported CPUID and, in the VMM process proper (forked ahead as the jail supervisor's
-/// child, WarmPoolMember), the KVM VM itself with its irqchip (no PIT: `restoreState` makes one for a
-/// snapshot that saved one) and, given the guest RAM size
-/// the daemon expects, its memory slots over reserved (inaccessible, unbacked) address ranges onto
-/// which the snapshot's memory file is later mapped, and its vCPU 0 (CPUID and state come with
+/// child, WarmPoolMember), the KVM VM itself with, given the guest RAM size the daemon expects, its
+/// memory slots over reserved (inaccessible, unbacked) address ranges onto which the snapshot's
+/// memory file is later mapped, its irqchip (no PIT: `restoreState` makes one for a snapshot that
+/// saved one), and its vCPU 0 (CPUID and state come with
 /// the snapshot; KVM_CREATE_VCPU costs a fifth of a millisecond on an emulated host). None of it
 /// depends on the snapshot, and the first `Machine` takes what is there. A KVM VM belongs to the
 /// process that creates it, so `prepareVM` runs in the process that will run the guest.
@@ -35,21 +35,28 @@ public enum KVMPrewarm {
         opened.withLock { $0 = Prepared(kvm: host.kvm, supportedCPUID: host.supportedCPUID, vm: nil) }
     }
 
-    /// Creates the VM and its irqchip (Machine.createBareVM) on what `prepare` opened and, for
-    /// `memoryBytes` of guest RAM (X86MemoryLayout), registers its memory slots over reserved
-    /// ranges: the kernel's waits these cost (SRCU grace periods) are then
-    /// off the request's path. False when there is nothing opened or KVM refused (the Machine
-    /// then does it all on the request and reports).
+    /// Creates the VM on what `prepare` opened with, for `memoryBytes` of guest RAM
+    /// (X86MemoryLayout), its memory slots registered over reserved ranges, then its irqchip (in
+    /// that order: Machine.registerSlots) and its vCPU 0. False when there is nothing opened or KVM
+    /// refused (the Machine then does it all on the request and reports).
     @discardableResult
     public static func prepareVM(memoryBytes: UInt64? = nil) -> Bool {
         opened.withLock { prepared in
-            guard var value = prepared, value.vm == nil, let vm = try? Machine.createBareVM(value.kvm) else { return false }
-            value.vm = vm
-            value.vcpu0 = try? vm.createVCPU(id: 0)
+            guard var value = prepared, value.vm == nil, let vm = try? Machine.createPreparedVM(value.kvm) else { return false }
+            var reserved: [GuestMemoryRegion] = []
             if let memoryBytes, memoryBytes >= X86MemoryLayout.minimumRAM, memoryBytes <= X86MemoryLayout.maximumRAM,
                memoryBytes % 4096 == 0 {
-                value.reserved = reserveSlots(vm, memoryBytes: memoryBytes)
+                reserved = reserveSlots(vm, memoryBytes: memoryBytes)
             }
+            do {
+                try vm.createIRQChip()
+            } catch {
+                release(vm, reserved)
+                return false
+            }
+            value.vm = vm
+            value.reserved = reserved
+            value.vcpu0 = try? vm.createVCPU(id: 0)
             prepared = value
             return true
         }

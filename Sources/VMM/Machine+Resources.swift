@@ -75,43 +75,43 @@ extension Machine {
         return virtio
     }
 
-    /// The KVM VM with its in-kernel interrupt controllers, and the PIT when `pit`; guest RAM is
-    /// being registered by the returned `MemorySlotSetup` (finish it before setting any vCPU state).
-    /// A warm-pool VMM made the VM ahead of the request (KVMPrewarm.prepareVM); only the memory slots
-    /// are left then, and not even those when guest RAM was mapped over the ranges it registered.
-    /// Also returned: the vCPUs it made ahead with the VM (ids 0, 1, …; none otherwise).
-    static func createVM(_ kvm: KVMSystem, memory: GuestMemory, pit: Bool) throws(VMMError) -> (VirtualMachine, MemorySlotSetup, [VCPU]) {
+    /// The KVM VM with guest RAM in its memory slots, its in-kernel interrupt controllers, and the
+    /// PIT when `pit`. A warm-pool VMM made the VM ahead of the request (KVMPrewarm.prepareVM), with
+    /// the slots too when guest RAM was mapped over the ranges it registered. Also returned: the
+    /// vCPUs it made ahead with the VM (ids 0, 1, …; none otherwise).
+    static func createVM(_ kvm: KVMSystem, memory: GuestMemory, pit: Bool) throws(VMMError) -> (VirtualMachine, [VCPU]) {
         do {
             if let (vm, slotsReady, vcpus) = KVMPrewarm.takeVM(for: kvm, memory: memory) {
+                if !slotsReady { try registerSlots(vm, memory.regions) }
                 if pit { try vm.createPIT2() }
-                return (vm, slotsReady ? MemorySlotSetup.registered : MemorySlotSetup(vm: vm, memory: memory), vcpus)
+                return (vm, vcpus)
             }
-            let vm = try kvm.createVM()
-            try prepareVM(vm)
+            let vm = try createPreparedVM(kvm)
+            try registerSlots(vm, memory.regions)
             try vm.createIRQChip()
-            // Guest RAM first, on its own thread: the PIT's creation (a kernel worker thread, ~2 ms)
-            // then overlaps the memory slot's grace period.
-            let slots = MemorySlotSetup(vm: vm, memory: memory)
             if pit { try vm.createPIT2() }
-            return (vm, slots, [])
+            return (vm, [])
         } catch {
             throw .kvm(error.description)
         }
     }
 
-    /// A VM with its irqchip and no memory yet: what a warm-pool VMM makes ahead of time. No PIT:
-    /// restoring a snapshot that saved one creates it (`VirtualMachine.restoreState`).
-    static func createBareVM(_ kvm: KVMSystem) throws(KVMError) -> VirtualMachine {
-        let vm = try kvm.createVM()
-        try prepareVM(vm)
-        try vm.createIRQChip()
-        return vm
+    /// Registers guest RAM, one slot per region, in slot order. Before KVM_CREATE_IRQCHIP: the
+    /// irqchip leaves an SRCU grace period in flight (its I/O bus changes), and a slot registered
+    /// after it waits for that to end — 5–10 ms on this host, 0.1–0.3 ms before it.
+    static func registerSlots(_ vm: VirtualMachine, _ regions: [GuestMemoryRegion]) throws(KVMError) {
+        for (slot, region) in regions.enumerated() {
+            try vm.setMemoryRegion(slot: UInt32(slot), guestAddress: region.guestBase, size: region.size, host: region.host)
+        }
     }
 
-    /// VT-x needs these two pages for real mode; they sit in the MMIO hole, away from RAM.
-    private static func prepareVM(_ vm: VirtualMachine) throws(KVMError) {
+    /// A new VM with the two pages VT-x needs for real mode, in the MMIO hole away from RAM; its
+    /// memory slots and irqchip come next, in that order (`registerSlots`).
+    static func createPreparedVM(_ kvm: KVMSystem) throws(KVMError) -> VirtualMachine {
+        let vm = try kvm.createVM()
         try vm.setTSSAddress(0xFFFB_D000)
         try vm.setIdentityMapAddress(0xFFFB_C000)
+        return vm
     }
 
     /// Puts the legacy devices on the port bus and the virtio devices on the MMIO bus, then freezes both.

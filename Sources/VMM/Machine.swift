@@ -90,10 +90,8 @@ public final class Machine: Sendable {
         virtio = try Machine.virtioDevices(config, memory: memory)
         let adapted = CommandLinePolicy.adapt(config.cmdline, host: hostKind, enabled: config.adaptCommandLineToHost)
         commandLine = origin.commandLine(adapted, deviceArguments: virtio.commandLineArguments)
-        let memorySlots: MemorySlotSetup
         let madeVCPUs: [VCPU]
-        (vm, memorySlots, madeVCPUs) = try Machine.createVM(kvm, memory: memory,
-                                                            pit: origin.createsPIT(config, kvm: kvm, hostCPUID: host.supportedCPUID))
+        (vm, madeVCPUs) = try Machine.createVM(kvm, memory: memory, pit: origin.createsPIT(config, kvm: kvm, hostCPUID: host.supportedCPUID))
         let control = self.control
         let console = self.console
         devices = LegacyDevices(vm: vm, console: console, debugExitPort: config.debugExitPort,
@@ -101,12 +99,11 @@ public final class Machine: Sendable {
                                 onDebugExit: { code in control.stop(.debugExit(code: code)) })
         try Machine.register(devices, virtio, portBus: portBus, mmioBus: mmioBus, vm: vm)
         // 3. Boot or restore: the origin makes the vCPUs and sets the state the guest starts from.
-        // Guest RAM is in KVM before any vCPU state: KVM resolves the guest addresses some MSRs hold
-        // (PV EOI, async PF, kvmclock) when they are set, and refuses them without a memory slot;
-        // the origin finishes the slots just before that, after the work that does not need them.
+        // Guest RAM is in KVM already: KVM resolves the guest addresses some MSRs hold (PV EOI,
+        // async PF, kvmclock) when they are set, and refuses them without a memory slot.
         let created = try origin.createVCPUs(MachineParts(vm: vm, memory: memory, config: config, commandLine: commandLine,
                                                           hostCPUID: host.supportedCPUID, hostKind: hostKind,
-                                                          memorySlots: memorySlots, madeVCPUs: madeVCPUs))
+                                                          madeVCPUs: madeVCPUs))
         vcpus = created.map(\.vcpu)
         cpuidTables = created.map(\.cpuid)
         try origin.loadDeviceState(legacy: devices, virtio: virtio)

@@ -11,10 +11,6 @@ struct MachineParts {
     let commandLine: String
     let hostCPUID: [CPUIDEntry]
     let hostKind: HostKind
-    /// Guest RAM's registration with KVM, still under way: `finish()` it before any vCPU state that
-    /// names guest addresses (MSRs); what needs no memory slot (the kernel's bytes in guest RAM, the
-    /// vCPUs, their CPUID) goes first and overlaps the kernel's SRCU wait for the slot.
-    let memorySlots: MemorySlotSetup
     /// vCPUs made ahead with the VM (a warm-pool VMM's vCPU 0), by id.
     let madeVCPUs: [VCPU]
 
@@ -33,8 +29,7 @@ protocol MachineOrigin {
     func createsPIT(_ config: VMConfig, kvm: KVMSystem, hostCPUID: [CPUIDEntry]) -> Bool
     /// The command line the guest gets (a restored guest booted with its own long ago).
     func commandLine(_ adapted: String, deviceArguments: [String]) -> String
-    /// The vCPUs, in order, each with the CPUID table it was given; finishes `parts.memorySlots`
-    /// before the first vCPU state that names guest addresses.
+    /// The vCPUs, in order, each with the CPUID table it was given.
     func createVCPUs(_ parts: MachineParts) throws(VMMError) -> [(vcpu: VCPU, cpuid: [CPUIDEntry])]
     /// Device state the guest expects (nothing for a fresh boot).
     func loadDeviceState(legacy: LegacyDevices, virtio: VirtioDevices) throws(VMMError)
@@ -84,11 +79,6 @@ struct FreshBoot: MachineOrigin {
                 try vcpu.setCPUID(table)
                 created.append((vcpu, table))
             }
-        } catch {
-            throw .kvm("vCPU setup: \(error)")
-        }
-        try parts.memorySlots.finish()
-        do {
             for (index, (vcpu, _)) in created.enumerated() {
                 for msr in BootMSRs.initial { try? vcpu.setMSRs([msr]) }  // optional ones may be absent
                 if index == 0 {
@@ -174,11 +164,6 @@ struct SnapshotRestore: MachineOrigin {
                 try vcpu.setCPUID(table)
                 created.append((vcpu, table))
             }
-        } catch {
-            throw .kvm("vCPU setup: \(error)")
-        }
-        try parts.memorySlots.finish()
-        do {
             for (index, (vcpu, _)) in created.enumerated() { try vcpu.restoreState(image.state.vcpus[index]) }
         } catch {
             throw .kvm("vCPU setup: \(error)")
