@@ -40,4 +40,20 @@ struct KVMEventFDTests {
             try vm.unregisterIOEventFD(eventFD: notifiers[0].fd, address: base + 0x50, length: 4, datamatch: 0)
         }
     }
+
+    /// The grace-period request (an ioeventfd registered and removed) works on a VM with its
+    /// irqchip and leaves nothing behind: its probe's address and value can be registered after it.
+    @Test func gracePeriodRequestLeavesNoIOEventFD() throws {
+        let vm = try KVMSystem().createVM()
+        try vm.createIRQChip()
+        try vm.expediteGracePeriods()
+        try vm.expediteGracePeriods()
+        let probe = VirtualMachine.gracePeriodProbe
+        let notifier = try EventFD()
+        try vm.registerIOEventFD(eventFD: notifier.fd, address: probe.address, length: 8, datamatch: probe.value)
+        #expect(throws: KVMError.self) {
+            try vm.expediteGracePeriods()  // its own registration now collides
+        }
+        try vm.unregisterIOEventFD(eventFD: notifier.fd, address: probe.address, length: 8, datamatch: probe.value)
+    }
 }

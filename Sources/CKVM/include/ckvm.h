@@ -5,6 +5,7 @@
 #define CKVM_H
 
 #include <linux/kvm.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <errno.h>
 #include <stdint.h>
@@ -80,6 +81,8 @@ static inline int ckvm_ioeventfd(int fd, int eventfd, uint64_t addr, uint32_t le
             | (deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0);
     return ckvm_result(ioctl(fd, KVM_IOEVENTFD, &e));
 }
+// A close-on-exec eventfd for KVM to hold (an fd, or -errno).
+static inline int ckvm_eventfd(void) { return ckvm_result(eventfd(0, EFD_CLOEXEC)); }
 static inline int ckvm_create_vcpu(int fd, unsigned long id) { return ckvm_result(ioctl(fd, KVM_CREATE_VCPU, id)); }
 static inline int ckvm_get_clock(int fd, struct kvm_clock_data *d) { return ckvm_result(ioctl(fd, KVM_GET_CLOCK, d)); }
 static inline int ckvm_set_clock(int fd, struct kvm_clock_data *d) { return ckvm_result(ioctl(fd, KVM_SET_CLOCK, d)); }

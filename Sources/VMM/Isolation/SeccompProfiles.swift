@@ -22,9 +22,10 @@ extension SeccompMode {
 /// The lists were found by running the test suite (micro-guests, Linux boots, snapshots, the
 /// control socket) under `strace -f` and `--seccomp=log`; see docs/isolation.md.
 public enum SeccompProfiles {
-    /// KVM requests used after the guest starts, by anyone (pause/resume, snapshots, stop diagnostics).
+    /// KVM requests used after the guest starts, by anyone (pause/resume, snapshots, stop diagnostics,
+    /// the main thread's `expediteGracePeriods`).
     static let controlIoctls = [
-        "KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_SET_SREGS", "KVM_SET_VCPU_EVENTS",
+        "KVM_IOEVENTFD", "KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_SET_SREGS", "KVM_SET_VCPU_EVENTS",
         "KVM_IRQ_LINE", "KVM_GET_CLOCK", "KVM_SET_CLOCK", "KVM_GET_FPU", "KVM_GET_XSAVE", "KVM_GET_XCRS",
         "KVM_GET_LAPIC", "KVM_GET_VCPU_EVENTS", "KVM_GET_MP_STATE", "KVM_GET_DEBUGREGS", "KVM_GET_MSRS",
         "KVM_GET_MSR_INDEX_LIST", "KVM_GET_IRQCHIP", "KVM_GET_PIT2", "KVM_GET_TSC_KHZ", "KVM_CHECK_EXTENSION",
