@@ -148,6 +148,12 @@ public final class Machine: Sendable {
             threads.append(thread)
         }
         liveRunners.withLock { $0 = runners }
+        // The grace periods the irqchip's, the PIT's and the ioeventfds' registrations left in
+        // flight: the VM's teardown at exit waits for them. Expedited now, before the guest's
+        // kernel code keeps KVM's SRCU busy, they end ~10 ms sooner. Its thread waits off-CPU.
+        let vm = self.vm
+        let gracePeriods = OSThread(name: "vireo-srcu") { try? vm.expediteGracePeriods() }
+        defer { gracePeriods.join() }
         server?.start()
         console.startRotator()
         devices.serial.startOutputThread { ThreadRole.device("serial").enter(under: isolation) }
@@ -168,10 +174,6 @@ public final class Machine: Sendable {
         }
         if !workersFailed { started?() }  // the control socket listens: a warm-pool VMM may say it is up
         GuestProfiler.shared?.start(kicking: threads)
-        // The irqchip's, the PIT's and the ioeventfds' grace periods are still in flight, and the
-        // VM's teardown at exit waits for them: expedited now, while the guest runs, they end
-        // ~10 ms sooner. This thread has nothing else to do until the vCPUs stop.
-        try? vm.expediteGracePeriods()
         let stuck = waitForVCPUs(threads)
         GuestProfiler.shared?.finish()
         let elapsed = MonotonicClock.now() - start
