@@ -23,7 +23,7 @@ extension SeccompMode {
 /// control socket) under `strace -f` and `--seccomp=log`; see docs/isolation.md.
 public enum SeccompProfiles {
     /// KVM requests used after the guest starts, by anyone (pause/resume, snapshots, stop diagnostics,
-    /// the main thread's `expediteGracePeriods`).
+    /// `vireo-srcu`'s `expediteGracePeriods`).
     static let controlIoctls = [
         "KVM_IOEVENTFD", "KVM_RUN", "KVM_GET_REGS", "KVM_SET_REGS", "KVM_GET_SREGS", "KVM_SET_SREGS", "KVM_SET_VCPU_EVENTS",
         "KVM_IRQ_LINE", "KVM_GET_CLOCK", "KVM_SET_CLOCK", "KVM_GET_FPU", "KVM_GET_XSAVE", "KVM_GET_XCRS",
