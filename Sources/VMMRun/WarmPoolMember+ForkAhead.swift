@@ -131,10 +131,10 @@ extension WarmPoolMember {
         let ready = Array("ready".utf8)
         guard ready.withUnsafeBytes({ send(member, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == ready.count else { _exit(0) }
         VMMMain.runToExit {
-            let (text, fds) = try receive(on: socketFD, what: "the daemon")
+            let (bytes, fds) = try receive(on: socketFD, what: "the daemon")
             let received = PoolMilestones.now()
-            if text.isEmpty && fds.isEmpty { _exit(0) }  // drained: no VM came (the member cleans up)
-            let handed = try HandedVM(text: text, fds: fds)
+            if bytes.isEmpty && fds.isEmpty { _exit(0) }  // drained: no VM came (the member cleans up)
+            let handed = try HandedVM(bytes: bytes, fds: fds)
             guard !handed.directoryPath.isEmpty else { throw UsageError("pool: the daemon sent no VM directory") }
             // The daemon's steps, then this process's.
             let timeline = handed.timeline + [("VMM got the VM", received)]

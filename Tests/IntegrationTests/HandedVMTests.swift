@@ -10,20 +10,20 @@ import Testing
 
     @Test func theSpecIsEverythingAfterItsLine() throws {
         let spec = "{\n  \"version\": 1,\nt fake=5\n  \"x\": \"a\\nb\"\n}"
-        let handed = try WarmPoolMember.HandedVM(text: "vm 1\n/srv/vms/a\nt daemon: routed=12.5\nt daemon: spec made=12.75\nspec\n" + spec, fds: fds)
+        let handed = try WarmPoolMember.HandedVM(bytes: Array(("vm 1\n/srv/vms/a\nt daemon: routed=12.5\nt daemon: spec made=12.75\nspec\n" + spec).utf8), fds: fds)
         #expect(handed.directoryPath == "/srv/vms/a")
         #expect(handed.timeline.map(\.0) == ["daemon: routed", "daemon: spec made"])
         #expect(handed.spec == Array(spec.utf8))
     }
 
     @Test func aHandOffWithoutASpecIsRefused() {
-        #expect(throws: UsageError.self) { try WarmPoolMember.HandedVM(text: "vm 1\n/srv/vms/a\nt daemon: routed=12.5\n", fds: fds) }
+        #expect(throws: UsageError.self) { try WarmPoolMember.HandedVM(bytes: Array("vm 1\n/srv/vms/a\nt daemon: routed=12.5\n".utf8), fds: fds) }
     }
 
     @Test func oddLinesAreLeftOutOrRefused() throws {
-        let handed = try WarmPoolMember.HandedVM(text: "vm 1\n/srv/vms/a\nt =1\nt a;b=2\nt nan=x\nt ok=3\nspec", fds: fds)
+        let handed = try WarmPoolMember.HandedVM(bytes: Array("vm 1\n/srv/vms/a\nt =1\nt a;b=2\nt nan=x\nt ok=3\nspec".utf8), fds: fds)
         #expect(handed.timeline.map(\.0) == ["ok"] && handed.spec == [])
-        #expect(throws: UsageError.self) { try WarmPoolMember.HandedVM(text: "vm 1\nrelative/dir\nspec\n{}", fds: fds) }
+        #expect(throws: UsageError.self) { try WarmPoolMember.HandedVM(bytes: Array("vm 1\nrelative/dir\nspec\n{}".utf8), fds: fds) }
     }
 
     @Test func anInvalidInlineSpecIsOneClearError() {
