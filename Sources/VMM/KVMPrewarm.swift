@@ -10,10 +10,10 @@ import Glibc
 /// child, WarmPoolMember), the KVM VM itself with, given the guest RAM size the daemon expects, its
 /// memory slots over reserved (inaccessible, unbacked) address ranges onto which the snapshot's
 /// memory file is later mapped, its irqchip (no PIT: `restoreState` makes one for a snapshot that
-/// saved one), and its vCPU 0 (CPUID and state come with
-/// the snapshot; KVM_CREATE_VCPU costs a fifth of a millisecond on an emulated host). None of it
-/// depends on the snapshot, and the first `Machine` takes what is there. A KVM VM belongs to the
-/// process that creates it, so `prepareVM` runs in the process that will run the guest.
+/// saved one), and its vCPU 0 (CPUID and state come with the snapshot; KVM_CREATE_VCPU costs a
+/// fifth of a millisecond on an emulated host). None of it depends on the snapshot, and the first
+/// `Machine` takes what is there. A KVM VM belongs to the process that creates it, so `prepareVM`
+/// runs in the process that will run the guest.
 public enum KVMPrewarm {
     private struct Prepared {
         var kvm: KVMSystem
